@@ -1,7 +1,63 @@
 /**
- * @x/gitlab-runner: write custom GitLab runners in TypeScript.
+ * @x/gitlab-runner: write custom GitLab runners in TypeScript, on Deno and Node.
+ *
+ * The library does all the talking to GitLab (asking for jobs, the job log with masking,
+ * state, cancellation, the final update); the application implements one
+ * {@linkcode JobHandler} that says what a job's steps do.
+ *
+ * @example A runner that echoes each job's script into its log
+ * ```ts
+ * import { type JobHandler, outputln, type Phase, RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ *
+ * class Run implements JobHandler {
+ *   async step(script: readonly string[], phase: Phase, _signal: AbortSignal): Promise<void> {
+ *     outputln(`Running script for phase ${phase}`);
+ *     for (const line of script) outputln(`Step: ${line}`);
+ *   }
+ * }
+ *
+ * // Against the in-process GitLab mock here; use your GitLab URL and runner token for real.
+ * const mock = new GitLabMock();
+ * mock.job().script(["make test"]).enqueue();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * const stop = new AbortController();
+ * const done = runner.run(() => new Run(), 16, { signal: stop.signal });
+ * await mock.waitFor(() => mock.jobs[0].state === "success");
+ * stop.abort();
+ * await done;
+ * console.log(mock.jobs[0].logText);
+ * ```
  *
  * @module
  */
 export { type Clock, FakeClock, systemClock } from "./src/clock.ts";
-export { ApiError, RequestError } from "./src/errors.ts";
+export { ApiError, JobFailure, RequestError, ScriptFailure } from "./src/errors.ts";
+export {
+  Client,
+  type ClientOptions,
+  type CallOptions,
+  type DownloadOptions,
+  type JobCallResult,
+  type JobRequestOptions,
+  type JobRequestResult,
+  type JobState,
+  type JobUpdate,
+  type PatchOptions,
+  type PatchResult,
+  type RunnerMetadata,
+  type UpdateResult,
+  type UploadOptions,
+  type VerifyResult,
+} from "./src/api/client.ts";
+export * from "./src/api/payload.ts";
+export { mapFailureReason } from "./src/api/failure_reasons.ts";
+export { RunnerBuilder, VERSION } from "./src/builder.ts";
+export { ALL_FEATURES, LIBRARY_FEATURES, type RunOptions, Runner } from "./src/runner.ts";
+export type { JobOutcome } from "./src/run.ts";
+export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
+export { Job, Variable } from "./src/job.ts";
+export { outputln } from "./src/output.ts";
+export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";

@@ -60,3 +60,56 @@ export class RequestError extends Error {
     this.endpoint = endpoint;
   }
 }
+
+/**
+ * Reject a step with this to fail the job as `script_failure` with the script's exit code
+ * (reported to GitLab, which uses it for `allow_failure: exit_codes`).
+ *
+ * @example
+ * ```ts
+ * import { ScriptFailure } from "@x/gitlab-runner";
+ * const failure = new ScriptFailure(2);
+ * console.log(failure.exitCode, failure.message); // 2 "Script exited with code 2"
+ * ```
+ */
+export class ScriptFailure extends Error {
+  /** The script's exit code. */
+  readonly exitCode: number;
+
+  /** Creates the failure for `exitCode`; `options.cause` keeps the underlying error. */
+  constructor(exitCode: number, options: { message?: string; cause?: unknown } = {}) {
+    super(options.message ?? `Script exited with code ${exitCode}`, { cause: options.cause });
+    this.name = "ScriptFailure";
+    this.exitCode = exitCode;
+  }
+}
+
+/**
+ * Reject a step (or throw from the factory) with this to fail the job with an explicit
+ * failure reason, e.g. `runner_system_failure` when the hardware under test did not boot.
+ * Reasons GitLab does not know are mapped like the official runner does.
+ *
+ * @example
+ * ```ts
+ * import { JobFailure } from "@x/gitlab-runner";
+ * const failure = new JobFailure("runner_system_failure", { message: "Board did not boot" });
+ * console.log(failure.reason); // "runner_system_failure"
+ * ```
+ */
+export class JobFailure extends Error {
+  /** The failure reason to report (a GitLab `failure_reason`). */
+  readonly reason: string;
+  /** Exit code to report, if any. */
+  readonly exitCode?: number;
+
+  /** Creates the failure with `reason`. */
+  constructor(
+    reason: string,
+    options: { message?: string; exitCode?: number; cause?: unknown } = {},
+  ) {
+    super(options.message ?? `Job failed: ${reason}`, { cause: options.cause });
+    this.name = "JobFailure";
+    this.reason = reason;
+    this.exitCode = options.exitCode;
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * `RunnerBuilder`: an immutable builder for {@linkcode Runner}.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "./clock.ts";
+import { apiBaseUrl, Client, type RunnerMetadata } from "./api/client.ts";
+import { DEFAULT_OUTPUT_LIMIT } from "./log/job_log.ts";
+import { ALL_FEATURES, LIBRARY_FEATURES, Runner } from "./runner.ts";
+import { generateSystemId } from "./system_id.ts";
+
+/** The library's version, sent in `info.version` unless the application sets its own. */
+export const VERSION = "0.1.0";
+
+interface BuilderState {
+  server: string;
+  token: string;
+  buildDir: string;
+  systemId?: string;
+  name?: string;
+  version?: string;
+  revision?: string;
+  platform?: string;
+  architecture?: string;
+  executor?: string;
+  shell?: string;
+  fetch?: typeof fetch;
+  clock?: Clock;
+  random?: () => number;
+  features: readonly string[];
+  outputLimit: number;
+  checkIntervalMs: number;
+  updateIntervalMs: number;
+  keepAliveMs: number;
+  abortGraceMs: number;
+  unhealthyRequestsLimit: number;
+  unhealthyIntervalMs: number;
+  machineIdPath: string;
+}
+
+function truncate(value: string | undefined, max: number): string | undefined {
+  if (value === undefined) return undefined;
+  // Cut by code point, never inside a surrogate pair.
+  const chars = [...value];
+  return chars.length > max ? chars.slice(0, max).join("") : value;
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${name} must be a positive number, got ${value}`);
+  }
+  return value;
+}
+
+function nodePlatform(): { platform?: string; architecture?: string } {
+  const deno = (globalThis as { Deno?: { build?: { os?: string; arch?: string } } }).Deno;
+  const os = deno?.build?.os ??
+    (globalThis as { process?: { platform?: string } }).process?.platform;
+  const arch = deno?.build?.arch ?? (globalThis as { process?: { arch?: string } }).process?.arch;
+  const goArch: Record<string, string> = { x86_64: "amd64", x64: "amd64", aarch64: "arm64" };
+  return {
+    platform: os === "win32" ? "windows" : os,
+    architecture: arch ? goArch[arch] ?? arch : undefined,
+  };
+}
+
+/**
+ * Builds a {@linkcode Runner}. Immutable: every setter returns a new builder, so a base
+ * builder can be shared.
+ *
+ * @example
+ * ```ts
+ * import { RunnerBuilder } from "@x/gitlab-runner";
+ * const builder = new RunnerBuilder("https://gitlab.example.com", "glrt-example", "/tmp/builds")
+ *   .version("1.2.3")
+ *   .features(["refspecs"])
+ *   .outputLimit(16 * 1024 * 1024);
+ * const runner = await builder.systemId("s_0123456789ab").build();
+ * console.log(runner.systemId, runner.features.refspecs); // "s_0123456789ab" true
+ * ```
+ */
+export class RunnerBuilder {
+  #state: Readonly<BuilderState>;
+
+  /**
+   * Starts a builder for the GitLab at `server`, with the runner authentication token
+   * (`glrt-…`) and the directory under which each job gets `<buildDir>/<job id>`.
+   */
+  constructor(server: string | URL, token: string, buildDir: string) {
+    apiBaseUrl(server); // validates
+    if (!token) throw new TypeError("The runner token must not be empty");
+    if (!buildDir) throw new TypeError("The build directory must not be empty");
+    this.#state = {
+      server: String(server),
+      token,
+      buildDir,
+      features: [],
+      outputLimit: DEFAULT_OUTPUT_LIMIT,
+      checkIntervalMs: 3_000,
+      updateIntervalMs: 3_000,
+      keepAliveMs: 30_000,
+      abortGraceMs: 30_000,
+      unhealthyRequestsLimit: 3,
+      unhealthyIntervalMs: 60 * 60_000,
+      machineIdPath: "/etc/machine-id",
+    };
+  }
+
+  #with(patch: Partial<BuilderState>): RunnerBuilder {
+    const next = new RunnerBuilder(this.#state.server, this.#state.token, this.#state.buildDir);
+    next.#state = { ...this.#state, ...patch };
+    return next;
+  }
+
+  /** The system id to send (at most 64 characters). Default: made like the official runner. */
+  systemId(value: string): RunnerBuilder {
+    return this.#with({ systemId: value });
+  }
+
+  /** `info.name` (at most 255 characters). */
+  name(value: string): RunnerBuilder {
+    return this.#with({ name: value });
+  }
+
+  /** `info.version` (at most 2048 characters). Default: this library's version. */
+  version(value: string): RunnerBuilder {
+    return this.#with({ version: value });
+  }
+
+  /** `info.revision` (at most 255 characters). */
+  revision(value: string): RunnerBuilder {
+    return this.#with({ revision: value });
+  }
+
+  /** `info.platform` (at most 255 characters). Default: this machine's OS. */
+  platform(value: string): RunnerBuilder {
+    return this.#with({ platform: value });
+  }
+
+  /** `info.architecture` (at most 255 characters). Default: this machine's CPU. */
+  architecture(value: string): RunnerBuilder {
+    return this.#with({ architecture: value });
+  }
+
+  /** `info.executor` (at most 255 characters). Default `custom`. */
+  executor(value: string): RunnerBuilder {
+    return this.#with({ executor: value });
+  }
+
+  /** `info.shell` (at most 255 characters). */
+  shell(value: string): RunnerBuilder {
+    return this.#with({ shell: value });
+  }
+
+  /** The `fetch` for every request (proxies, custom TLS, the in-process mock). */
+  fetch(value: typeof fetch): RunnerBuilder {
+    return this.#with({ fetch: value });
+  }
+
+  /** The clock (tests use `FakeClock`). */
+  clock(value: Clock): RunnerBuilder {
+    return this.#with({ clock: value });
+  }
+
+  /** The random source for backoff jitter (tests make it deterministic). */
+  random(value: () => number): RunnerBuilder {
+    return this.#with({ random: value });
+  }
+
+  /**
+   * Extra features to announce, for what the application's handler implements (e.g.
+   * `refspecs` when it fetches the job's refspecs, `image`, `services`). Unknown names are
+   * rejected.
+   */
+  features(names: readonly string[]): RunnerBuilder {
+    for (const n of names) {
+      if (!ALL_FEATURES.includes(n)) throw new TypeError(`Unknown runner feature: ${n}`);
+      if (n === "two_phase_job_commit") {
+        throw new TypeError("two_phase_job_commit is not implemented by this library");
+      }
+    }
+    return this.#with({ features: [...this.#state.features, ...names] });
+  }
+
+  /** The job log limit in bytes (default 4 MiB). */
+  outputLimit(bytes: number): RunnerBuilder {
+    return this.#with({ outputLimit: positive("outputLimit", bytes) });
+  }
+
+  /** Wait between job requests when GitLab has none, in milliseconds (default 3000). */
+  checkInterval(ms: number): RunnerBuilder {
+    return this.#with({ checkIntervalMs: positive("checkInterval", ms) });
+  }
+
+  /** The log update interval at job start, in milliseconds (default 3000). */
+  updateInterval(ms: number): RunnerBuilder {
+    return this.#with({ updateIntervalMs: positive("updateInterval", ms) });
+  }
+
+  /** Keep-alive after this long without a successful contact, in milliseconds (default 30 s). */
+  keepAliveInterval(ms: number): RunnerBuilder {
+    return this.#with({ keepAliveMs: positive("keepAliveInterval", ms) });
+  }
+
+  /** How long an aborted step may take to settle before the job moves on (default 30 s). */
+  abortGrace(ms: number): RunnerBuilder {
+    return this.#with({ abortGraceMs: positive("abortGrace", ms) });
+  }
+
+  /** Pause after this many 403s in a row for `intervalMs` (default 3 and 1 hour). */
+  unhealthy(limit: number, intervalMs: number): RunnerBuilder {
+    return this.#with({
+      unhealthyRequestsLimit: positive("unhealthy limit", limit),
+      unhealthyIntervalMs: positive("unhealthy interval", intervalMs),
+    });
+  }
+
+  /** Where the machine id is read from for the system id (default `/etc/machine-id`). */
+  machineIdPath(path: string): RunnerBuilder {
+    return this.#with({ machineIdPath: path });
+  }
+
+  /** Makes the runner (generates the system id if none was set). */
+  async build(): Promise<Runner> {
+    const s = this.#state;
+    const clock = s.clock ?? systemClock;
+    const random = s.random ?? Math.random;
+    const systemId = truncate(s.systemId ?? await generateSystemId(s.machineIdPath), 64)!;
+    const announced = new Set([...LIBRARY_FEATURES, ...s.features]);
+    const features: Record<string, boolean> = {};
+    for (const f of ALL_FEATURES) features[f] = announced.has(f);
+    const detected = nodePlatform();
+    const version = truncate(s.version ?? VERSION, 2048);
+    const info: RunnerMetadata = {
+      name: truncate(s.name, 255),
+      version,
+      revision: truncate(s.revision, 255),
+      platform: truncate(s.platform ?? detected.platform, 255),
+      architecture: truncate(s.architecture ?? detected.architecture, 255),
+      executor: truncate(s.executor ?? "custom", 255),
+      shell: truncate(s.shell, 255),
+      features,
+      config: { gpus: "" },
+    };
+    const client = new Client(s.server, {
+      fetch: s.fetch,
+      clock,
+      random,
+      userAgent: `@x/gitlab-runner ${VERSION} (${detected.platform ?? "unknown"}/${
+        detected.architecture ?? "unknown"
+      })`,
+    });
+    return new Runner({
+      client,
+      token: s.token,
+      systemId,
+      info,
+      features,
+      clock,
+      random,
+      buildDir: s.buildDir,
+      outputLimit: s.outputLimit,
+      checkIntervalMs: s.checkIntervalMs,
+      updateIntervalMs: s.updateIntervalMs,
+      keepAliveMs: s.keepAliveMs,
+      abortGraceMs: s.abortGraceMs,
+      unhealthyRequestsLimit: s.unhealthyRequestsLimit,
+      unhealthyIntervalMs: s.unhealthyIntervalMs,
+      version: VERSION,
+    });
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What a runner application implements: a {@linkcode JobHandler} per job, made by a
+ * {@linkcode JobFactory}.
+ *
+ * @module
+ */
+
+import type { Job } from "./job.ts";
+
+/**
+ * The step a script belongs to: `script` (before_script + script), `after_script`, `release`,
+ * or another step name GitLab sends.
+ */
+export type Phase = "script" | "after_script" | "release" | (string & Record<never, never>);
+
+/**
+ * Says what a job's steps do. One handler is made per job by the {@linkcode JobFactory}.
+ *
+ * @example A handler that echoes the script into the job log
+ * ```ts
+ * import { type JobHandler, outputln, type Phase } from "@x/gitlab-runner";
+ * class Echo implements JobHandler {
+ *   async step(script: readonly string[], phase: Phase, signal: AbortSignal): Promise<void> {
+ *     for (const line of script) {
+ *       signal.throwIfAborted();
+ *       outputln(`${phase}: ${line}`);
+ *     }
+ *   }
+ * }
+ * ```
+ */
+export interface JobHandler {
+  /**
+   * Runs one step's script lines. Resolve for success; reject for failure (with a
+   * `ScriptFailure` to report an exit code, or a `JobFailure` for another reason). The
+   * signal aborts on cancel, timeout or runner shutdown: stop the work and settle soon.
+   */
+  step(script: readonly string[], phase: Phase, signal: AbortSignal): Promise<void>;
+  /**
+   * Always called last, after success, failure, cancel or timeout, before the build directory
+   * is removed.
+   */
+  cleanup?(): Promise<void> | void;
+}
+
+/**
+ * Makes the handler for a job; called once the build directory exists. A throwing factory
+ * fails the job as `runner_system_failure`.
+ */
+export type JobFactory = (job: Job) => JobHandler | Promise<JobHandler>;

@@ -1,0 +1,143 @@
+/**
+ * What a handler sees of a job: its id, build directory, variables, payload and log.
+ *
+ * @module
+ */
+
+import type { JobPayload, JobVariable } from "./api/payload.ts";
+import type { JobLog } from "./log/job_log.ts";
+
+/**
+ * A job variable. A masked variable prints as `[MASKED]` (in template strings, `String()`,
+ * `JSON.stringify` and `console.log`), so it does not leak by accident; read `value` to use it.
+ *
+ * @example
+ * ```ts
+ * import { Variable } from "@x/gitlab-runner";
+ * const v = new Variable({ key: "TOKEN", value: "s3cr3t-value", masked: true, public: false, file: false, raw: false });
+ * console.log(`${v}`, v.value); // "[MASKED]" "s3cr3t-value"
+ * ```
+ */
+export class Variable {
+  /** The variable name. */
+  readonly key: string;
+  /** The value (`null` from GitLab becomes ""). */
+  readonly value: string;
+  /** Masked in job logs. */
+  readonly masked: boolean;
+  /** Public (not a secret). */
+  readonly public: boolean;
+  /** A file variable: the value is a file's content. */
+  readonly file: boolean;
+  /** Not to be expanded. */
+  readonly raw: boolean;
+
+  /** Wraps a variable of the payload. */
+  constructor(variable: JobVariable) {
+    this.key = variable.key;
+    this.value = variable.value;
+    this.masked = variable.masked;
+    this.public = variable.public;
+    this.file = variable.file;
+    this.raw = variable.raw;
+  }
+
+  /** The value, or `[MASKED]` for a masked variable. */
+  toString(): string {
+    return this.masked ? "[MASKED]" : this.value;
+  }
+
+  /** The JSON form, with `[MASKED]` as the value of a masked variable. */
+  toJSON(): Record<string, unknown> {
+    return {
+      key: this.key,
+      value: this.toString(),
+      masked: this.masked,
+      public: this.public,
+      file: this.file,
+      raw: this.raw,
+    };
+  }
+
+  /** What `console.log` and Node's `util.inspect` show. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return `Variable(${this.key}=${this.toString()})`;
+  }
+
+  /** What Node's `util.inspect` shows. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `Variable(${this.key}=${this.toString()})`;
+  }
+}
+
+/** Options of the {@linkcode Job} constructor (made by the runner, not by applications). */
+export interface JobOptions {
+  /** The parsed payload. */
+  payload: JobPayload;
+  /** The job's build directory. */
+  buildDir: string;
+  /** The job's log. */
+  log: JobLog;
+}
+
+/**
+ * A job GitLab handed to this runner, as the factory and handler see it.
+ *
+ * @example Read a variable in a factory
+ * ```ts
+ * import type { Job, JobHandler } from "@x/gitlab-runner";
+ * function factory(job: Job): JobHandler {
+ *   const board = job.variable("BOARD")?.value ?? "default";
+ *   return { step: async () => job.trace(`using board ${board}\n`) };
+ * }
+ * ```
+ */
+export class Job {
+  #payload: JobPayload;
+  #buildDir: string;
+  #log: JobLog;
+  #variables: Map<string, Variable>;
+
+  /** Made by the runner. */
+  constructor(options: JobOptions) {
+    this.#payload = options.payload;
+    this.#buildDir = options.buildDir;
+    this.#log = options.log;
+    this.#variables = new Map(options.payload.variables.map((v) => [v.key, new Variable(v)]));
+  }
+
+  /** The job id. */
+  get id(): number {
+    return this.#payload.id;
+  }
+
+  /** The job's build directory (`<build dir>/<job id>`), created before the factory runs. */
+  get buildDir(): string {
+    return this.#buildDir;
+  }
+
+  /** The whole parsed payload: job_info, git_info, runner_info, image, services, cache, … */
+  get payload(): JobPayload {
+    return this.#payload;
+  }
+
+  /** All variables (duplicates resolved: the last one wins). */
+  get variables(): Variable[] {
+    return [...this.#variables.values()];
+  }
+
+  /** One variable by name. */
+  variable(key: string): Variable | undefined {
+    return this.#variables.get(key);
+  }
+
+  /** Appends raw bytes or text to the job log (masked and limited like all output). */
+  trace(data: Uint8Array | string): void {
+    this.#log.write(data);
+  }
+
+  /** A stream into the job log, with backpressure. */
+  get log(): WritableStream<Uint8Array> {
+    return this.#log.writable;
+  }
+}

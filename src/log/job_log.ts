@@ -1,0 +1,383 @@
+/**
+ * One job's log on its way to GitLab: masked, limited, held until GitLab has it, sent in
+ * patches of at most 1 MiB once per update interval, resynchronised on 416, retried with its
+ * bytes kept, kept alive with checksum and size, and finished with the final state (PROTOCOL
+ * §3.5, §3.6; CONFORMANCE C4, C5.1).
+ *
+ * @module
+ */
+
+import type { Clock } from "../clock.ts";
+import type { Client, JobCallResult, JobState, RunnerMetadata } from "../api/client.ts";
+import { backoffMs } from "../api/retry.ts";
+import { Crc32 } from "./crc32.ts";
+import { Masker, type MaskerOptions } from "./masker.ts";
+
+/** Default output limit: 4 MiB, like the official runner. */
+export const DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024;
+/** Largest PATCH body (PROTOCOL §10). */
+export const PATCH_LIMIT = 1024 * 1024;
+const INITIAL_INTERVAL_MS = 3_000;
+const KEEP_ALIVE_MS = 30_000;
+const FINAL_ATTEMPTS = 10;
+const MAX_ACCEPTED_REPEATS = 200;
+
+const encoder = new TextEncoder();
+
+/** Options of {@linkcode JobLog}. */
+export interface JobLogOptions {
+  /** The API client. */
+  client: Client;
+  /** The job id. */
+  jobId: number;
+  /** The job token. */
+  token: string;
+  /** Where waits happen. */
+  clock: Clock;
+  /** What to mask. */
+  masking?: MaskerOptions;
+  /** Bytes kept at most (after masking); the rest is dropped with GitLab's notice. */
+  outputLimit?: number;
+  /** The update interval at start in milliseconds (default 3 s). */
+  updateIntervalMs?: number;
+  /** Keep-alive after this long without a successful contact (default 30 s). */
+  keepAliveMs?: number;
+  /** The runner's `info`, sent with each PUT. */
+  info?: RunnerMetadata;
+  /** Random source for retry jitter. */
+  random?: () => number;
+  /** Called once when GitLab says the job must stop (cancel, failure elsewhere, 403). */
+  onAbort?: (result: JobCallResult) => void;
+  /** Called once when GitLab asks for a graceful cancel (`Job-Status: canceling`). */
+  onCancelRequested?: () => void;
+  /** Called for diagnostics (never with tokens or log contents). */
+  onDiagnostic?: (message: string, properties?: Record<string, unknown>) => void;
+}
+
+/** The final state to report. */
+export interface FinalState {
+  /** `success` or `failed`. */
+  state: Exclude<JobState, "running">;
+  /** Failure reason (mapped). */
+  failureReason?: string;
+  /** Script exit code. */
+  exitCode?: number;
+}
+
+/** How the final update ended. */
+export interface FinalResult {
+  /** `done`: GitLab took the final state; `aborted`: the job had been stopped by GitLab; `failed`: it could not be delivered. */
+  outcome: "done" | "aborted" | "failed";
+  /** The last `Job-Status` GitLab reported. */
+  jobStatus?: string;
+}
+
+/**
+ * A job's log: `write()` bytes in; a pump sends them to GitLab.
+ */
+export class JobLog {
+  #o: JobLogOptions;
+  #masker: Masker;
+  #crc = new Crc32();
+  #buf = new Uint8Array(64 * 1024);
+  #size = 0;
+  #sent = 0;
+  #limit: number;
+  #limited = false;
+  #intervalMs: number;
+  #keepAliveMs: number;
+  #lastContact: number;
+  #stopping = false;
+  #aborted: JobCallResult | undefined;
+  #cancelRequested = false;
+  #wake = new AbortController();
+  #loop: Promise<void> | undefined;
+  #drainWaiters: (() => void)[] = [];
+  #highWater: number;
+  #patches = 0;
+
+  /** Creates the log; call {@linkcode JobLog.start} to begin sending. */
+  constructor(options: JobLogOptions) {
+    this.#o = options;
+    this.#masker = new Masker(options.masking);
+    this.#limit = options.outputLimit ?? DEFAULT_OUTPUT_LIMIT;
+    this.#intervalMs = options.updateIntervalMs ?? INITIAL_INTERVAL_MS;
+    this.#keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS;
+    this.#lastContact = options.clock.now();
+    this.#highWater = Math.max(PATCH_LIMIT, Math.min(this.#limit, 8 * PATCH_LIMIT));
+  }
+
+  /** Bytes stored so far (after masking and the limit). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Bytes GitLab has acknowledged. */
+  get sentOffset(): number {
+    return this.#sent;
+  }
+
+  /** Accepted PATCH requests so far. */
+  get patches(): number {
+    return this.#patches;
+  }
+
+  /** The current update interval in milliseconds. */
+  get updateIntervalMs(): number {
+    return this.#intervalMs;
+  }
+
+  /** `crc32:%08x` of the stored bytes. */
+  get checksum(): string {
+    return `crc32:${this.#crc.hex()}`;
+  }
+
+  /** Whether GitLab stopped the job. */
+  get aborted(): boolean {
+    return this.#aborted !== undefined;
+  }
+
+  /** The stored log bytes (a copy). */
+  bytes(): Uint8Array {
+    return this.#buf.slice(0, this.#size);
+  }
+
+  /** Appends bytes (or text) to the log: masked, then cut at the output limit. */
+  write(data: Uint8Array | string): void {
+    if (this.#stopping) return;
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    if (bytes.byteLength === 0) return;
+    this.#store(this.#masker.write(bytes));
+    if (this.#size - this.#sent > this.#highWater) this.#wakeUp();
+  }
+
+  /**
+   * A stream for the log with backpressure: a write waits while more than the high-water mark
+   * of bytes is waiting to be sent (the pump is woken to send them at once). Each read of
+   * this property makes a new stream over the same log.
+   */
+  get writable(): WritableStream<Uint8Array> {
+    return new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        this.write(chunk);
+        while (
+          this.#size - this.#sent > this.#highWater && !this.#stopping && !this.#aborted
+        ) {
+          await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+        }
+      },
+    });
+  }
+
+  /** Starts the pump: one round of patches per update interval, and keep-alives. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /**
+   * Stops the pump, sends the rest of the log and then the final state, repeating on 202 and
+   * retrying failures (up to 10 attempts with backoff). Skips it all if GitLab stopped the job.
+   */
+  async finish(final: FinalState): Promise<FinalResult> {
+    this.#stopping = true;
+    this.#wakeUp();
+    await this.#loop;
+    this.#store(this.#masker.flush());
+    this.#releaseWriters();
+    if (this.#aborted) return { outcome: "aborted", jobStatus: this.#aborted.jobStatus };
+    let accepted = 0;
+    for (let attempt = 0; attempt < FINAL_ATTEMPTS;) {
+      const flushed = await this.#sendPending(true);
+      const aborted = this.#aborted as JobCallResult | undefined;
+      if (aborted) return { outcome: "aborted", jobStatus: aborted.jobStatus };
+      if (!flushed) {
+        await this.#o.clock.sleep(this.#finalBackoff(attempt++));
+        continue;
+      }
+      try {
+        const result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
+          state: final.state,
+          failureReason: final.failureReason,
+          exitCode: final.exitCode,
+          output: { checksum: this.checksum, bytesize: this.#size },
+          info: this.#o.info,
+        });
+        this.#adoptInterval(result.updateInterval);
+        if (result.outcome === "ok") return { outcome: "done", jobStatus: result.jobStatus };
+        if (result.outcome === "abort") {
+          // 200 + Job-Status: failed after a final "failed" is GitLab confirming it (§3.5.1).
+          const confirmed = result.status < 300 && result.jobStatus === final.state;
+          return { outcome: confirmed ? "done" : "aborted", jobStatus: result.jobStatus };
+        }
+        if (result.outcome === "reset") {
+          this.#sent = 0;
+          continue;
+        }
+        // 202: GitLab is still persisting the log; repeat after its backoff.
+        if (++accepted > MAX_ACCEPTED_REPEATS) break;
+        await this.#o.clock.sleep(
+          (result.updateInterval ?? this.#intervalMs / 1000) * 1000,
+        );
+      } catch (error) {
+        this.#diag("Final update failed, will retry", { error: String(error) });
+        await this.#o.clock.sleep(this.#finalBackoff(attempt++));
+      }
+    }
+    return { outcome: "failed" };
+  }
+
+  /** Stops the pump without a final update (after GitLab cancelled the job). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wakeUp();
+    await this.#loop;
+    this.#releaseWriters();
+  }
+
+  #finalBackoff(attempt: number): number {
+    return backoffMs(attempt, { min: 1000, max: 60_000, random: this.#o.random });
+  }
+
+  #store(bytes: Uint8Array): void {
+    if (bytes.byteLength === 0 || this.#limited) return;
+    const room = this.#limit - this.#size;
+    if (bytes.byteLength <= room) {
+      this.#append(bytes);
+      return;
+    }
+    this.#append(bytes.subarray(0, utf8Boundary(bytes, Math.max(0, room))));
+    this.#limited = true;
+    this.#append(encoder.encode(
+      `\n\x1b[33;1mJob's log exceeded limit of ${this.#limit} bytes.\n` +
+        `Job execution will continue but no more output will be collected.\x1b[0;m\n`,
+    ));
+  }
+
+  #append(bytes: Uint8Array): void {
+    if (bytes.byteLength === 0) return;
+    const need = this.#size + bytes.byteLength;
+    if (need > this.#buf.byteLength) {
+      let cap = this.#buf.byteLength * 2;
+      while (cap < need) cap *= 2;
+      const next = new Uint8Array(cap);
+      next.set(this.#buf.subarray(0, this.#size));
+      this.#buf = next;
+    }
+    this.#buf.set(bytes, this.#size);
+    this.#size = need;
+    this.#crc.update(bytes);
+  }
+
+  #wakeUp(): void {
+    this.#wake.abort();
+  }
+
+  #releaseWriters(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping && !this.#aborted) {
+      if (this.#wake.signal.aborted) this.#wake = new AbortController();
+      try {
+        await this.#o.clock.sleep(this.#intervalMs, this.#wake.signal);
+      } catch {
+        // woken early: backpressure or finish
+      }
+      if (this.#stopping || this.#aborted) break;
+      await this.#sendPending(false);
+      if (this.#aborted) break;
+      if (this.#o.clock.now() - this.#lastContact >= this.#keepAliveMs) await this.#keepAlive();
+    }
+    this.#releaseWriters();
+  }
+
+  async #keepAlive(): Promise<void> {
+    try {
+      const result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
+        state: "running",
+        output: { checksum: this.checksum, bytesize: this.#size },
+        info: this.#o.info,
+      });
+      this.#react(result);
+      if (!result.abort) this.#lastContact = this.#o.clock.now();
+    } catch (error) {
+      this.#diag("Keep-alive failed", { error: String(error) });
+    }
+  }
+
+  /** Sends everything not yet acknowledged. Returns true when all of it was taken. */
+  async #sendPending(final: boolean): Promise<boolean> {
+    let resyncs = 0;
+    while (this.#sent < this.#size) {
+      const end = Math.min(this.#size, this.#sent + PATCH_LIMIT);
+      const offset = this.#sent;
+      const data = this.#buf.slice(offset, end);
+      let result;
+      try {
+        result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, { offset, data });
+      } catch (error) {
+        this.#diag("Sending the job log failed, will retry", { error: String(error), offset });
+        return false;
+      }
+      this.#react(result);
+      if (result.abort) return false;
+      if (result.outcome === "accepted") {
+        this.#patches++;
+        this.#lastContact = this.#o.clock.now();
+        const server = result.serverOffset ?? end;
+        this.#sent = server >= offset && server <= this.#size ? Math.max(server, end) : end;
+        if (this.#sent > this.#size) this.#sent = this.#size;
+        if (this.#size - this.#sent <= this.#highWater / 2) this.#releaseWriters();
+        continue;
+      }
+      if (result.outcome === "range") {
+        const server = result.serverOffset;
+        if (server === undefined || server > this.#size || ++resyncs > 3) {
+          this.#diag("GitLab's log offset cannot be matched, will retry", {
+            server,
+            size: this.#size,
+          });
+          return false;
+        }
+        this.#sent = server;
+        if (final && resyncs > 1) await this.#o.clock.sleep(this.#intervalMs);
+        continue;
+      }
+      // 404: the job is not found; retried next tick (the final flush gives up on it).
+      return final;
+    }
+    return true;
+  }
+
+  #react(result: JobCallResult): void {
+    this.#adoptInterval(result.updateInterval);
+    if (result.cancelRequested && !this.#cancelRequested) {
+      this.#cancelRequested = true;
+      this.#o.onCancelRequested?.();
+    }
+    if (result.abort && !this.#aborted) {
+      this.#aborted = result;
+      this.#releaseWriters();
+      this.#o.onAbort?.(result);
+    }
+  }
+
+  #adoptInterval(seconds: number | undefined): void {
+    if (seconds !== undefined && seconds > 0) this.#intervalMs = seconds * 1000;
+  }
+
+  #diag(message: string, properties?: Record<string, unknown>): void {
+    this.#o.onDiagnostic?.(message, { jobId: this.#o.jobId, ...properties });
+  }
+}
+
+/** The largest index ≤ `at` that does not split a UTF-8 character. */
+function utf8Boundary(bytes: Uint8Array, at: number): number {
+  if (at >= bytes.byteLength) return bytes.byteLength;
+  let i = at;
+  while (i > 0 && i > at - 4 && (bytes[i] & 0xc0) === 0x80) i--;
+  return i;
+}

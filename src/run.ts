@@ -1,0 +1,381 @@
+/**
+ * One job's life: build directory, factory, steps with their `when` and timeouts, cancel,
+ * cleanup, the log pump and the final update (CONFORMANCE C2.2, C3, C5).
+ *
+ * @module
+ */
+
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "./clock.ts";
+import type { Client, RunnerMetadata } from "./api/client.ts";
+import { mapFailureReason } from "./api/failure_reasons.ts";
+import type { JobStep, ParseResult } from "./api/payload.ts";
+import { JobFailure, ScriptFailure } from "./errors.ts";
+import type { JobFactory, JobHandler } from "./handler.ts";
+import { Job } from "./job.ts";
+import { type FinalState, JobLog } from "./log/job_log.ts";
+import { withJobLog } from "./output.ts";
+
+/** What the runner gives each job run. */
+export interface RunContext {
+  client: Client;
+  clock: Clock;
+  random: () => number;
+  info: RunnerMetadata;
+  features: Record<string, boolean>;
+  buildDir: string;
+  outputLimit: number;
+  updateIntervalMs: number;
+  keepAliveMs: number;
+  abortGraceMs: number;
+  factory: JobFactory;
+  /** Aborts when the runner is stopped hard: running jobs are failed. */
+  hardStop: AbortSignal;
+  logger: Logger;
+  version: string;
+  systemId: string;
+}
+
+/** How a job ended, for the runner's bookkeeping and tests. */
+export interface JobOutcome {
+  /** The job id (0 when the payload had none). */
+  id: number;
+  /** The state reported, or `aborted` when GitLab stopped the job, or `lost` when the final update could not be delivered. */
+  state: "success" | "failed" | "aborted" | "lost";
+  /** The failure reason reported. */
+  failureReason?: string;
+  /** The exit code reported. */
+  exitCode?: number;
+}
+
+interface Failure {
+  reason: string;
+  exitCode?: number;
+  message: string;
+}
+
+const GREEN = "\x1b[32;1m";
+const RED = "\x1b[31;1m";
+const YELLOW = "\x1b[33;1m";
+const RESET = "\x1b[0;m";
+
+class StopReason extends Error {
+  constructor(readonly kind: "canceled" | "timeout" | "graceful" | "runner-stop", message: string) {
+    super(message);
+    this.name = "AbortError";
+  }
+}
+
+function shouldRun(when: string, failed: boolean): boolean {
+  if (when === "always") return true;
+  if (when === "on_failure") return failed;
+  return !failed;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function classify(error: unknown): Failure {
+  if (error instanceof StopReason && error.kind === "timeout") {
+    return { reason: "job_execution_timeout", message: error.message };
+  }
+  if (error instanceof JobFailure) {
+    return { reason: error.reason, exitCode: error.exitCode, message: error.message };
+  }
+  if (error instanceof ScriptFailure) {
+    return {
+      reason: "script_failure",
+      exitCode: error.exitCode,
+      message: `exit code ${error.exitCode}`,
+    };
+  }
+  return { reason: "script_failure", message: describe(error) };
+}
+
+function stageName(step: JobStep): string {
+  return step.name === "script" ? "step_script" : step.name;
+}
+
+/** Runs one job to its end. Never throws. */
+export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobOutcome> {
+  try {
+    if (!parsed.ok) return await failUnparsed(ctx, parsed);
+    return await runParsed(ctx, parsed.payload);
+  } catch (error) {
+    ctx.logger.error("Unexpected error while running a job: {error}", { error: describe(error) });
+    return { id: parsed.ok ? parsed.payload.id : parsed.id ?? 0, state: "lost" };
+  }
+}
+
+async function failUnparsed(
+  ctx: RunContext,
+  parsed: Extract<ParseResult, { ok: false }>,
+): Promise<JobOutcome> {
+  ctx.logger.error("GitLab sent a job payload that cannot be read: {error}", {
+    jobId: parsed.id,
+    error: parsed.error,
+  });
+  if (parsed.id === undefined || parsed.token === undefined) {
+    return { id: parsed.id ?? 0, state: "lost" };
+  }
+  const log = new JobLog({
+    client: ctx.client,
+    jobId: parsed.id,
+    token: parsed.token,
+    clock: ctx.clock,
+    masking: { secrets: [parsed.token] },
+    info: ctx.info,
+    random: ctx.random,
+  });
+  log.write(
+    `${RED}ERROR: Job failed (system failure): the job payload could not be read: ${parsed.error}${RESET}\n`,
+  );
+  const result = await log.finish({ state: "failed", failureReason: "runner_system_failure" });
+  return {
+    id: parsed.id,
+    state: result.outcome === "done" ? "failed" : result.outcome === "aborted" ? "aborted" : "lost",
+    failureReason: "runner_system_failure",
+  };
+}
+
+async function runParsed(
+  ctx: RunContext,
+  payload: Extract<ParseResult, { ok: true }>["payload"],
+): Promise<JobOutcome> {
+  const id = payload.id;
+  const logger = ctx.logger.with({ jobId: id });
+  const mainCtl = new AbortController();
+  const afterCtl = new AbortController();
+  let gitlabAbort = false;
+  let graceful = false;
+  let timedOut = false;
+  let runnerStopped = false;
+
+  const secrets = payload.variables.filter((v) => v.masked && v.value).map((v) => v.value);
+  secrets.push(payload.token);
+  const log = new JobLog({
+    client: ctx.client,
+    jobId: id,
+    token: payload.token,
+    clock: ctx.clock,
+    masking: { secrets, tokenPrefixes: payload.features.tokenMaskPrefixes },
+    outputLimit: ctx.outputLimit,
+    updateIntervalMs: ctx.updateIntervalMs,
+    keepAliveMs: ctx.keepAliveMs,
+    info: ctx.info,
+    random: ctx.random,
+    onAbort: (result) => {
+      gitlabAbort = true;
+      logger.info("GitLab stopped job {jobId} (status {status}, Job-Status {jobStatus})", {
+        status: result.status,
+        jobStatus: result.jobStatus ?? "none",
+      });
+      const reason = new StopReason("canceled", "The job was canceled by GitLab");
+      mainCtl.abort(reason);
+      afterCtl.abort(reason);
+    },
+    onCancelRequested: () => {
+      if (!ctx.features.cancel_gracefully || graceful) return;
+      graceful = true;
+      logger.info("GitLab asked to cancel job {jobId} gracefully");
+      log.write(`${YELLOW}Job is being canceled${RESET}\n`);
+      mainCtl.abort(new StopReason("graceful", "The job is being canceled"));
+    },
+    onDiagnostic: (message, properties) => logger.warn(message, properties),
+  });
+  log.start();
+
+  const onHardStop = () => {
+    runnerStopped = true;
+    const reason = new StopReason("runner-stop", "The runner is shutting down");
+    mainCtl.abort(reason);
+    afterCtl.abort(reason);
+  };
+  if (ctx.hardStop.aborted) onHardStop();
+  else ctx.hardStop.addEventListener("abort", onHardStop, { once: true });
+
+  const timeoutS = payload.runnerInfo.timeout ?? 0;
+  const timerStop = new AbortController();
+  if (timeoutS > 0) {
+    ctx.clock.sleep(timeoutS * 1000, timerStop.signal).then(() => {
+      timedOut = true;
+      mainCtl.abort(
+        new StopReason("timeout", `execution took longer than ${timeoutS} seconds`),
+      );
+    }, () => {});
+  }
+
+  const buildDir = join(ctx.buildDir, String(id));
+  let failure: Failure | undefined;
+  let handler: JobHandler | undefined;
+  let madeDir = false;
+
+  await withJobLog(log, async () => {
+    log.write(
+      `Running with @x/gitlab-runner ${ctx.version}\n  on ${
+        ctx.info.name ?? "runner"
+      } ${ctx.systemId}\n`,
+    );
+    const steps = payload.steps;
+    if (!steps) {
+      failure = {
+        reason: "runner_unsupported",
+        message: "this job uses `run:` (native steps), which this runner does not support",
+      };
+      return;
+    }
+    try {
+      await mkdir(buildDir, { recursive: true });
+      madeDir = true;
+    } catch (error) {
+      failure = {
+        reason: "runner_system_failure",
+        message: `cannot create the build directory: ${describe(error)}`,
+      };
+      return;
+    }
+    const job = new Job({ payload, buildDir, log });
+    try {
+      handler = await ctx.factory(job);
+    } catch (error) {
+      logger.error("The job factory failed: {error}", { error: describe(error) });
+      failure = error instanceof JobFailure ? classify(error) : {
+        reason: "runner_system_failure",
+        message: `the runner could not prepare the job: ${describe(error)}`,
+      };
+      return;
+    }
+    for (const step of steps) {
+      if (step.name === "after_script") continue;
+      if (mainCtl.signal.aborted || !shouldRun(step.when, failure !== undefined)) continue;
+      log.write(`${GREEN}Executing "${stageName(step)}" stage of the job script${RESET}\n`);
+      const error = await runStep(ctx, handler, step, mainCtl.signal);
+      if (error === undefined) continue;
+      if (mainCtl.signal.aborted) break;
+      if (step.allowFailure) {
+        log.write(`${YELLOW}WARNING: step ${step.name} failed (allowed): ${describe(error)}${RESET}\n`);
+        continue;
+      }
+      failure = classify(error);
+    }
+    if (!gitlabAbort && !runnerStopped) {
+      const failed = failure !== undefined || timedOut || graceful;
+      for (const step of steps) {
+        if (step.name !== "after_script" || !shouldRun(step.when, failed)) continue;
+        log.write(`${GREEN}Running after_script${RESET}\n`);
+        const error = await runStep(ctx, handler, step, afterCtl.signal);
+        if (error !== undefined && !afterCtl.signal.aborted) {
+          log.write(`${YELLOW}WARNING: after_script failed: ${describe(error)}${RESET}\n`);
+        }
+      }
+    }
+  });
+
+  timerStop.abort();
+  ctx.hardStop.removeEventListener("abort", onHardStop);
+
+  if (handler?.cleanup) {
+    try {
+      await withJobLog(log, async () => await handler!.cleanup!());
+    } catch (error) {
+      logger.warn("Job cleanup failed: {error}", { error: describe(error) });
+    }
+  }
+  if (madeDir) {
+    await rm(buildDir, { recursive: true, force: true }).catch((error) =>
+      logger.warn("Cannot remove the build directory: {error}", { error: describe(error) })
+    );
+  }
+
+  if (gitlabAbort) {
+    await log.stop();
+    return { id, state: "aborted" };
+  }
+
+  if (runnerStopped) {
+    failure = { reason: "runner_system_failure", message: "the runner was stopped" };
+  } else if (timedOut) {
+    failure = {
+      reason: "job_execution_timeout",
+      message: `execution took longer than ${timeoutS} seconds`,
+    };
+  } else if (graceful) {
+    failure = { reason: "job_canceled", message: "the job was canceled" };
+  }
+
+  let final: FinalState;
+  if (failure) {
+    const reason = mapFailureReason(failure.reason, payload.features.failureReasons);
+    log.write(`${RED}ERROR: Job failed: ${failure.message}${RESET}\n`);
+    final = { state: "failed", failureReason: reason, exitCode: failure.exitCode };
+  } else {
+    log.write(`${GREEN}Job succeeded${RESET}\n`);
+    final = { state: "success" };
+  }
+  const result = await log.finish(final);
+  if (result.outcome === "failed") {
+    logger.error("Could not deliver the final state of job {jobId} to GitLab");
+  }
+  return {
+    id,
+    state: result.outcome === "done" ? final.state : result.outcome === "aborted" ? "aborted" : "lost",
+    failureReason: final.failureReason,
+    exitCode: final.exitCode,
+  };
+}
+
+/** Runs a step; resolves to undefined on success or to the error. */
+async function runStep(
+  ctx: RunContext,
+  handler: JobHandler,
+  step: JobStep,
+  parent: AbortSignal,
+): Promise<unknown> {
+  if (parent.aborted) return parent.reason;
+  const ctl = new AbortController();
+  const onParent = () => ctl.abort(parent.reason);
+  parent.addEventListener("abort", onParent, { once: true });
+  const timerStop = new AbortController();
+  const timeout = step.timeout ?? 0;
+  if (timeout > 0) {
+    ctx.clock.sleep(timeout * 1000, timerStop.signal).then(
+      () =>
+        ctl.abort(
+          new StopReason("timeout", `step ${step.name} took longer than ${timeout} seconds`),
+        ),
+      () => {},
+    );
+  }
+  try {
+    const run = (async () => await handler.step(step.script, step.name, ctl.signal))().then(
+      () => undefined,
+      (error: unknown) => error ?? new Error("The step failed"),
+    );
+    const aborted = new Promise<void>((resolve) => {
+      if (ctl.signal.aborted) resolve();
+      else ctl.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    const first = await Promise.race([run.then((r) => ({ r })), aborted.then(() => undefined)]);
+    if (first) return first.r === undefined || !ctl.signal.aborted ? first.r : ctl.signal.reason;
+    // Aborted: give the handler a grace period to settle, then move on without it.
+    const graceStop = new AbortController();
+    const settled = await Promise.race([
+      run.then((r) => ({ r })),
+      ctx.clock.sleep(ctx.abortGraceMs, graceStop.signal).then(() => undefined, () => undefined),
+    ]);
+    graceStop.abort();
+    if (!settled) {
+      ctx.logger.warn("A step did not stop within {ms} ms of being aborted", {
+        ms: ctx.abortGraceMs,
+      });
+      return ctl.signal.reason;
+    }
+    return settled.r === undefined ? undefined : ctl.signal.reason;
+  } finally {
+    timerStop.abort();
+    parent.removeEventListener("abort", onParent);
+  }
+}

@@ -1,0 +1,329 @@
+/**
+ * The runner: asks GitLab for jobs (long polling, backoff), runs up to `maximum` at once, and
+ * stops gracefully or hard (CONFORMANCE C1).
+ *
+ * @module
+ */
+
+import { getLogger, type Logger } from "@logtape/logtape";
+import type { Clock } from "./clock.ts";
+import { type Client, type RunnerMetadata, type VerifyResult } from "./api/client.ts";
+import { backoffMs } from "./api/retry.ts";
+import { ApiError } from "./errors.ts";
+import type { JobFactory } from "./handler.ts";
+import { type JobOutcome, type RunContext, runJob } from "./run.ts";
+
+/**
+ * Every feature flag the official runner sends (PROTOCOL §9). The runner sends all of them,
+ * `false` for those not announced.
+ */
+export const ALL_FEATURES: readonly string[] = [
+  "variables",
+  "image",
+  "services",
+  "artifacts",
+  "cache",
+  "fallback_cache_keys",
+  "shared",
+  "upload_multiple_artifacts",
+  "upload_raw_artifacts",
+  "session",
+  "terminal",
+  "refspecs",
+  "masking",
+  "proxy",
+  "raw_variables",
+  "artifacts_exclude",
+  "multi_build_steps",
+  "trace_reset",
+  "trace_checksum",
+  "trace_size",
+  "vault_secrets",
+  "cancelable",
+  "return_exit_code",
+  "service_variables",
+  "service_multiple_aliases",
+  "image_executor_opts",
+  "service_executor_opts",
+  "cancel_gracefully",
+  "native_steps_integration",
+  "two_phase_job_commit",
+  "job_inputs",
+];
+
+/**
+ * The features this library implements itself, and so announces: variables reach the handler,
+ * logs are masked, 412 resets the log, checksums and sizes are sent, cancel (hard and
+ * graceful) works, exit codes are reported, and `release` steps run.
+ */
+export const LIBRARY_FEATURES: readonly string[] = [
+  "variables",
+  "masking",
+  "trace_reset",
+  "trace_checksum",
+  "trace_size",
+  "cancelable",
+  "cancel_gracefully",
+  "return_exit_code",
+  "multi_build_steps",
+];
+
+/** Options of {@linkcode Runner.run}. */
+export interface RunOptions {
+  /**
+   * Graceful stop: no new job is asked for once it aborts; a request already in flight is
+   * let finish (it may be assigning a job, which then runs); `run()` resolves when every
+   * running job has finished.
+   */
+  signal?: AbortSignal;
+  /**
+   * Hard stop: running jobs are cancelled (their step signals abort) and reported failed as
+   * `runner_system_failure`.
+   */
+  cancelSignal?: AbortSignal;
+}
+
+/** Settings of a {@linkcode Runner}, made by `RunnerBuilder.build()`. */
+export interface RunnerSettings {
+  client: Client;
+  token: string;
+  systemId: string;
+  info: RunnerMetadata;
+  features: Record<string, boolean>;
+  clock: Clock;
+  random: () => number;
+  buildDir: string;
+  outputLimit: number;
+  checkIntervalMs: number;
+  updateIntervalMs: number;
+  keepAliveMs: number;
+  abortGraceMs: number;
+  unhealthyRequestsLimit: number;
+  unhealthyIntervalMs: number;
+  version: string;
+}
+
+/**
+ * A GitLab runner. Made by `RunnerBuilder`; {@linkcode Runner.run} is the usual way to use it.
+ *
+ * @example Run jobs from the in-process mock until it has none left
+ * ```ts
+ * import { RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * mock.job().script(["echo hello"]).enqueue();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * await runner.requestJob(() => ({ step: async () => {} }));
+ * await runner.drain();
+ * console.log(mock.jobs[0].state); // "success"
+ * ```
+ */
+export class Runner {
+  #s: RunnerSettings;
+  #logger: Logger = getLogger(["gitlab-runner", "runner"]);
+  #running = new Set<Promise<JobOutcome>>();
+  #spaceWaiters: (() => void)[] = [];
+  #lastUpdate: string | undefined;
+  #hardStop = new AbortController();
+  #outcomes: JobOutcome[] = [];
+
+  /** Made by `RunnerBuilder.build()`. */
+  constructor(settings: RunnerSettings) {
+    this.#s = settings;
+  }
+
+  /** The system id sent to GitLab. */
+  get systemId(): string {
+    return this.#s.systemId;
+  }
+
+  /** The announced features (all keys; `true` for the announced ones). */
+  get features(): Record<string, boolean> {
+    return { ...this.#s.features };
+  }
+
+  /** The `info` sent to GitLab. */
+  get info(): RunnerMetadata {
+    return structuredClone(this.#s.info);
+  }
+
+  /** Number of jobs running now. */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /** How the jobs run so far ended (the last 1000), for monitoring and tests. */
+  get outcomes(): readonly JobOutcome[] {
+    return this.#outcomes;
+  }
+
+  /** Checks the runner token with GitLab (`POST /runners/verify`). */
+  verify(options: { signal?: AbortSignal } = {}): Promise<VerifyResult> {
+    return this.#s.client.verify(this.#s.token, {
+      systemId: this.#s.systemId,
+      info: this.#s.info,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Asks GitLab for one job and, if one comes, starts it (it runs in the background: see
+   * {@linkcode Runner.drain}). Resolves to whether a job came. Throws `ApiError` or
+   * `RequestError` when the request fails.
+   */
+  async requestJob(factory: JobFactory): Promise<boolean> {
+    const result = await this.#s.client.requestJob(this.#s.token, {
+      systemId: this.#s.systemId,
+      info: this.#s.info,
+      lastUpdate: this.#lastUpdate,
+    });
+    if (result.type === "none") {
+      if (result.lastUpdate) this.#lastUpdate = result.lastUpdate;
+      return false;
+    }
+    if (result.type === "conflict") return false;
+    this.#start(factory, result.job);
+    return true;
+  }
+
+  /** Resolves once fewer than `maximum` jobs run. */
+  async waitForSpace(maximum: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    while (this.#running.size >= maximum) {
+      options.signal?.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(options.signal!.reason);
+        this.#spaceWaiters.push(() => {
+          options.signal?.removeEventListener("abort", onAbort);
+          resolve();
+        });
+        options.signal?.addEventListener("abort", onAbort, { once: true });
+      });
+    }
+  }
+
+  /** Resolves when no job runs. */
+  async drain(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+  }
+
+  /**
+   * Asks for jobs and runs at most `maximum` at once, until `options.signal` aborts; then
+   * waits for the running jobs (see {@linkcode RunOptions}). Never throws for GitLab's or the
+   * network's faults: it waits and asks again (409 at once; 429 as GitLab asks; 5xx and
+   * network errors with exponential backoff; 403, an invalid token, loudly and after
+   * `unhealthyRequestsLimit` in a row with a long pause).
+   */
+  async run(factory: JobFactory, maximum: number, options: RunOptions = {}): Promise<void> {
+    if (!(maximum >= 1)) throw new RangeError(`maximum must be at least 1, got ${maximum}`);
+    const { signal, cancelSignal } = options;
+    const onCancel = () => this.cancelAll();
+    if (cancelSignal?.aborted) onCancel();
+    else cancelSignal?.addEventListener("abort", onCancel, { once: true });
+    let errors = 0;
+    let forbidden = 0;
+    try {
+      while (!signal?.aborted) {
+        try {
+          await this.waitForSpace(maximum, { signal });
+        } catch {
+          break;
+        }
+        let wait = 0;
+        try {
+          const result = await this.#s.client.requestJob(this.#s.token, {
+            systemId: this.#s.systemId,
+            info: this.#s.info,
+            lastUpdate: this.#lastUpdate,
+          });
+          errors = 0;
+          forbidden = 0;
+          if (result.type === "job") {
+            this.#start(factory, result.job);
+          } else if (result.type === "none") {
+            if (result.lastUpdate) this.#lastUpdate = result.lastUpdate;
+            // A long poll GitLab ended (a job may have arrived): ask again at once.
+            if (!result.longPolled) wait = this.#s.checkIntervalMs;
+          }
+          // 409: GitLab had a conflict; ask again at once.
+        } catch (error) {
+          wait = this.#errorWait(error, ++errors, () => ++forbidden);
+        }
+        if (wait > 0) {
+          try {
+            await this.#s.clock.sleep(wait, signal);
+          } catch {
+            break;
+          }
+        }
+      }
+      await this.drain();
+    } finally {
+      cancelSignal?.removeEventListener("abort", onCancel);
+    }
+  }
+
+  /** Cancels every running job now; they are reported failed (`runner_system_failure`). */
+  cancelAll(): void {
+    this.#hardStop.abort();
+    this.#hardStop = new AbortController();
+  }
+
+  #errorWait(error: unknown, errors: number, countForbidden: () => number): number {
+    if (error instanceof ApiError && error.status === 403) {
+      const n = countForbidden();
+      const pause = n >= this.#s.unhealthyRequestsLimit;
+      this.#logger.error(
+        "GitLab rejected the runner token (403): check the token; {action}",
+        {
+          action: pause
+            ? `pausing for ${Math.round(this.#s.unhealthyIntervalMs / 1000)} s`
+            : "retrying",
+        },
+      );
+      return pause ? this.#s.unhealthyIntervalMs : this.#s.checkIntervalMs;
+    }
+    const wait = backoffMs(errors - 1, {
+      min: 1000,
+      max: 60_000,
+      random: this.#s.random,
+    });
+    this.#logger.warn("Asking GitLab for a job failed: {error}; retrying in {wait} ms", {
+      error: error instanceof Error ? error.message : String(error),
+      wait,
+    });
+    return wait;
+  }
+
+  #start(factory: JobFactory, job: Parameters<typeof runJob>[1]): void {
+    const ctx: RunContext = {
+      client: this.#s.client,
+      clock: this.#s.clock,
+      random: this.#s.random,
+      info: this.#s.info,
+      features: this.#s.features,
+      buildDir: this.#s.buildDir,
+      outputLimit: this.#s.outputLimit,
+      updateIntervalMs: this.#s.updateIntervalMs,
+      keepAliveMs: this.#s.keepAliveMs,
+      abortGraceMs: this.#s.abortGraceMs,
+      factory,
+      hardStop: this.#hardStop.signal,
+      logger: getLogger(["gitlab-runner", "job"]),
+      version: this.#s.version,
+      systemId: this.#s.systemId,
+    };
+    const promise: Promise<JobOutcome> = runJob(ctx, job).then((outcome) => {
+      this.#outcomes.push(outcome);
+      if (this.#outcomes.length > 1000) this.#outcomes.shift();
+      return outcome;
+    }).finally(() => {
+      this.#running.delete(promise);
+      const waiters = this.#spaceWaiters;
+      this.#spaceWaiters = [];
+      for (const w of waiters) w();
+    });
+    this.#running.add(promise);
+  }
+}
