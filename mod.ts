@@ -36,9 +36,9 @@
 export { type Clock, FakeClock, systemClock } from "./src/clock.ts";
 export { ApiError, JobFailure, RequestError, ScriptFailure } from "./src/errors.ts";
 export {
+  type CallOptions,
   Client,
   type ClientOptions,
-  type CallOptions,
   type DownloadOptions,
   type JobCallResult,
   type JobRequestOptions,
@@ -55,7 +55,7 @@ export {
 export * from "./src/api/payload.ts";
 export { mapFailureReason } from "./src/api/failure_reasons.ts";
 export { RunnerBuilder, VERSION } from "./src/builder.ts";
-export { ALL_FEATURES, LIBRARY_FEATURES, type RunOptions, Runner } from "./src/runner.ts";
+export { ALL_FEATURES, LIBRARY_FEATURES, Runner, type RunOptions } from "./src/runner.ts";
 export type { JobOutcome } from "./src/run.ts";
 export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable } from "./src/job.ts";

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
+
 /**
  * The source of time for the runner, the API client and the mock.
  *
@@ -68,7 +70,11 @@ interface FakeTimer {
 
 /** Lets every pending promise chain (and in-process fetches) run to its next real wait. */
 async function settle(): Promise<void> {
-  for (let i = 0; i < 3; i++) await new Promise<void>((r) => setTimeout(r, 0));
+  // Promise chains settle within a few immediates; work that waits on the runtime (reading a
+  // request body, the file system) needs a turn of the timer phase as well.
+  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+  await new Promise<void>((r) => setTimeout(r, 0));
+  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
 /**
@@ -91,7 +97,7 @@ export class FakeClock implements Clock {
   #timers: FakeTimer[] = [];
 
   /** Starts at `start` milliseconds since the epoch (default: 2026-01-01T00:00:00Z). */
-  constructor(start = Date.UTC(2026, 0, 1)) {
+  constructor(start: number = Date.UTC(2026, 0, 1)) {
     this.#now = start;
   }
 
@@ -158,17 +164,26 @@ export class FakeClock implements Clock {
   }
 
   /**
-   * Advances time step by step until `done()` holds, at most `limitMs` of fake time.
-   * Returns whether `done()` became true.
+   * Advances time step by step until `done()` holds, at most `limitMs` of fake time. While no
+   * sleeper waits, real time is given (up to `idleMs`, default 5 s) for real work such as file
+   * system calls to finish. Returns whether `done()` became true.
    */
-  async runUntil(done: () => boolean, limitMs = 24 * 3600_000): Promise<boolean> {
+  async runUntil(
+    done: () => boolean,
+    limitMs = 24 * 3600_000,
+    options: { idleMs?: number } = {},
+  ): Promise<boolean> {
     const end = this.#now + limitMs;
+    const idleMs = options.idleMs ?? 5_000;
     await settle();
     while (!done()) {
       if (this.#timers.length === 0) {
-        await settle();
+        const idleSince = Date.now();
+        while (!done() && this.#timers.length === 0 && Date.now() - idleSince < idleMs) {
+          await new Promise<void>((r) => setTimeout(r, 1));
+        }
         if (done()) break;
-        if (this.#timers.length === 0) return done();
+        if (this.#timers.length === 0) return false;
       }
       const at = Math.min(...this.#timers.map((t) => t.at));
       if (at > end) return done();

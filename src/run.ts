@@ -256,7 +256,9 @@ async function runParsed(
       if (error === undefined) continue;
       if (mainCtl.signal.aborted) break;
       if (step.allowFailure) {
-        log.write(`${YELLOW}WARNING: step ${step.name} failed (allowed): ${describe(error)}${RESET}\n`);
+        log.write(
+          `${YELLOW}WARNING: step ${step.name} failed (allowed): ${describe(error)}${RESET}\n`,
+        );
         continue;
       }
       failure = classify(error);
@@ -321,7 +323,11 @@ async function runParsed(
   }
   return {
     id,
-    state: result.outcome === "done" ? final.state : result.outcome === "aborted" ? "aborted" : "lost",
+    state: result.outcome === "done"
+      ? final.state
+      : result.outcome === "aborted"
+      ? "aborted"
+      : "lost",
     failureReason: final.failureReason,
     exitCode: final.exitCode,
   };

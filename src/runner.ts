@@ -7,7 +7,7 @@
 
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
-import { type Client, type RunnerMetadata, type VerifyResult } from "./api/client.ts";
+import type { Client, RunnerMetadata, VerifyResult } from "./api/client.ts";
 import { backoffMs } from "./api/retry.ts";
 import { ApiError } from "./errors.ts";
 import type { JobFactory } from "./handler.ts";

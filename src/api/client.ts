@@ -10,7 +10,7 @@
 
 import { type Clock, systemClock } from "../clock.ts";
 import { ApiError, RequestError } from "../errors.ts";
-import { type ParseResult, parseJobPayloadText } from "./payload.ts";
+import { parseJobPayloadText, type ParseResult } from "./payload.ts";
 import { fetchWithRetry } from "./retry.ts";
 
 /** What the runner says about itself in `info` (PROTOCOL §3.3). */
@@ -453,7 +453,9 @@ export class Client {
     });
     const result = jobCallResult(response);
     await response.body?.cancel().catch(() => {});
-    if (result.abort || response.status === 404) return { ...result, abort: true, outcome: "abort" };
+    if (result.abort || response.status === 404) {
+      return { ...result, abort: true, outcome: "abort" };
+    }
     if (response.status === 200) return { ...result, outcome: "ok" };
     if (response.status === 202) return { ...result, outcome: "accepted" };
     if (response.status === 412) return { ...result, outcome: "reset" };

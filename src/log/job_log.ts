@@ -186,7 +186,13 @@ export class JobLog {
     this.#releaseWriters();
     if (this.#aborted) return { outcome: "aborted", jobStatus: this.#aborted.jobStatus };
     let accepted = 0;
+    let probe = false;
     for (let attempt = 0; attempt < FINAL_ATTEMPTS;) {
+      if (probe && !(await this.#probe())) {
+        await this.#o.clock.sleep(this.#finalBackoff(attempt++));
+        continue;
+      }
+      probe = false;
       const flushed = await this.#sendPending(true);
       const aborted = this.#aborted as JobCallResult | undefined;
       if (aborted) return { outcome: "aborted", jobStatus: aborted.jobStatus };
@@ -220,6 +226,8 @@ export class JobLog {
         );
       } catch (error) {
         this.#diag("Final update failed, will retry", { error: String(error) });
+        // GitLab may have lost log chunks meanwhile: check its size before trying again.
+        probe = true;
         await this.#o.clock.sleep(this.#finalBackoff(attempt++));
       }
     }
@@ -232,6 +240,37 @@ export class JobLog {
     this.#wakeUp();
     await this.#loop;
     this.#releaseWriters();
+  }
+
+  /**
+   * Asks GitLab how much of the log it holds, by resending the last byte: GitLab answers 416
+   * with its size unless it holds exactly one byte less (then it takes the byte). Returns
+   * false when the probe itself failed.
+   */
+  async #probe(): Promise<boolean> {
+    if (this.#size === 0 || this.#sent < this.#size) return true;
+    const offset = this.#size - 1;
+    try {
+      const result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, {
+        offset,
+        data: this.#buf.slice(offset, this.#size),
+      });
+      this.#react(result);
+      if (
+        result.outcome === "range" && result.serverOffset !== undefined &&
+        result.serverOffset < this.#size
+      ) {
+        this.#diag("GitLab lost part of the log; sending it again", {
+          server: result.serverOffset,
+          size: this.#size,
+        });
+        this.#sent = result.serverOffset;
+      }
+      return true;
+    } catch (error) {
+      this.#diag("Checking the log size with GitLab failed", { error: String(error) });
+      return false;
+    }
   }
 
   #finalBackoff(attempt: number): number {

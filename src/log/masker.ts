@@ -1,0 +1,675 @@
+/**
+ * Streaming secret masking of job logs, as the official GitLab runner masks them (PROTOCOL §11).
+ *
+ * What is masked (facts read from gitlab-runner, `gitlabhq/gitlab-runner`,
+ * `common/buildlogger/build_logger.go` and `common/buildlogger/internal/{masker,urlsanitizer,tokensanitizer}`,
+ * `common/buildlogger/internal/unique.go`, `common/spec/variables.go` `Masked()`):
+ *
+ * 1. **Secrets**: the exact values of masked variables, byte for byte. The runner trims them
+ *    (Go `strings.TrimSpace`), drops empty ones and duplicates, and has no minimum length (GitLab
+ *    itself asks for 8 characters when a masked variable is created, the runner does not check).
+ *    URL-encoded or otherwise re-encoded forms are *not* masked by the official runner, nor here.
+ * 2. **Token prefixes**: a prefix is kept and the run of `[A-Za-z0-9._=-]` bytes that follows it
+ *    becomes `[MASKED]`. The run has no maximum length: it ends at the first byte outside that
+ *    alphabet (or at the end of the stream). A prefix followed by no such byte stays as it is.
+ *    Prefixes match anywhere, also inside words (`xglpat-abc` → `xglpat-[MASKED]`).
+ * 3. **URL parameters**: after `?key=` or `&key=`, where `key` (at most 20 bytes, compared
+ *    case-insensitively) is one of `private_token`, `authenticity_token`, `rss_token`,
+ *    `x-amz-signature`, `x-amz-credential`, `x-amz-security-token`, the value up to the next
+ *    `?`, `&`, Unicode space or control character (Go `unicode.IsSpace`/`unicode.IsControl`)
+ *    becomes `[MASKED]`; an empty value also gets a `[MASKED]`.
+ *
+ * How overlaps are resolved (our choice, chunking-independent, documented): every rule is applied
+ * to the original bytes, each match gives a masked interval (a secret occurrence, a token run, a
+ * parameter value), and each group of overlapping intervals is replaced by one `[MASKED]`.
+ * So the longest secret at a position wins, and no byte of any occurrence is ever emitted, also
+ * when secrets partly overlap. Touching (not overlapping) matches give one `[MASKED]` each, as in
+ * the official runner (`secretsecret` → `[MASKED][MASKED]`).
+ *
+ * Deliberate differences from the official runner (which chains one writer per phrase/prefix):
+ * results never depend on how the stream is cut into writes (the official one can miss a 20-byte
+ * URL key cut just before `=`, or a multi-byte space cut in two); partly overlapping secrets never
+ * leak the part outside the winner; all token prefixes are applied (the official one silently
+ * keeps only the 15 shortest); keys are compared with ASCII case folding only.
+ *
+ * @module
+ */
+
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+/** The replacement text. */
+const MASK = ENCODER.encode("[MASKED]");
+
+/** The token prefix the official runner always masks (`tokensanitizer.DefaultTokenPrefixes`). */
+const PAT_PREFIX = "glpat-";
+
+/**
+ * The token prefixes masked by default: GitLab's token prefixes, as the official runner applies them
+ * with the feature flag `FF_MASK_ALL_DEFAULT_TOKENS` (on by default). `glpat-` comes first and is
+ * always masked, even when the defaults are turned off.
+ *
+ * Source: gitlab-runner `common/buildlogger/internal/tokensanitizer/token_masker.go`
+ * `DefaultTokenPrefixes`, plus `glrtr-` (runner authentication tokens created from a registration
+ * token, listed in PROTOCOL §11 and in GitLab's token prefix table).
+ *
+ * @example Checking a prefix
+ * ```ts
+ * console.log(DEFAULT_TOKEN_PREFIXES.includes("glrt-")); // true
+ * console.log(DEFAULT_TOKEN_PREFIXES[0]); // "glpat-"
+ * ```
+ */
+export const DEFAULT_TOKEN_PREFIXES: readonly string[] = Object.freeze([
+  PAT_PREFIX,
+  "gloas-",
+  "gldt-",
+  "glrt-",
+  "glrtr-",
+  "glcbt-",
+  "glptt-",
+  "glft-",
+  "glimt-",
+  "glagent-",
+  "glsoat-",
+  "glffct-",
+  "_gitlab_session=",
+  "gltok-",
+]);
+
+/** URL query parameters whose values are masked (gitlab-runner `urlsanitizer.tokenParamKeys`). */
+const URL_PARAMETERS: readonly Uint8Array[] = [
+  "private_token",
+  "authenticity_token",
+  "rss_token",
+  "x-amz-signature",
+  "x-amz-credential",
+  "x-amz-security-token",
+].map((key) => ENCODER.encode(key));
+
+/** Longest parameter key the official sanitizer looks at (its key buffer holds `?` + 20 bytes). */
+const MAX_KEY_LENGTH = 20;
+
+/** The alphabet of a token after its prefix: `[A-Za-z0-9._=-]` (tokensanitizer `alphabet`). */
+const TOKEN_ALPHABET = new Uint8Array(256);
+/** ASCII bytes that end a URL parameter value: `?`, `&`, controls, spaces (urlsanitizer `isParamEnd`). */
+const PARAM_END_ASCII = new Uint8Array(128);
+
+(function initTables() {
+  for (const c of "-._=") TOKEN_ALPHABET[c.charCodeAt(0)] = 1;
+  for (let b = 0x30; b <= 0x39; b++) TOKEN_ALPHABET[b] = 1;
+  for (let b = 0x41; b <= 0x5a; b++) TOKEN_ALPHABET[b] = 1;
+  for (let b = 0x61; b <= 0x7a; b++) TOKEN_ALPHABET[b] = 1;
+  for (let b = 0; b <= 0x20; b++) PARAM_END_ASCII[b] = 1;
+  PARAM_END_ASCII[0x7f] = 1;
+  PARAM_END_ASCII[0x3f] = 1; // ?
+  PARAM_END_ASCII[0x26] = 1; // &
+})();
+
+/**
+ * Go's `strings.TrimSpace` (Unicode White_Space as in `unicode.IsSpace`), which differs from
+ * `String.prototype.trim` on U+0085 (trimmed by Go) and U+FEFF (kept by Go).
+ */
+const GO_SPACE_EDGES =
+  /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+
+/** Options of {@linkcode Masker} and {@linkcode MaskingStream}. */
+export interface MaskerOptions {
+  /**
+   * Values to mask, typically the values of the job's variables marked `masked`. Each is trimmed
+   * of surrounding white space (as the official runner does); empty ones are ignored.
+   */
+  secrets?: readonly string[];
+  /**
+   * Token prefixes added to the defaults, typically the job's `features.token_mask_prefixes`.
+   * Trimmed; empty ones are ignored.
+   */
+  tokenPrefixes?: readonly string[];
+  /**
+   * Apply {@linkcode DEFAULT_TOKEN_PREFIXES} (the official `FF_MASK_ALL_DEFAULT_TOKENS`
+   * behaviour, default `true`). When `false`, only `glpat-` and {@linkcode tokenPrefixes} apply.
+   */
+  defaultTokenPrefixes?: boolean;
+  /** Mask the values of sensitive URL query parameters (default `true`). */
+  urlParameters?: boolean;
+}
+
+/** One literal to look for: a secret (masked whole) or a token prefix (kept, its run masked). */
+interface Pattern {
+  readonly bytes: Uint8Array;
+  readonly secret: boolean;
+}
+
+/** Lookup tables compiled once per option set; shared by a masker and its one-shot scans. */
+class Tables {
+  /** Non-zero when some pattern (or a URL parameter) may start with these two bytes. */
+  readonly pair: Uint8Array = new Uint8Array(65536);
+  /** Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it. */
+  readonly first: Uint8Array = new Uint8Array(256);
+  /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. */
+  readonly bucketOf: Int32Array = new Int32Array(65536);
+  /** Patterns sharing their first two bytes, longest first. */
+  readonly buckets: Pattern[][] = [];
+  /** One-byte patterns by their byte. */
+  readonly single: (Pattern[] | undefined)[] = new Array(256);
+  readonly urlParameters: boolean;
+  readonly prefixCount: number;
+
+  constructor(options: MaskerOptions) {
+    const secrets = unique(options.secrets ?? []);
+    const prefixes = unique([
+      ...(options.defaultTokenPrefixes === false ? [PAT_PREFIX] : DEFAULT_TOKEN_PREFIXES),
+      ...(options.tokenPrefixes ?? []),
+    ]);
+    this.urlParameters = options.urlParameters !== false;
+    this.prefixCount = prefixes.length;
+    const patterns: Pattern[] = [
+      ...secrets.map((s) => ({ bytes: ENCODER.encode(s), secret: true })),
+      ...prefixes.map((s) => ({ bytes: ENCODER.encode(s), secret: false })),
+    ];
+    patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+    for (const p of patterns) {
+      const b0 = p.bytes[0];
+      if (p.bytes.length === 1) {
+        (this.single[b0] ??= []).push(p);
+        this.first[b0] |= 2;
+        this.pair.fill(1, b0 << 8, (b0 + 1) << 8);
+        continue;
+      }
+      const key = (b0 << 8) | p.bytes[1];
+      if (this.bucketOf[key] === 0) {
+        this.buckets.push([]);
+        this.bucketOf[key] = this.buckets.length;
+      }
+      this.buckets[this.bucketOf[key] - 1].push(p);
+      this.first[b0] |= 1;
+      this.pair[key] = 1;
+    }
+    if (this.urlParameters) {
+      for (const b0 of [0x3f, 0x26]) {
+        this.first[b0] |= 1;
+        this.pair.fill(1, b0 << 8, (b0 + 1) << 8);
+      }
+    }
+  }
+}
+
+function unique(values: readonly string[]): string[] {
+  const seen = new Set<string>();
+  for (const value of values) {
+    const trimmed = String(value).replace(GO_SPACE_EDGES, "");
+    if (trimmed !== "") seen.add(trimmed);
+  }
+  return [...seen];
+}
+
+/** Whether a URL parameter value ends at `j`: 1 yes, 0 no, -1 cannot tell before more bytes come. */
+function paramEnd(buf: Uint8Array, j: number, end: number, final: boolean): number {
+  const b = buf[j];
+  if (b < 0x80) return PARAM_END_ASCII[b];
+  // C1 controls U+0080..U+009F (incl. NEL U+0085) and NBSP U+00A0: C2 80..C2 A0
+  if (b === 0xc2) {
+    if (j + 1 >= end) return final ? 0 : -1;
+    const c = buf[j + 1];
+    return c >= 0x80 && c <= 0xa0 ? 1 : 0;
+  }
+  // U+1680 (E1 9A 80), U+2000..U+200A, U+2028, U+2029, U+202F (E2 80 xx), U+205F (E2 81 9F),
+  // U+3000 (E3 80 80)
+  if (b < 0xe1 || b > 0xe3) return 0;
+  if (j + 1 >= end) return final ? 0 : -1;
+  const c1 = buf[j + 1];
+  if (b === 0xe1 ? c1 !== 0x9a : b === 0xe2 ? c1 !== 0x80 && c1 !== 0x81 : c1 !== 0x80) return 0;
+  if (j + 2 >= end) return final ? 0 : -1;
+  const c2 = buf[j + 2];
+  if (b !== 0xe2) return c2 === 0x80 ? 1 : 0;
+  if (c1 === 0x81) return c2 === 0x9f ? 1 : 0;
+  return (c2 >= 0x80 && c2 <= 0x8a) || c2 === 0xa8 || c2 === 0xa9 || c2 === 0xaf ? 1 : 0;
+}
+
+/** Whether `buf[start, end)` is one of the sensitive parameter keys (ASCII case-insensitive). */
+function isSensitiveKey(buf: Uint8Array, start: number, end: number): boolean {
+  const length = end - start;
+  outer: for (const key of URL_PARAMETERS) {
+    if (key.length !== length) continue;
+    for (let i = 0; i < length; i++) {
+      let c = buf[start + i];
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (c !== key[i]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * The scanning state machine. Positions are absolute stream offsets between calls and relative to
+ * the working buffer during one. Invariant: an open interval (secret, token run, parameter value)
+ * always lies inside the open masked region.
+ */
+class Scanner {
+  readonly #t: Tables;
+  #held: Uint8Array = EMPTY;
+  /** Absolute offset of `#held[0]`. */
+  #base = 0;
+  /** A masked region covers the last byte decided. */
+  #inRegion = false;
+  /** End (exclusive) of the farthest secret occurrence seen. */
+  #secretEnd = 0;
+  /** A token run is open (the last byte decided belongs to it). */
+  #tokenOpen = false;
+  /** A URL parameter value is open. */
+  #urlOpen = false;
+  /** Where a sensitive parameter value starts (just after `=`), or -1. */
+  #urlStart = -1;
+  /** Where token runs will start (just after a prefix seen). */
+  #tokenStarts: number[] = [];
+
+  // Results of #evaluate.
+  #cSecret = 0;
+  #cPrefixCount = 0;
+  readonly #cPrefix: number[];
+  #cUrl = -1;
+
+  // Output being built: pairs (start, end) of buffer ranges to copy; start -1 means the mask.
+  #ops: Int32Array = new Int32Array(64);
+  #opCount = 0;
+
+  constructor(tables: Tables) {
+    this.#t = tables;
+    this.#cPrefix = new Array(tables.prefixCount + 1).fill(0);
+  }
+
+  get pending(): number {
+    return this.#held.length;
+  }
+
+  write(chunk: Uint8Array, final: boolean): Uint8Array {
+    const held = this.#held;
+    let buf: Uint8Array;
+    if (held.length === 0) buf = chunk;
+    else if (chunk.length === 0) buf = held;
+    else {
+      buf = new Uint8Array(held.length + chunk.length);
+      buf.set(held);
+      buf.set(chunk, held.length);
+    }
+    this.#opCount = 0;
+    const stop = this.#run(buf, final);
+    const out = this.#build(buf);
+    if (final) {
+      this.#held = EMPTY;
+      this.#base = 0;
+      this.#inRegion = this.#tokenOpen = this.#urlOpen = false;
+      this.#secretEnd = 0;
+      this.#urlStart = -1;
+      this.#tokenStarts.length = 0;
+    } else {
+      this.#held = stop < buf.length ? buf.slice(stop) : EMPTY;
+      this.#base += stop;
+    }
+    return out;
+  }
+
+  #copy(start: number, end: number): void {
+    const n = this.#opCount;
+    const ops = this.#ops;
+    if (n !== 0 && ops[n - 1] === start && ops[n - 2] !== -1) {
+      ops[n - 1] = end;
+      return;
+    }
+    this.#push(start, end);
+  }
+
+  #mask(): void {
+    this.#push(-1, 0);
+  }
+
+  #push(a: number, b: number): void {
+    if (this.#opCount + 2 > this.#ops.length) {
+      const grown = new Int32Array(this.#ops.length * 2);
+      grown.set(this.#ops);
+      this.#ops = grown;
+    }
+    this.#ops[this.#opCount++] = a;
+    this.#ops[this.#opCount++] = b;
+  }
+
+  #build(buf: Uint8Array): Uint8Array {
+    const ops = this.#ops;
+    const n = this.#opCount;
+    let total = 0;
+    for (let i = 0; i < n; i += 2) total += ops[i] === -1 ? MASK.length : ops[i + 1] - ops[i];
+    if (total === 0) return new Uint8Array(0);
+    if (n === 2 && ops[0] !== -1) return buf.slice(ops[0], ops[1]);
+    const out = new Uint8Array(total);
+    let o = 0;
+    for (let i = 0; i < n; i += 2) {
+      if (ops[i] === -1) {
+        out.set(MASK, o);
+        o += MASK.length;
+      } else {
+        out.set(buf.subarray(ops[i], ops[i + 1]), o);
+        o += ops[i + 1] - ops[i];
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Finds the patterns starting at `j`: the longest secret, the token prefixes, a sensitive URL
+   * parameter key. Returns false when this needs bytes not written yet.
+   */
+  #evaluate(buf: Uint8Array, j: number, end: number, final: boolean): boolean {
+    const t = this.#t;
+    const b0 = buf[j];
+    const avail = end - j;
+    let secret = 0;
+    let prefixes = 0;
+    let url = -1;
+    if (avail >= 2) {
+      const id = t.bucketOf[(b0 << 8) | buf[j + 1]];
+      if (id !== 0) {
+        for (const p of t.buckets[id - 1]) {
+          const bytes = p.bytes;
+          const length = bytes.length;
+          const n = length <= avail ? length : avail;
+          let k = 2;
+          while (k < n && buf[j + k] === bytes[k]) k++;
+          if (k < n) continue;
+          if (length > avail) {
+            if (!final) return false;
+            continue;
+          }
+          if (p.secret) {
+            if (length > secret) secret = length;
+          } else this.#cPrefix[prefixes++] = length;
+        }
+      }
+    } else if (!final && (t.first[b0] & 1) !== 0) return false;
+    const singles = t.single[b0];
+    if (singles !== undefined) {
+      for (const p of singles) {
+        if (p.secret) {
+          if (secret === 0) secret = 1;
+        } else this.#cPrefix[prefixes++] = 1;
+      }
+    }
+    if (t.urlParameters && (b0 === 0x3f || b0 === 0x26)) {
+      const limit = j + 1 + MAX_KEY_LENGTH; // last index where the '=' may be
+      let e = j + 1;
+      while (e < end && e <= limit) {
+        const c = buf[e];
+        if (c === 0x3d || c === 0x3f || c === 0x26) break;
+        e++;
+      }
+      if (e < end && e <= limit) {
+        if (buf[e] === 0x3d && isSensitiveKey(buf, j + 1, e)) url = e + 1;
+      } else if (e >= end && e <= limit && !final) return false;
+    }
+    this.#cSecret = secret;
+    this.#cPrefixCount = prefixes;
+    this.#cUrl = url;
+    return true;
+  }
+
+  /** Decides bytes from the start of `buf`; returns the index of the first byte held back. */
+  #run(buf: Uint8Array, final: boolean): number {
+    const { pair, first } = this.#t;
+    const end = buf.length;
+    const base = this.#base;
+    let inRegion = this.#inRegion;
+    let secretEnd = this.#secretEnd - base;
+    let tokenOpen = this.#tokenOpen;
+    let urlOpen = this.#urlOpen;
+    let urlStart = this.#urlStart < 0 ? -1 : this.#urlStart - base;
+    const starts = this.#tokenStarts;
+    for (let i = 0; i < starts.length; i++) starts[i] -= base;
+
+    let j = 0;
+    while (j < end) {
+      if (!inRegion) {
+        // Outside any match: copy up to the next position where a pattern may start, or where a
+        // token run or a parameter value announced by a prefix or key may begin.
+        let limit = end;
+        if (urlStart >= 0 && urlStart < limit) limit = urlStart;
+        for (let r = 0; r < starts.length; r++) if (starts[r] < limit) limit = starts[r];
+        const stop = limit < end - 1 ? limit : end - 1; // positions before `stop` have a next byte
+        let k = j;
+        let prev = buf[k];
+        while (k < stop) {
+          const next = buf[k + 1];
+          if (pair[(prev << 8) | next] !== 0) break;
+          prev = next;
+          k++;
+        }
+        if (k === end - 1 && k < limit && first[prev] === 0) k = end;
+        if (k > j) {
+          this.#copy(j, k);
+          j = k;
+          if (j >= end) break;
+        }
+      } else if (starts.length === 0 && urlStart < 0) {
+        // Inside a token run or a parameter value: drop bytes that continue it and start nothing.
+        let k = j;
+        if (tokenOpen && !urlOpen) {
+          while (
+            k + 1 < end && TOKEN_ALPHABET[buf[k]] === 1 && pair[(buf[k] << 8) | buf[k + 1]] === 0
+          ) {
+            k++;
+          }
+        } else if (urlOpen && !tokenOpen) {
+          while (k + 1 < end) {
+            const c = buf[k];
+            if (c >= 0x80 || PARAM_END_ASCII[c] === 1 || pair[(c << 8) | buf[k + 1]] !== 0) break;
+            k++;
+          }
+        }
+        j = k;
+      }
+
+      // Decide the byte at j.
+      const b = buf[j];
+      let pend = false;
+      if (urlOpen || urlStart === j) {
+        const r = paramEnd(buf, j, end, final);
+        if (r < 0) break;
+        pend = r === 1;
+      }
+      let secret = 0;
+      let prefixes = 0;
+      let url = -1;
+      if (j + 1 < end ? pair[(b << 8) | buf[j + 1]] !== 0 : first[b] !== 0) {
+        if (!this.#evaluate(buf, j, end, final)) break;
+        secret = this.#cSecret;
+        prefixes = this.#cPrefixCount;
+        url = this.#cUrl;
+      }
+      const alpha = TOKEN_ALPHABET[b] === 1;
+      // The open region goes on if an interval covering j-1 also covers j.
+      const continues = inRegion && (secretEnd > j || (tokenOpen && alpha) || (urlOpen && !pend));
+      if (inRegion && !continues) {
+        this.#mask();
+        inRegion = false;
+      }
+      if (!alpha) tokenOpen = false;
+      if (pend) urlOpen = false;
+      if (urlStart === j) {
+        urlStart = -1;
+        if (!pend) urlOpen = true;
+        else if (!continues) this.#mask(); // empty value: still masked, as the official runner does
+      }
+      if (starts.length !== 0) {
+        let w = 0;
+        let hit = false;
+        for (let r = 0; r < starts.length; r++) {
+          if (starts[r] === j) hit = true;
+          else starts[w++] = starts[r];
+        }
+        starts.length = w;
+        if (hit && alpha) tokenOpen = true;
+      }
+      if (j + secret > secretEnd) secretEnd = j + secret;
+      for (let r = 0; r < prefixes; r++) {
+        const s = j + this.#cPrefix[r];
+        if (!starts.includes(s)) starts.push(s);
+      }
+      if (url >= 0) urlStart = url;
+      if (secretEnd > j || tokenOpen || urlOpen) inRegion = true;
+      else this.#copy(j, j + 1);
+      j++;
+    }
+
+    if (final) {
+      if (inRegion) this.#mask();
+      if (urlStart === end) this.#mask(); // "?private_token=" at the very end
+      return end;
+    }
+    this.#inRegion = inRegion;
+    this.#secretEnd = secretEnd > j ? secretEnd + base : 0;
+    this.#tokenOpen = tokenOpen;
+    this.#urlOpen = urlOpen;
+    this.#urlStart = urlStart < 0 ? -1 : urlStart + base;
+    for (let i = 0; i < starts.length; i++) starts[i] += base;
+    return j;
+  }
+}
+
+/**
+ * A streaming masker over UTF-8 bytes: masked variable values, GitLab token prefixes and sensitive
+ * URL parameters become `[MASKED]` (see the module documentation for the exact rules).
+ *
+ * {@linkcode Masker.write} returns the masked bytes that are final now and holds back only a tail
+ * that could still become part of a match: never more than the longest secret or prefix (and
+ * 21 bytes for a URL parameter key). Matches split across writes, even inside a multi-byte
+ * character, are found: concatenating the outputs of any chunking, plus {@linkcode Masker.flush},
+ * gives the same bytes as masking the whole input at once.
+ *
+ * @example Masking a log written in pieces
+ * ```ts
+ * const masker = new Masker({ secrets: ["hunter22"] });
+ * const decoder = new TextDecoder();
+ * const encoder = new TextEncoder();
+ * let log = decoder.decode(masker.write(encoder.encode("password: hun")), { stream: true });
+ * log += decoder.decode(masker.write(encoder.encode("ter22, token glpat-AbC123 done\n")), { stream: true });
+ * log += decoder.decode(masker.flush());
+ * console.log(log); // "password: [MASKED], token glpat-[MASKED] done\n"
+ * ```
+ */
+export class Masker {
+  readonly #tables: Tables;
+  readonly #scanner: Scanner;
+
+  /**
+   * Compiles the options into lookup tables (once; the masker then scans in a single pass).
+   *
+   * @param options Secrets, extra token prefixes, and which default rules apply.
+   */
+  constructor(options: MaskerOptions = {}) {
+    this.#tables = new Tables(options);
+    this.#scanner = new Scanner(this.#tables);
+  }
+
+  /**
+   * Masks the next piece of the stream.
+   *
+   * @param chunk The next bytes of the log. It is not kept: it may be reused after the call.
+   * @returns The masked bytes that are final now (a new array, possibly empty).
+   *
+   * @example Holding back a possible secret
+   * ```ts
+   * const masker = new Masker({ secrets: ["s3cr3t-value"] });
+   * const out = masker.write(new TextEncoder().encode("key=s3cr3t"));
+   * console.log(new TextDecoder().decode(out), masker.pending); // "key=" 6
+   * ```
+   */
+  write(chunk: Uint8Array): Uint8Array {
+    return this.#scanner.write(chunk, false);
+  }
+
+  /**
+   * Ends the stream: masks and returns what was held back. The masker can then be used for a new
+   * stream.
+   *
+   * @returns The remaining masked bytes.
+   *
+   * @example Ending a stream inside a token
+   * ```ts
+   * const masker = new Masker();
+   * const head = masker.write(new TextEncoder().encode("token: glrt-abc"));
+   * const tail = masker.flush();
+   * console.log(new TextDecoder().decode(head), new TextDecoder().decode(tail)); // "token: glrt-" "[MASKED]"
+   * ```
+   */
+  flush(): Uint8Array {
+    return this.#scanner.write(EMPTY, true);
+  }
+
+  /**
+   * How many bytes are held back now, waiting to see whether they are part of a match.
+   *
+   * @example
+   * ```ts
+   * const masker = new Masker({ secrets: ["abcdef"] });
+   * masker.write(new TextEncoder().encode("xyzabc"));
+   * console.log(masker.pending); // 3
+   * ```
+   */
+  get pending(): number {
+    return this.#scanner.pending;
+  }
+
+  /**
+   * Masks a whole string at once with the same rules, independently of the stream state (for the
+   * runner's own diagnostics).
+   *
+   * @param text The text to mask.
+   * @returns The masked text.
+   *
+   * @example Masking a diagnostic line
+   * ```ts
+   * const masker = new Masker({ secrets: ["hunter22"] });
+   * console.log(masker.mask("GET /api?private_token=abc&x=1 with hunter22"));
+   * // "GET /api?private_token=[MASKED]&x=1 with [MASKED]"
+   * ```
+   */
+  mask(text: string): string {
+    return DECODER.decode(new Scanner(this.#tables).write(ENCODER.encode(text), true));
+  }
+}
+
+/**
+ * A {@linkcode TransformStream} that masks a byte stream with a {@linkcode Masker}: pipe job
+ * output through it before it reaches the job log.
+ *
+ * @example Masking a stream
+ * ```ts
+ * const source = ReadableStream.from(["run with glpat-", "Xy12z and hunter", "22\n"])
+ *   .pipeThrough(new TextEncoderStream());
+ * const masked = source
+ *   .pipeThrough(new MaskingStream({ secrets: ["hunter22"] }))
+ *   .pipeThrough(new TextDecoderStream());
+ * let text = "";
+ * for await (const piece of masked) text += piece;
+ * console.log(text); // "run with glpat-[MASKED] and [MASKED]\n"
+ * ```
+ */
+export class MaskingStream extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * Creates the stream.
+   *
+   * @param options The masking rules, as for {@linkcode Masker}.
+   */
+  constructor(options: MaskerOptions = {}) {
+    const masker = new Masker(options);
+    super({
+      transform(chunk, controller) {
+        const out = masker.write(chunk);
+        if (out.length !== 0) controller.enqueue(out);
+      },
+      flush(controller) {
+        const out = masker.flush();
+        if (out.length !== 0) controller.enqueue(out);
+      },
+    });
+  }
+}

@@ -1,0 +1,289 @@
+import { assert, FakeClock } from "./_deps.ts";
+import { Client } from "../src/api/client.ts";
+import { JobLog, type JobLogOptions, PATCH_LIMIT } from "../src/log/job_log.ts";
+import { crc32 } from "../src/log/crc32.ts";
+import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A running job on the mock and a JobLog for it, with a spy on the calls. */
+async function setup(
+  mockOptions: Partial<MockOptions> = {},
+  logOptions: Partial<JobLogOptions> = {},
+) {
+  const clock = new FakeClock();
+  const mock = new GitLabMock({ clock, ...mockOptions });
+  const calls: { method: string; range?: string; body?: Record<string, unknown>; size: number }[] =
+    [];
+  const spy: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const copy = request.clone();
+    const bytes = new Uint8Array(await copy.arrayBuffer());
+    calls.push({
+      method: request.method,
+      range: request.headers.get("content-range") ?? undefined,
+      body: request.method === "PUT" ? JSON.parse(dec.decode(bytes)) : undefined,
+      size: bytes.byteLength,
+    });
+    return mock.fetch(request);
+  };
+  const client = new Client(mock.url, { fetch: spy, clock, random: () => 0.5 });
+  const mj = mock.job().script(["true"]).enqueue();
+  const got = await client.requestJob(mock.runnerToken);
+  assert.equal(got.type, "job");
+  calls.length = 0;
+  const events: string[] = [];
+  const log = new JobLog({
+    client,
+    clock,
+    jobId: mj.id,
+    token: mj.token,
+    random: () => 0.5,
+    onAbort: (r) => events.push(`abort:${r.status}:${r.jobStatus ?? ""}`),
+    onCancelRequested: () => events.push("canceling"),
+    ...logOptions,
+  });
+  log.start();
+  const patches = () => calls.filter((c) => c.method === "PATCH");
+  const puts = () => calls.filter((c) => c.method === "PUT");
+  return { clock, mock, client, mj, log, calls, patches, puts, events };
+}
+
+Deno.test("C4.1 writes within one interval go out as one PATCH with an inclusive Content-Range", async () => {
+  const t = await setup();
+  t.log.write("hello ");
+  t.log.write("world\n");
+  t.log.write(enc.encode("bytes\n"));
+  await t.clock.advance(2999);
+  assert.equal(t.patches().length, 0);
+  await t.clock.advance(1);
+  assert.equal(t.patches().length, 1);
+  assert.equal(t.patches()[0].range, "0-17");
+  t.log.write("more\n");
+  await t.clock.advance(59_999); // GitLab said X-GitLab-Trace-Update-Interval: 60
+  assert.equal(t.patches().length, 1);
+  await t.clock.advance(1);
+  assert.equal(t.patches().length, 2);
+  assert.equal(t.patches()[1].range, "18-22");
+  assert.equal(t.mj.logText, "hello world\nbytes\nmore\n");
+  const r = t.mock.requests.find((q) => q.route === "trace")!;
+  assert.equal(r.headers.get("content-type"), "text/plain");
+  assert.equal(r.headers.get("job-token"), t.mj.token);
+  await t.log.finish({ state: "success" });
+});
+
+Deno.test("C4.1 no output, no PATCH", async () => {
+  const t = await setup();
+  await t.clock.advance(20_000);
+  assert.equal(t.patches().length, 0);
+  await t.log.finish({ state: "success" });
+});
+
+Deno.test("C4.2 a 416 resyncs from the server's Range; 0-0 resends everything held", async () => {
+  const t = await setup();
+  t.log.write("first part\n");
+  await t.clock.advance(3000);
+  assert.equal(t.mj.logText, "first part\n");
+  t.mock.loseTrace(t.mj.id);
+  t.log.write("second part\n");
+  await t.clock.advance(60_000);
+  assert.equal(t.mj.logText, "first part\nsecond part\n");
+  const ranges = t.patches().map((p) => p.range);
+  assert.deepEqual(ranges, ["0-10", "11-22", "0-22"]);
+  await t.log.finish({ state: "success" });
+  assert.equal(t.mj.logText, "first part\nsecond part\n");
+});
+
+Deno.test("C4.3 failed PATCHes (5xx, 409, dropped) keep their bytes; the log arrives whole", async () => {
+  const t = await setup();
+  t.mock.fault({ route: "trace", status: 500, times: 5 }); // one whole retry round
+  t.mock.fault({ route: "trace", status: 409, times: 1 });
+  t.mock.fault({ route: "trace", drop: true, times: 1 });
+  const expected: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const line = `line ${i}\n`;
+    expected.push(line);
+    t.log.write(line);
+    await t.clock.advance(3000);
+  }
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  assert.equal(t.mj.logText, expected.join(""));
+  assert.equal(t.mj.state, "success");
+});
+
+Deno.test("C4.4 X-GitLab-Trace-Update-Interval is adopted", async () => {
+  const t = await setup({ traceUpdateInterval: 10 });
+  t.log.write("a");
+  await t.clock.advance(3000);
+  assert.equal(t.patches().length, 1);
+  assert.equal(t.log.updateIntervalMs, 10_000);
+  t.log.write("b");
+  await t.clock.advance(9_999);
+  assert.equal(t.patches().length, 1);
+  await t.clock.advance(1);
+  assert.equal(t.patches().length, 2);
+  await t.log.finish({ state: "success" });
+});
+
+Deno.test("C4.4 intervals of 0, negative or garbage are ignored; huge ones are clamped to 15 min", async () => {
+  const { parseUpdateInterval } = await import("../src/api/client.ts");
+  assert.equal(parseUpdateInterval("0"), undefined);
+  assert.equal(parseUpdateInterval("-5"), undefined);
+  assert.equal(parseUpdateInterval("abc"), undefined);
+  assert.equal(parseUpdateInterval(null), undefined);
+  assert.equal(parseUpdateInterval("30"), 30);
+  assert.equal(parseUpdateInterval("100000"), 900);
+  const t = await setup({ traceUpdateInterval: 0 });
+  t.log.write("a");
+  await t.clock.advance(3000);
+  assert.equal(t.log.updateIntervalMs, 3000);
+  await t.log.finish({ state: "success" });
+});
+
+Deno.test("C4.5 keep-alive PUT running after 30 s without contact, with checksum and size", async () => {
+  const t = await setup({ traceUpdateInterval: 3 });
+  t.log.write("some output\n");
+  await t.clock.advance(3000);
+  assert.equal(t.puts().length, 0);
+  await t.clock.advance(29_999);
+  assert.equal(t.puts().length, 0);
+  await t.clock.advance(3000);
+  assert.equal(t.puts().length, 1);
+  const body = t.puts()[0].body!;
+  assert.equal(body.state, "running");
+  assert.deepEqual(body.output, {
+    checksum: `crc32:${crc32(enc.encode("some output\n")).toString(16).padStart(8, "0")}`,
+    bytesize: 12,
+  });
+  assert.equal(body.token, t.mj.token);
+  await t.log.finish({ state: "success" });
+});
+
+Deno.test("C4.6 at most 1 MiB per PATCH; the final flush sends everything before the final PUT", async () => {
+  const t = await setup({}, { outputLimit: 8 * PATCH_LIMIT });
+  const big = new Uint8Array(2.5 * PATCH_LIMIT).fill(0x61);
+  t.log.write(big);
+  await t.log.finish({ state: "success" });
+  const sizes = t.patches().map((p) => p.size);
+  assert.ok(sizes.every((s) => s <= PATCH_LIMIT), `${sizes}`);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), big.byteLength);
+  const last = t.calls[t.calls.length - 1];
+  assert.equal(last.method, "PUT");
+  assert.equal(t.mj.log.byteLength, big.byteLength);
+});
+
+Deno.test("C4.7 output over the limit is dropped, GitLab's notice appended once, writing goes on", async () => {
+  const t = await setup({}, { outputLimit: 100 });
+  for (let i = 0; i < 50; i++) t.log.write("0123456789");
+  await t.log.finish({ state: "success" });
+  const text = t.mj.logText;
+  assert.ok(text.startsWith("0123456789".repeat(10)));
+  assert.equal(text.split("Job's log exceeded limit of 100 bytes.").length - 1, 1);
+  assert.match(text, /Job execution will continue but no more output will be collected/);
+  assert.equal(t.mj.state, "success");
+});
+
+Deno.test("C4.8 masked values are masked even when split across two writes", async () => {
+  const t = await setup({}, {
+    masking: { secrets: ["s3cr3t-Pa55w0rd"] },
+  });
+  t.log.write("password is s3cr3t-");
+  await t.clock.advance(3000);
+  t.log.write("Pa55w0rd and token glpat-abcdefghijklmnop1234 done\n");
+  await t.log.finish({ state: "success" });
+  assert.equal(t.mj.logText, "password is [MASKED] and token glpat-[MASKED] done\n");
+  assert.equal(t.mj.logText.includes("s3cr3t"), false);
+});
+
+Deno.test("C4.10 a stream writer waits while GitLab does not take the log (bounded memory)", async () => {
+  const t = await setup({}, { outputLimit: 64 * PATCH_LIMIT });
+  t.mock.fault({ route: "trace", status: 503, times: Infinity });
+  const writer = t.log.writable.getWriter();
+  const chunk = new Uint8Array(PATCH_LIMIT).fill(0x62);
+  let written = 0;
+  const pump = (async () => {
+    for (let i = 0; i < 20; i++) {
+      await writer.write(chunk);
+      written++;
+    }
+  })();
+  await t.clock.advance(60_000);
+  assert.ok(written < 12, `${written} MiB accepted while GitLab took nothing`);
+  t.mock.clearFaults();
+  await t.clock.runUntil(() => written === 20);
+  await pump;
+  writer.releaseLock();
+  await finish(t, { state: "success" });
+  assert.equal(t.mj.log.byteLength, 20 * PATCH_LIMIT);
+});
+
+Deno.test("C5.1 a final PUT answered 202 is repeated after the server's backoff until 200", async () => {
+  const t = await setup({ finalUpdateAccepts: 3 });
+  t.log.write("x\n");
+  const result = await finish(t, { state: "failed", failureReason: "script_failure", exitCode: 2 });
+  assert.equal(result.outcome, "done");
+  const finals = t.puts().filter((p) => p.body!.state === "failed");
+  assert.equal(finals.length, 4);
+  for (const f of finals) {
+    assert.equal(f.body!.exit_code, 2);
+    assert.equal(f.body!.failure_reason, "script_failure");
+    assert.equal((f.body!.output as { bytesize: number }).bytesize, 2);
+  }
+  assert.equal(t.mj.state, "failed");
+  assert.equal(t.mj.exitCode, 2);
+});
+
+Deno.test("C5.1 transient failures of the final PUT are retried", async () => {
+  const t = await setup();
+  t.mock.fault({ route: "update", status: 502, times: 7 });
+  t.mock.fault({ route: "update", drop: true, times: 1 });
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  assert.equal(t.mj.state, "success");
+});
+
+Deno.test("C5.1 200 with Job-Status: failed after a final failed is success, not an abort", async () => {
+  const t = await setup();
+  const result = await finish(t, { state: "failed", failureReason: "script_failure" });
+  assert.equal(result.outcome, "done");
+  assert.equal(result.jobStatus, "failed");
+  assert.deepEqual(t.events, []);
+});
+
+Deno.test("C5.2 a bare 403 on PATCH aborts; nothing is sent after it", async () => {
+  const t = await setup({ cancelResponse: "bare-forbidden" });
+  t.mock.cancel(t.mj.id);
+  t.log.write("x");
+  await t.clock.advance(3000);
+  assert.deepEqual(t.events, ["abort:403:"]);
+  const n = t.calls.length;
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "aborted");
+  assert.equal(t.calls.length, n);
+  assert.equal(t.mj.state, "canceled");
+});
+
+Deno.test("C5.2 Job-Status: canceled on a 2xx aborts too (older GitLab)", async () => {
+  const t = await setup({ cancelResponse: "job-status" });
+  t.mock.cancel(t.mj.id);
+  t.log.write("x");
+  await t.clock.advance(3000);
+  assert.equal(t.events.length, 1);
+  assert.match(t.events[0], /^abort:\d+:canceled$/);
+  await t.log.finish({ state: "success" });
+  assert.equal(t.mj.state, "canceled");
+});
+
+/** Runs finish() while advancing the fake clock. */
+async function finish(
+  t: Awaited<ReturnType<typeof setup>>,
+  final: Parameters<JobLog["finish"]>[0],
+) {
+  let result: Awaited<ReturnType<JobLog["finish"]>> | undefined;
+  const p = t.log.finish(final).then((r) => (result = r));
+  await t.clock.runUntil(() => result !== undefined);
+  await p;
+  return result!;
+}

@@ -1,0 +1,575 @@
+import { assert } from "./_deps.ts";
+import {
+  DEFAULT_TOKEN_PREFIXES,
+  Masker,
+  type MaskerOptions,
+  MaskingStream,
+} from "../src/log/masker.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Writes `parts` one by one, then flushes; returns the text and the largest `pending` seen. */
+function streamParts(masker: Masker, parts: readonly (string | Uint8Array)[]) {
+  const out: Uint8Array[] = [];
+  let maxPending = 0;
+  for (const part of parts) {
+    out.push(masker.write(typeof part === "string" ? enc.encode(part) : part));
+    maxPending = Math.max(maxPending, masker.pending);
+  }
+  out.push(masker.flush());
+  return { text: dec.decode(concat(out)), bytes: concat(out), maxPending };
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Splits on "|" like the official runner's tests do. */
+function split(input: string): string[] {
+  return input.split("|");
+}
+
+function maskParts(options: MaskerOptions, input: string): string {
+  return streamParts(new Masker(options), split(input)).text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference: a brute-force implementation of the documented rules, written independently of the
+// scanner (all intervals on the whole input, then one [MASKED] per group of overlapping ones).
+
+const REF_KEYS = [
+  "private_token",
+  "authenticity_token",
+  "rss_token",
+  "x-amz-signature",
+  "x-amz-credential",
+  "x-amz-security-token",
+];
+
+function refAlpha(c: number): boolean {
+  return /[A-Za-z0-9._=-]/.test(String.fromCharCode(c)) && c < 0x80;
+}
+
+/** Decodes one rune at i as Go does (invalid → width 1); returns [codePoint, width]. */
+function decodeRune(b: Uint8Array, i: number): [number, number] {
+  const c = b[i];
+  if (c < 0x80) return [c, 1];
+  const need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? (c <= 0xef ? 3 : 0) : c >= 0xc2 ? 2 : 0;
+  if (need === 0 || i + need > b.length) return [0xfffd, 1];
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(b.subarray(i, i + need));
+  const cp = text.codePointAt(0)!;
+  if (cp === 0xfffd || text.length > (cp > 0xffff ? 2 : 1)) return [0xfffd, 1];
+  return [cp, need];
+}
+
+function goIsParamEnd(cp: number): boolean {
+  const space =
+    [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20, 0x85, 0xa0, 0x1680, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000]
+      .includes(cp) || (cp >= 0x2000 && cp <= 0x200a);
+  const control = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+  return cp === 0x3f || cp === 0x26 || space || control;
+}
+
+function trimGo(s: string): string {
+  return s.replace(
+    /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/,
+    "",
+  )
+    .replace(/[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/, "");
+}
+
+function referenceMask(input: Uint8Array, options: MaskerOptions): Uint8Array {
+  const n = input.length;
+  const secrets = (options.secrets ?? []).map(trimGo).filter((s) => s !== "").map((s) =>
+    enc.encode(s)
+  );
+  const prefixes = [
+    ...(options.defaultTokenPrefixes === false ? ["glpat-"] : DEFAULT_TOKEN_PREFIXES),
+    ...(options.tokenPrefixes ?? []),
+  ].map(trimGo).filter((s) => s !== "").map((s) => enc.encode(s));
+  const intervals: [number, number][] = [];
+  const empties = new Set<number>();
+  const at = (p: Uint8Array, i: number) =>
+    i + p.length <= n && p.every((c, k) => input[i + k] === c);
+  for (let i = 0; i < n; i++) {
+    for (const s of secrets) if (at(s, i)) intervals.push([i, i + s.length]);
+    for (const p of prefixes) {
+      if (!at(p, i)) continue;
+      let r = i + p.length;
+      while (r < n && refAlpha(input[r])) r++;
+      if (r > i + p.length) intervals.push([i + p.length, r]);
+    }
+    if (options.urlParameters !== false && (input[i] === 0x3f || input[i] === 0x26)) {
+      let e = i + 1;
+      while (e < n && ![0x3d, 0x3f, 0x26].includes(input[e])) e++;
+      if (e < n && input[e] === 0x3d && e - i - 1 <= 20) {
+        const key = dec.decode(input.subarray(i + 1, e)).replace(/[A-Z]/g, (c) => c.toLowerCase());
+        if (REF_KEYS.includes(key)) {
+          let w = e + 1;
+          while (w < n) {
+            const [cp, width] = decodeRune(input, w);
+            if (goIsParamEnd(cp)) break;
+            w += width;
+          }
+          if (w > e + 1) intervals.push([e + 1, w]);
+          else empties.add(e + 1);
+        }
+      }
+    }
+  }
+  const covered = new Array<boolean>(n).fill(false);
+  const linked = new Array<boolean>(n + 1).fill(false); // an interval holds both i-1 and i
+  for (const [a, b] of intervals) {
+    for (let i = a; i < b; i++) covered[i] = true;
+    for (let i = a + 1; i < b; i++) linked[i] = true;
+  }
+  const out: number[] = [];
+  const MASK = [...enc.encode("[MASKED]")];
+  let open = false;
+  for (let i = 0; i <= n; i++) {
+    const goesOn = open && i < n && linked[i];
+    if (open && !goesOn) {
+      out.push(...MASK);
+      open = false;
+    }
+    if (empties.has(i) && !goesOn) out.push(...MASK);
+    if (i === n) break;
+    if (covered[i]) open = true;
+    else out.push(input[i]);
+  }
+  return new Uint8Array(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// C4.8: masked values
+
+Deno.test("C4.8 masked variable values become [MASKED] (official masker cases)", () => {
+  const cases: [string[], string, string][] = [
+    [[""], "empty secrets have no affect", "empty secrets have no affect"],
+    [[], "no escaping at all", "no escaping at all"],
+    [["secrets"], "secrets", "[MASKED]"],
+    [["secrets"], "secret|s", "[MASKED]"],
+    [["secrets"], "s|ecrets", "[MASKED]"],
+    [["secrets"], "secretssecrets", "[MASKED][MASKED]"],
+    [["secrets"], "ssecrets", "s[MASKED]"],
+    [["secrets"], "s|secrets", "s[MASKED]"],
+    [["at"], "at the start of the buffer", "[MASKED] the start of the buffer"],
+    [["middle"], "in the middle of the buffer", "in the [MASKED] of the buffer"],
+    [["buffer"], "at the end of the buffer", "at the end of the [MASKED]"],
+    [
+      ["all", "values", "are", "masked"],
+      "all values are masked",
+      "[MASKED] [MASKED] [MASKED] [MASKED]",
+    ],
+    [
+      ["foo", "bar"],
+      "prefix|ed, su|ffi|xed |and split|:| xfo|ox y|bary ffo|o ba|rr ffooo b|barr",
+      "prefixed, suffixed and split: x[MASKED]x y[MASKED]y f[MASKED] [MASKED]r f[MASKED]o b[MASKED]r",
+    ],
+    [
+      ["split", "all", "values", "are", "masked"],
+      "sp|lit al|l val|ues ar|e |mask|ed",
+      "[MASKED] [MASKED] [MASKED] [MASKED] [MASKED]",
+    ],
+    [
+      ["mask", "prefix_mask"],
+      "prefix_mask mask prefix_|mask prefix_ma|sk mas|k",
+      "[MASKED] [MASKED] [MASKED] [MASKED] [MASKED]",
+    ],
+    [
+      ["this is the end", "en foobar", "en"],
+      "overlap: this is the en| foobar",
+      "overlap: this is the [MASKED]",
+    ],
+    // A value that needs the restart the official runner's per-phrase writer misses.
+    [["aab"], "aa|ab", "a[MASKED]"],
+  ];
+  for (const [secrets, input, expected] of cases) {
+    assert.equal(maskParts({ secrets }, input), expected, `${JSON.stringify(secrets)} ${input}`);
+  }
+});
+
+Deno.test("C4.8 a large secret split across writes is masked", () => {
+  const big = "_".repeat(16000);
+  assert.equal(
+    maskParts({ secrets: [big] }, `large secret: ${"_".repeat(8000)}|${"_".repeat(8000)}`),
+    "large secret: [MASKED]",
+  );
+});
+
+Deno.test("C4.8 secrets are trimmed like Go strings.TrimSpace and deduplicated; no URL-encoded forms", () => {
+  const masker = new Masker({
+    secrets: ["  pa ss\n", "pa ss", "\u0085x1\u00a0", "   ", ""],
+    defaultTokenPrefixes: false,
+  });
+  assert.equal(masker.mask("a pa ss b x1 c"), "a [MASKED] b [MASKED] c");
+  // Only the exact value is masked, as in the official runner: no encoded variants.
+  assert.equal(
+    new Masker({ secrets: ["p@ss word"] }).mask("p%40ss%20word p@ss word"),
+    "p%40ss%20word [MASKED]",
+  );
+  // U+FEFF is not white space for Go: kept in the value.
+  assert.equal(new Masker({ secrets: ["\ufeffab"] }).mask("ab \ufeffab"), "ab [MASKED]");
+});
+
+Deno.test("C4.8 longest secret first: a longer secret wins over a shorter one at the same place", () => {
+  const masker = new Masker({ secrets: ["pass", "password123"] });
+  assert.equal(
+    masker.mask("password123 and pass and password"),
+    "[MASKED] and [MASKED] and [MASKED]word",
+  );
+  // Partly overlapping secrets: one [MASKED] over both, no byte of either leaks.
+  assert.equal(new Masker({ secrets: ["ab", "bcdef"] }).mask("xabcdefx"), "x[MASKED]x");
+  // A shorter secret inside a longer one never splits it.
+  assert.equal(new Masker({ secrets: ["cd", "abcdef"] }).mask("abcdef"), "[MASKED]");
+});
+
+Deno.test("C4.8 secrets with multi-byte characters split inside a character are masked", () => {
+  const secret = "pässwörd€";
+  const bytes = enc.encode(`x ${secret} y`);
+  for (let cut = 1; cut < bytes.length; cut++) {
+    const result = streamParts(new Masker({ secrets: [secret] }), [
+      bytes.subarray(0, cut),
+      bytes.subarray(cut),
+    ]);
+    assert.equal(result.text, "x [MASKED] y", `cut at ${cut}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// C4.8: token prefixes
+
+Deno.test("C4.8 glpat- tokens are masked, prefix kept (official tokensanitizer cases)", () => {
+  const cases: [string, string][] = [
+    [
+      "Lorem ipsum dolor sit amet, ex ea commodo glpat-imperdiet in voluptate velit esse",
+      "Lorem ipsum dolor sit amet, ex ea commodo glpat-[MASKED] in voluptate velit esse",
+    ],
+    ["velit esseglpat-imperdiet", "velit esseglpat-[MASKED]"],
+    ["glpat-imperdiet Lorem", "glpat-[MASKED] Lorem"],
+    ["esseglpat-imperdiet=_-. end Lorem", "esseglpat-[MASKED] end Lorem"],
+    ["glpat-impglpat-erdiet Lorem", "glpat-[MASKED] Lorem"],
+    [
+      "glpat|-imperdiet Lorem ipsum gl|pat-imperdiet in",
+      "glpat-[MASKED] Lorem ipsum glpat-[MASKED] in",
+    ],
+    ["glpat| -imperdiet Lorem ipsum dolor sit amet", "glpat -imperdiet Lorem ipsum dolor sit amet"],
+    ["Lorglpat- ipsu dolor sit amglpat-t, cons", "Lorglpat- ipsu dolor sit amglpat-[MASKED], cons"],
+    [
+      "laborglpat-=_ glpat-t dolorglpat-=_ magna",
+      "laborglpat-[MASKED] glpat-[MASKED] dolorglpat-[MASKED] magna",
+    ],
+  ];
+  for (const [input, expected] of cases) {
+    assert.equal(maskParts({ defaultTokenPrefixes: false }, input), expected, input);
+  }
+});
+
+Deno.test("C4.8 glpat- is masked even with the default prefixes turned off; the others are not", () => {
+  const off = new Masker({ defaultTokenPrefixes: false });
+  assert.equal(off.mask("glpat-abc glrt-abc gldt-abc"), "glpat-[MASKED] glrt-abc gldt-abc");
+  const on = new Masker();
+  assert.equal(
+    on.mask("glpat-abc glrt-abc gldt-abc"),
+    "glpat-[MASKED] glrt-[MASKED] gldt-[MASKED]",
+  );
+});
+
+Deno.test("C4.8 every default token prefix is masked, _gitlab_session= included", () => {
+  assert.equal(DEFAULT_TOKEN_PREFIXES[0], "glpat-");
+  const masker = new Masker();
+  for (const prefix of DEFAULT_TOKEN_PREFIXES) {
+    assert.equal(masker.mask(`x ${prefix}Ab1_.=-z9 y`), `x ${prefix}[MASKED] y`, prefix);
+  }
+  assert.equal(
+    masker.mask("Cookie: _gitlab_session=0a1b2c; path=/"),
+    "Cookie: _gitlab_session=[MASKED]; path=/",
+  );
+});
+
+Deno.test("C4.8 job-supplied token prefixes (features.token_mask_prefixes) are masked too", () => {
+  const cases: [string[], string, string][] = [
+    [["token-"], "token-imperdiet Lorem ipsum", "token-[MASKED] Lorem ipsum"],
+    [
+      ["tok-"],
+      "Lortok-ipsu dolor sit amt|ok-t, cons-ctg|lpat-tur adipiscing tok-lit, stok-|d gltok-test do",
+      "Lortok-[MASKED] dolor sit amtok-[MASKED], cons-ctglpat-[MASKED] adipiscing tok-[MASKED], stok-[MASKED] gltok-[MASKED] do",
+    ],
+    // More than 15 prefixes: all apply here (the official runner keeps only the 15 shortest).
+    [
+      Array.from({ length: 20 }, (_, i) => `mask${i}-`),
+      "a mask1-x b mask19-y c mask7-|z",
+      "a mask1-[MASKED] b mask19-[MASKED] c mask7-[MASKED]",
+    ],
+    [[" spaced- ", ""], "spaced-abc", "spaced-[MASKED]"],
+  ];
+  for (const [tokenPrefixes, input, expected] of cases) {
+    assert.equal(maskParts({ tokenPrefixes }, input), expected, input);
+  }
+});
+
+Deno.test("C4.8 a token run has no maximum length and pending stays bounded inside it", () => {
+  const masker = new Masker();
+  const parts = [
+    "start glpat-",
+    ...Array.from({ length: 2000 }, () => "A1b2C3d4-_.=".repeat(100)),
+    " end",
+  ];
+  const result = streamParts(masker, parts);
+  assert.equal(result.text, "start glpat-[MASKED] end");
+  assert.ok(result.maxPending <= 1, `pending ${result.maxPending}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// C4.8: URL parameters
+
+Deno.test("C4.8 sensitive URL parameters are masked up to ?, &, space or control", () => {
+  const masker = new Masker();
+  const cases: [string, string][] = [
+    [
+      "https://gitlab.example.com/api/v4/projects?private_token=abc123&per_page=5",
+      "https://gitlab.example.com/api/v4/projects?private_token=[MASKED]&per_page=5",
+    ],
+    [
+      "POST /users/sign_in?authenticity_token=r4nd0m+/==?next",
+      "POST /users/sign_in?authenticity_token=[MASKED]?next",
+    ],
+    ["feed?rss_token=x y", "feed?rss_token=[MASKED] y"],
+    [
+      "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20240101T000000Z&X-Amz-Security-Token=FQo//+a=&X-Amz-Signature=deadbeef\n",
+      "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=[MASKED]&X-Amz-Date=20240101T000000Z&X-Amz-Security-Token=[MASKED]&X-Amz-Signature=[MASKED]\n",
+    ],
+    ["?PRIVATE_TOKEN=abc\tz", "?PRIVATE_TOKEN=[MASKED]\tz"],
+    ["?private_token=", "?private_token=[MASKED]"],
+    ["?private_token=&a=b", "?private_token=[MASKED]&a=b"],
+    ["?private_token=é€x\u2028y", "?private_token=[MASKED]\u2028y"],
+    ["?private_token=a\u00a0b \u0085", "?private_token=[MASKED]\u00a0b \u0085"],
+    ["?private_token=a\u3000b", "?private_token=[MASKED]\u3000b"],
+    ["?private_token=a\u0007b", "?private_token=[MASKED]\u0007b"],
+    // Not a parameter: no ? or & before the key, another separator inside the key, or the key is not listed.
+    ["private_token=abc", "private_token=abc"],
+    ["? private_token=abc", "? private_token=abc"],
+    ["?x&private_token=abc", "?x&private_token=[MASKED]"],
+    ["?my_private_token=abc", "?my_private_token=abc"],
+    ["?a=b?private_token=abc", "?a=b?private_token=[MASKED]"],
+  ];
+  for (const [input, expected] of cases) assert.equal(masker.mask(input), expected, input);
+  assert.equal(
+    new Masker({ urlParameters: false }).mask("?private_token=abc"),
+    "?private_token=abc",
+  );
+});
+
+Deno.test("C4.8 URL parameters split across writes at every byte are masked", () => {
+  const input = "GET https://h/p?x=1&X-Amz-Security-Token=Ab/c+d\u2003rest?private_token=z";
+  const expected =
+    "GET https://h/p?x=1&X-Amz-Security-Token=[MASKED]\u2003rest?private_token=[MASKED]";
+  const bytes = enc.encode(input);
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const result = streamParts(new Masker(), [bytes.subarray(0, cut), bytes.subarray(cut)]);
+    assert.equal(result.text, expected, `cut at ${cut}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Streaming properties
+
+Deno.test("C4.8 a secret split across two writes at every position is masked", () => {
+  const input = "before hunter22-secret after glpat-tok3n ok";
+  const expected = "before [MASKED] after glpat-[MASKED] ok";
+  const bytes = enc.encode(input);
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const m = new Masker({ secrets: ["hunter22-secret"] });
+    assert.equal(
+      streamParts(m, [bytes.subarray(0, cut), bytes.subarray(cut)]).text,
+      expected,
+      `cut ${cut}`,
+    );
+  }
+  // One byte per write.
+  const m = new Masker({ secrets: ["hunter22-secret"] });
+  assert.equal(streamParts(m, [...bytes].map((b) => Uint8Array.of(b))).text, expected);
+});
+
+Deno.test("C4.8 pending holds back only what can still become a match, and is bounded", () => {
+  const m = new Masker({ secrets: ["abcdefgh"] });
+  assert.equal(dec.decode(m.write(enc.encode("plain text "))), "plain text ");
+  assert.equal(m.pending, 0);
+  assert.equal(dec.decode(m.write(enc.encode("xxabcdef"))), "xx");
+  assert.equal(m.pending, 6);
+  assert.equal(dec.decode(m.write(enc.encode("gX"))), "abcdefgX");
+  assert.equal(m.pending, 0);
+  assert.equal(dec.decode(m.write(enc.encode("abcdefgh!"))), "[MASKED]!");
+  assert.equal(dec.decode(m.write(enc.encode("gl"))), "");
+  assert.equal(m.pending, 2);
+  assert.equal(dec.decode(m.flush()), "gl");
+  assert.equal(m.pending, 0);
+
+  // Bound: less than the longest pattern (here the 40-byte secret; a URL parameter key needs at
+  // most 21 bytes), whatever is written.
+  const secret = "S".repeat(40);
+  const bounded = new Masker({ secrets: [secret] });
+  let max = 0;
+  const rnd = mulberry32(7);
+  for (let i = 0; i < 3000; i++) {
+    const piece = pick(rnd, [
+      "S".repeat(39),
+      "S",
+      "?private_toke",
+      "_gitlab_sess",
+      "glpat-",
+      "x",
+      "&",
+    ]);
+    bounded.write(enc.encode(piece));
+    max = Math.max(max, bounded.pending);
+  }
+  assert.ok(max <= 39, `pending reached ${max}`);
+});
+
+Deno.test("C4.8 mask() is independent of the stream state", () => {
+  const m = new Masker({ secrets: ["secret"] });
+  m.write(enc.encode("sec"));
+  assert.equal(m.mask("a secret"), "a [MASKED]");
+  assert.equal(m.pending, 3);
+  assert.equal(dec.decode(m.write(enc.encode("ret!"))), "[MASKED]!");
+});
+
+Deno.test("C4.8 the masker can be reused after flush", () => {
+  const m = new Masker({ secrets: ["secret"] });
+  m.write(enc.encode("x glpat-abc"));
+  assert.equal(dec.decode(m.flush()), "[MASKED]");
+  assert.equal(dec.decode(m.write(enc.encode("secret y"))), "[MASKED] y");
+  assert.equal(dec.decode(m.flush()), "");
+});
+
+Deno.test("C4.8 write() output never aliases the input chunk", () => {
+  const m = new Masker();
+  const chunk = enc.encode("plain line\n");
+  const out = m.write(chunk);
+  chunk.fill(0x21);
+  assert.equal(dec.decode(out), "plain line\n");
+});
+
+Deno.test("C7.3 MaskingStream masks a byte stream written in arbitrary pieces", async () => {
+  const pieces = [
+    "$ echo $TOKEN\nglp",
+    "at-AAAA",
+    "BBBB hunt",
+    "er2",
+    "2\n?private_to",
+    "ken=x&y=1",
+  ];
+  const stream = ReadableStream.from(pieces.map((p) => enc.encode(p)))
+    .pipeThrough(new MaskingStream({ secrets: ["hunter22"] }));
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  assert.equal(
+    dec.decode(concat(chunks)),
+    "$ echo $TOKEN\nglpat-[MASKED] [MASKED]\n?private_token=[MASKED]&y=1",
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Property test against the brute-force reference
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return function next() {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function pick<T>(rnd: () => number, items: readonly T[]): T {
+  return items[Math.floor(rnd() * items.length)];
+}
+
+const ATOMS = [
+  "a",
+  "b",
+  "c",
+  "ab",
+  "é",
+  "€",
+  "-",
+  "_",
+  "=",
+  ".",
+  " ",
+  "\n",
+  "?",
+  "&",
+  "\u2028",
+  "\u00a0",
+  "x",
+];
+
+function randomWord(rnd: () => number, max: number): string {
+  let s = "";
+  const n = 1 + Math.floor(rnd() * max);
+  for (let i = 0; i < n; i++) s += pick(rnd, ATOMS);
+  return s;
+}
+
+Deno.test("C4.8 property: any chunking gives the same bytes as one-shot masking and the reference", () => {
+  const rnd = mulberry32(0x5eed);
+  const fragments = [
+    "glpat-",
+    "gl",
+    "pat-",
+    "_gitlab_session=",
+    "?private_token=",
+    "&X-AMZ-Signature=",
+    "?rss_token",
+    "=",
+    "tok-",
+  ];
+  for (let round = 0; round < 400; round++) {
+    const secrets = Array.from({ length: Math.floor(rnd() * 5) }, () => randomWord(rnd, 6));
+    const tokenPrefixes = rnd() < 0.5 ? [] : [randomWord(rnd, 3), "tok-"];
+    const options: MaskerOptions = {
+      secrets,
+      tokenPrefixes,
+      defaultTokenPrefixes: rnd() < 0.8,
+      urlParameters: rnd() < 0.9,
+    };
+    let text = "";
+    const pieces = Math.floor(rnd() * 30);
+    for (let i = 0; i < pieces; i++) {
+      const r = rnd();
+      if (r < 0.3 && secrets.length) {
+        const s = pick(rnd, secrets);
+        text += rnd() < 0.7 ? s : s.slice(0, Math.floor(rnd() * s.length));
+      } else if (r < 0.6) text += pick(rnd, fragments);
+      else text += randomWord(rnd, 4);
+    }
+    const bytes = enc.encode(text);
+    const masker = new Masker(options);
+    const expected = referenceMask(bytes, options);
+    const oneShot = enc.encode(masker.mask(text));
+    assert.deepEqual(oneShot, expected, `one-shot ${JSON.stringify({ text, options })}`);
+    for (let c = 0; c < 4; c++) {
+      const parts: Uint8Array[] = [];
+      let i = 0;
+      while (i < bytes.length) {
+        const n = c === 0 ? 1 : 1 + Math.floor(rnd() * (c === 1 ? 4 : 24));
+        parts.push(bytes.subarray(i, i + n));
+        if (rnd() < 0.1) parts.push(new Uint8Array(0));
+        i += n;
+      }
+      const streamed = streamParts(masker, parts).bytes;
+      assert.deepEqual(streamed, expected, `chunked ${c} ${JSON.stringify({ text, options })}`);
+    }
+  }
+});

@@ -1,0 +1,347 @@
+import { createHmac } from "node:crypto";
+import { assert } from "./_deps.ts";
+import { type Harness, harness, until } from "./_harness.ts";
+import { type JobHandler, LIBRARY_FEATURES, RunnerBuilder } from "../mod.ts";
+import { randomSystemId, systemIdFromMachineId } from "../src/system_id.ts";
+
+const ok: JobHandler = { step: async () => {} };
+const requests = (h: Harness) => h.sent.filter((r) => r.path.endsWith("/jobs/request"));
+
+Deno.test("C1.1 info carries version, revision, platform and architecture", async () => {
+  await using h = await harness();
+  const runner = await h.builder.version("1.2.3").revision("abcdef").platform("linux")
+    .architecture("arm64").name("farm-1").build();
+  await runner.requestJob(() => ok);
+  const body = requests(h)[0].body as Record<string, Record<string, unknown>>;
+  assert.equal(body.info.version, "1.2.3");
+  assert.equal(body.info.revision, "abcdef");
+  assert.equal(body.info.platform, "linux");
+  assert.equal(body.info.architecture, "arm64");
+  assert.equal(body.info.name, "farm-1");
+  assert.equal(body.token, h.mock.runnerToken);
+  assert.equal(body.system_id, "s_0123456789ab");
+});
+
+Deno.test("C1.1 over-long metadata is truncated (system_id 64, version 2048, others 255)", async () => {
+  await using h = await harness();
+  const runner = await h.builder.systemId("s".repeat(100)).version("v".repeat(3000))
+    .revision("r".repeat(300)).platform("p".repeat(300)).architecture("a".repeat(300)).build();
+  assert.equal(runner.systemId.length, 64);
+  assert.equal(runner.info.version!.length, 2048);
+  assert.equal(runner.info.revision!.length, 255);
+  assert.equal(runner.info.platform!.length, 255);
+  assert.equal(runner.info.architecture!.length, 255);
+});
+
+Deno.test("C1.2 the system id is s_ + 12 hex of HMAC-SHA256(machine-id, gitlab-runner)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const machineId = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    await Deno.writeTextFile(`${dir}/machine-id`, machineId + "\n");
+    const expected = "s_" +
+      createHmac("sha256", machineId).update("gitlab-runner").digest("hex").slice(0, 12);
+    const runner = await new RunnerBuilder("https://gitlab.example.com", "glrt-x", dir)
+      .machineIdPath(`${dir}/machine-id`).build();
+    assert.equal(runner.systemId, expected);
+    assert.equal(
+      await systemIdFromMachineId(new TextEncoder().encode(machineId)),
+      expected,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("C1.2 without a machine id the system id is r_ + 12 random alphanumerics", async () => {
+  const runner = await new RunnerBuilder("https://gitlab.example.com", "glrt-x", "/tmp")
+    .machineIdPath("/nonexistent/machine-id").build();
+  assert.match(runner.systemId, /^r_[0-9a-zA-Z]{12}$/);
+  const ids = new Set(Array.from({ length: 50 }, randomSystemId));
+  assert.equal(ids.size, 50);
+});
+
+Deno.test("C1.3 every feature key is sent; exactly the implemented ones and the added ones are true", async () => {
+  await using h = await harness();
+  const runner = await h.builder.features(["refspecs"]).build();
+  await runner.requestJob(() => ok);
+  const body = requests(h)[0].body as { info: { features: Record<string, boolean> } };
+  const features = body.info.features;
+  assert.equal(Object.keys(features).length, 31);
+  const on = Object.entries(features).filter(([, v]) => v).map(([k]) => k).sort();
+  assert.deepEqual(on, [...LIBRARY_FEATURES, "refspecs"].sort());
+  assert.throws(() => h.builder.features(["teleport"]), TypeError);
+  assert.throws(() => h.builder.features(["two_phase_job_commit"]), TypeError);
+});
+
+Deno.test("C1.3 a job needing an unannounced feature is never run", async () => {
+  await using h = await harness();
+  const job = h.mock.job().requires("artifacts_exclude").script(["true"]).enqueue();
+  const runner = await h.builder.build();
+  let made = 0;
+  const got = await runner.requestJob(() => {
+    made++;
+    return ok;
+  });
+  assert.equal(got, false);
+  assert.equal(made, 0);
+  assert.equal(job.state, "failed");
+  assert.equal(job.failureReason, "runner_unsupported");
+});
+
+Deno.test("C1.4 the last X-GitLab-Last-Update is echoed as last_update", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  await runner.requestJob(() => ok);
+  await runner.requestJob(() => ok);
+  const [first, second] = requests(h).map((r) => r.body as Record<string, unknown>);
+  assert.equal(first.last_update, undefined);
+  assert.equal(typeof second.last_update, "string");
+  assert.ok((second.last_update as string).length > 0);
+});
+
+Deno.test("C1.4 a long poll held by GitLab ends with the job at once when it arrives", async () => {
+  await using h = await harness({ longPollMs: 50_000 });
+  const runner = await h.builder.build();
+  const stop = new AbortController();
+  const started: number[] = [];
+  const done = runner.run(
+    () => ({
+      step: () => {
+        started.push(h.clock.now());
+        return Promise.resolve();
+      },
+    }),
+    4,
+    { signal: stop.signal },
+  );
+  await h.clock.advance(10_000); // the runner is now parked in a long poll
+  const enqueuedAt = h.clock.now();
+  const job = h.mock.job().script(["true"]).enqueue();
+  await until(h.clock, () => started.length === 1);
+  assert.ok(started[0] - enqueuedAt < 1000, `picked up after ${started[0] - enqueuedAt} ms`);
+  await until(h.clock, () => job.state === "success");
+  stop.abort();
+  let finished = false;
+  done.then(() => (finished = true));
+  await until(h.clock, () => finished);
+});
+
+Deno.test("C1.5 no job: wait the check interval; a job: ask again at once", async () => {
+  await using h = await harness();
+  const runner = await h.builder.checkInterval(3000).build();
+  const stop = new AbortController();
+  h.mock.job().script(["a"]).enqueue();
+  h.mock.job().script(["b"]).enqueue();
+  const done = runner.run(() => ok, 8, { signal: stop.signal });
+  await h.clock.advance(0);
+  // Two jobs taken back to back, then one empty answer: three requests at time 0.
+  assert.equal(requests(h).length, 3);
+  await h.clock.advance(2999);
+  assert.equal(requests(h).length, 3);
+  await h.clock.advance(1);
+  assert.equal(requests(h).length, 4);
+  stop.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
+Deno.test("C1.6 a 409 is retried at once", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.fault({ route: "request", status: 409, times: 2 });
+  const job = h.mock.job().script(["a"]).enqueue();
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await h.clock.advance(0);
+  assert.equal(requests(h).length, 4); // 409, 409, 201, then at once 204
+  await until(h.clock, () => job.state === "success");
+  stop.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
+Deno.test("C1.6 a 429 waits as Retry-After says", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.fault({ route: "request", status: 429, headers: { "Retry-After": "20" }, times: 1 });
+  h.mock.job().script(["a"]).enqueue();
+  const p = runner.requestJob(() => ok);
+  await h.clock.advance(19_999);
+  assert.equal(requests(h).length, 1);
+  await h.clock.advance(1);
+  assert.equal(await p, true);
+  assert.equal(requests(h).length, 2);
+  await runner.drain().catch(() => {});
+});
+
+Deno.test("C1.6 5xx and dropped connections back off exponentially, never crash", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.fault({ route: "request", status: 500, times: 10 }); // two failed rounds of 5 attempts
+  h.mock.fault({ route: "request", drop: true, times: 1 });
+  const job = h.mock.job().script(["a"]).enqueue();
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await until(h.clock, () => job.state === "success");
+  assert.equal(requests(h).length, 13); // 10 × 500, 1 dropped, 201, then at once 204
+  stop.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
+Deno.test("C1.6 403 is an invalid token: logged, and after 3 in a row a long pause", async () => {
+  await using h = await harness();
+  const runner = await new RunnerBuilder(h.mock.url, "glrt-wrong", h.dir).fetch(h.mock.fetch)
+    .clock(h.clock).random(() => 0.5).systemId("s_0123456789ab").checkInterval(3000)
+    .unhealthy(3, 3600_000).build();
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await h.clock.advance(6000);
+  assert.equal(h.mock.requestCount("request"), 3);
+  await h.clock.advance(3000_000);
+  assert.equal(h.mock.requestCount("request"), 3);
+  await h.clock.advance(600_000);
+  assert.equal(h.mock.requestCount("request"), 4);
+  stop.abort();
+  await done;
+});
+
+Deno.test("C1.7 run() never runs more than maximum jobs at once", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  for (let i = 0; i < 10; i++) h.mock.job().script([`job ${i}`]).enqueue();
+  let now = 0;
+  let peak = 0;
+  const stop = new AbortController();
+  const done = runner.run(
+    () => ({
+      step: async () => {
+        peak = Math.max(peak, ++now);
+        await h.clock.sleep(10_000);
+        now--;
+      },
+    }),
+    3,
+    { signal: stop.signal },
+  );
+  await until(h.clock, () => h.mock.jobs.every((j) => j.state === "success"));
+  assert.equal(peak, 3);
+  stop.abort();
+  await done;
+});
+
+Deno.test("C1.7 waitForSpace, drain and running behave as in the crate", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.job().script(["a"]).enqueue();
+  h.mock.job().script(["b"]).enqueue();
+  const release: (() => void)[] = [];
+  const factory = () => ({
+    step: () => new Promise<void>((r) => release.push(r)),
+  });
+  assert.equal(await runner.requestJob(factory), true);
+  assert.equal(await runner.requestJob(factory), true);
+  await until(h.clock, () => release.length === 2);
+  assert.equal(runner.running, 2);
+  let space = false;
+  const waiting = runner.waitForSpace(2).then(() => (space = true));
+  await h.clock.advance(0);
+  assert.equal(space, false);
+  release[0]();
+  await until(h.clock, () => space);
+  await waiting;
+  assert.equal(runner.running, 1);
+  let drained = false;
+  const draining = runner.drain().then(() => (drained = true));
+  await h.clock.advance(0);
+  assert.equal(drained, false);
+  release[1]();
+  await until(h.clock, () => drained);
+  await draining;
+  assert.equal(runner.running, 0);
+});
+
+Deno.test("C1.8 graceful stop: a job returned by the in-flight request still runs", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  const job = h.mock.job().script(["late"]).enqueue();
+  h.mock.fault({ route: "request", delayMs: 5000, times: 1 }); // a slow answer…
+  const stop = new AbortController();
+  let ran = 0;
+  const done = runner.run(
+    () => ({
+      step: () => {
+        ran++;
+        return Promise.resolve();
+      },
+    }),
+    2,
+    { signal: stop.signal },
+  );
+  await h.clock.advance(1000);
+  stop.abort(); // …is not aborted by the stop, and the job it brings runs
+  let finished = false;
+  done.then(() => (finished = true));
+  await until(h.clock, () => finished);
+  assert.equal(ran, 1);
+  assert.equal(job.state, "success");
+  assert.equal(requests(h).length, 1);
+  assert.equal(runner.running, 0);
+});
+
+Deno.test("C1.8 graceful stop while parked in a long poll ends without orphaning a job", async () => {
+  await using h = await harness({ longPollMs: 50_000 });
+  const runner = await h.builder.build();
+  const stop = new AbortController();
+  const done = runner.run(() => ({ step: async () => {} }), 2, { signal: stop.signal });
+  // First answer: 204 with X-GitLab-Last-Update; after the check interval the runner asks
+  // again with last_update and GitLab holds that request.
+  await h.clock.advance(4000);
+  assert.equal(requests(h).length, 2);
+  stop.abort();
+  let finished = false;
+  done.then(() => (finished = true));
+  await until(h.clock, () => finished);
+  assert.ok(h.clock.now() - Date.UTC(2026, 0, 1) >= 53_000, "the long poll was cut short");
+  assert.equal(requests(h).length, 2);
+});
+
+Deno.test("C1.8 hard stop: running jobs are cancelled and reported runner_system_failure", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  const job = h.mock.job().script(["sleep 1000"]).enqueue();
+  const stop = new AbortController();
+  const cancel = new AbortController();
+  let aborted = false;
+  const done = runner.run(
+    () => ({
+      step: (_s, _p, signal) =>
+        new Promise<void>((_, reject) => {
+          signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(signal.reason);
+          });
+        }),
+    }),
+    2,
+    { signal: stop.signal, cancelSignal: cancel.signal },
+  );
+  await until(h.clock, () => job.state === "running" && runner.running === 1);
+  stop.abort();
+  cancel.abort();
+  await until(h.clock, () => job.state === "failed");
+  assert.equal(aborted, true);
+  assert.equal(job.failureReason, "runner_system_failure");
+  await done;
+});
+
+Deno.test("C1.9 verify() tells a valid token from an invalid one", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  assert.equal((await runner.verify()).valid, true);
+  const bad = await new RunnerBuilder(h.mock.url, "glrt-nope", h.dir).fetch(h.mock.fetch)
+    .systemId("s_0123456789ab").build();
+  const result = await bad.verify();
+  assert.equal(result.valid, false);
+  assert.equal(result.valid === false && result.status, 403);
+});

@@ -1,0 +1,134 @@
+// A soak run: 200 jobs at concurrency 16 against the in-process mock while it injects random
+// faults on every route. Every job must end in the right state with its log intact, once.
+import { assert, FakeClock } from "./_deps.ts";
+import { until } from "./_harness.ts";
+import { RunnerBuilder, ScriptFailure } from "../mod.ts";
+import { GitLabMock } from "../src/mock/mod.ts";
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const JOBS = 200;
+
+Deno.test("C4.3 C5.1 C1.6 soak: 200 jobs at concurrency 16 under random faults on every route", async () => {
+  const random = mulberry32(20261127);
+  const clock = new FakeClock();
+  const mock = new GitLabMock({ clock, random: mulberry32(7) });
+  const dir = await Deno.makeTempDir({ prefix: "glr-soak-" });
+  try {
+    const p = 0.04;
+    mock.fault({ route: "*", status: 500, probability: p, times: Infinity });
+    mock.fault({ route: "*", status: 502, probability: p / 2, times: Infinity });
+    mock.fault({ route: "request", status: 409, probability: p, times: Infinity });
+    mock.fault({ route: "trace", status: 409, probability: p, times: Infinity });
+    mock.fault({
+      route: "*",
+      status: 429,
+      headers: { "Retry-After": "1" },
+      probability: p,
+      times: Infinity,
+    });
+    mock.fault({ route: "request", drop: "before", probability: p, times: Infinity });
+    mock.fault({ route: "trace", drop: true, probability: p, times: Infinity });
+    mock.fault({ route: "update", drop: true, probability: p, times: Infinity });
+
+    const expected = new Map<number, { text: string; fail?: number }>();
+    for (let i = 0; i < JOBS; i++) {
+      const job = mock.job().name(`soak-${i}`).script([`job ${i}`]).enqueue();
+      const lines: string[] = [];
+      const n = 1 + Math.floor(random() * 40);
+      for (let l = 0; l < n; l++) {
+        lines.push(`job ${job.id} line ${l} ${"x".repeat(Math.floor(random() * 200))}\n`);
+      }
+      expected.set(job.id, { text: lines.join(""), fail: i % 5 === 0 ? 1 + (i % 7) : undefined });
+    }
+
+    const runs = new Map<number, number>();
+    const runner = await new RunnerBuilder(mock.url, mock.runnerToken, dir)
+      .fetch(mock.fetch).clock(clock).random(random).systemId("s_0123456789ab").build();
+    const stop = new AbortController();
+    const done = runner.run(
+      (job) => {
+        runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+        const want = expected.get(job.id)!;
+        return {
+          step: async () => {
+            const lines = want.text.split(/(?<=\n)/);
+            for (const line of lines) {
+              job.trace(line);
+              if (random() < 0.2) await clock.sleep(Math.floor(random() * 5000));
+            }
+            if (want.fail) throw new ScriptFailure(want.fail);
+          },
+        };
+      },
+      16,
+      { signal: stop.signal },
+    );
+
+    // Now and then GitLab loses a running job's log (416 Range: 0-0 on the next PATCH).
+    let losses = 0;
+    const chaos = (async () => {
+      while (!stop.signal.aborted) {
+        await clock.sleep(2000).catch(() => {});
+        const running = mock.jobs.filter((j) => j.state === "running");
+        if (running.length && random() < 0.3) {
+          mock.loseTrace(running[Math.floor(random() * running.length)].id);
+          losses++;
+        }
+      }
+    })();
+
+    await until(
+      clock,
+      () => mock.jobs.every((j) => j.state === "success" || j.state === "failed"),
+      48 * 3600_000,
+    );
+    stop.abort();
+    await until(clock, () => runner.running === 0);
+    await done;
+    await clock.advance(2000);
+    await chaos;
+
+    assert.ok(losses > 0, "the chaos loop lost no log");
+    const faulted = mock.requests.filter((r) => r.faulted).length;
+    assert.ok(faulted > 100, `only ${faulted} faults injected`);
+    for (const job of mock.jobs) {
+      const want = expected.get(job.id)!;
+      assert.equal(runs.get(job.id), 1, `job ${job.id} ran ${runs.get(job.id)} times`);
+      assert.equal(job.state, want.fail ? "failed" : "success", `job ${job.id}`);
+      if (want.fail) assert.equal(job.exitCode, want.fail);
+      const log = job.logText;
+      const start = log.indexOf(want.text);
+      if (start <= 0) {
+        console.log(JSON.stringify(
+          {
+            id: job.id,
+            log: log.slice(0, 400),
+            len: log.length,
+            want: want.text.length,
+            reqs: mock.requests.filter((r) => r.jobId === job.id).map((r) =>
+              `${r.route}:${r.status}${r.faulted ? "F" : ""}:${
+                r.headers.get("content-range") ?? ""
+              }@${r.at}`
+            ),
+          },
+          null,
+          1,
+        ));
+      }
+      assert.ok(start > 0, `job ${job.id}: its output is not in the log intact`);
+      assert.equal(log.split(want.text).length, 2, `job ${job.id}: output twice`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
