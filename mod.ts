@@ -59,5 +59,5 @@ export { ALL_FEATURES, LIBRARY_FEATURES, Runner, type RunOptions } from "./src/r
 export type { JobOutcome } from "./src/run.ts";
 export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable } from "./src/job.ts";
-export { outputln } from "./src/output.ts";
+export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";

@@ -7,20 +7,30 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 
-/** Something that takes log bytes. */
+/** A job's log as code running inside the job reaches it (see {@linkcode currentJobLog}). */
 export interface LogSink {
-  /** Appends to the log. */
+  /** Appends to the log (masked and limited like all output). */
   write(data: Uint8Array | string): void;
+  /** A new stream into the same log, with backpressure. */
+  readonly writable: WritableStream<Uint8Array>;
 }
 
 const storage = new AsyncLocalStorage<LogSink>();
 
-/** Runs `fn` with `sink` as the current job log. */
+/** Runs `fn` with `sink` as the current job log (used by the runner for each job). */
 export function withJobLog<T>(sink: LogSink, fn: () => T): T {
   return storage.run(sink, fn);
 }
 
-/** The current job's log sink, if code runs inside a job. */
+/**
+ * The log of the job whose code is running now, or undefined outside a job.
+ *
+ * @example
+ * ```ts
+ * import { currentJobLog } from "@x/gitlab-runner";
+ * console.log(currentJobLog() === undefined); // true: not inside a job here
+ * ```
+ */
 export function currentJobLog(): LogSink | undefined {
   return storage.getStore();
 }
