@@ -1,0 +1,595 @@
+/**
+ * Public types of the GitLab mock.
+ *
+ * @module
+ */
+
+import type { Clock } from "../clock.ts";
+
+/**
+ * What a canceled job answers on its job-token calls (PUT, PATCH, artifact upload):
+ *
+ * - `"bare-forbidden"` (default): `403` without `Job-Status`, the harshest case a client must
+ *   still treat as "abort".
+ * - `"forbidden"`: `403` + `Job-Status: canceled` (newest Rails, `job_forbidden!`).
+ * - `"job-status"`: older GitLab: PUT `200` / PATCH `202` with `Job-Status: canceled`.
+ *
+ * @example Pick the older GitLab behaviour
+ * ```ts
+ * import { GitLabMock, type CancelResponse } from "@x/gitlab-runner/mock";
+ * const cancelResponse: CancelResponse = "job-status";
+ * const mock = new GitLabMock({ cancelResponse });
+ * console.log(mock.url);
+ * ```
+ */
+export type CancelResponse = "bare-forbidden" | "forbidden" | "job-status";
+
+/**
+ * The state of a job as GitLab stores it (`Job-Status` values the mock can produce).
+ *
+ * @example
+ * ```ts
+ * import type { MockJobState } from "@x/gitlab-runner/mock";
+ * const done: MockJobState[] = ["success", "failed", "canceled"];
+ * console.log(done.includes("failed"));
+ * ```
+ */
+export type MockJobState = "pending" | "running" | "canceling" | "canceled" | "success" | "failed";
+
+/**
+ * The endpoint a request was routed to. `object` is the object-storage origin a
+ * `direct_download` redirect points to; `unknown` is anything else (answered 404/405).
+ *
+ * @example
+ * ```ts
+ * import { GitLabMock, type MockRoute } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * const route: MockRoute = "request";
+ * console.log(mock.requestCount(route)); // 0
+ * ```
+ */
+export type MockRoute =
+  | "verify"
+  | "unregister"
+  | "request"
+  | "update"
+  | "trace"
+  | "upload"
+  | "download"
+  | "object"
+  | "unknown";
+
+/**
+ * Options of {@linkcode GitLabMock}.
+ *
+ * @example A mock with a fake clock, long polling and two 202s on the final update
+ * ```ts
+ * import { FakeClock } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock({ clock: new FakeClock(), longPollMs: 50_000, finalUpdateAccepts: 2 });
+ * console.log(mock.runnerToken); // glrt-mock-runner-token
+ * ```
+ */
+export interface MockOptions {
+  /** The runner authentication token the mock accepts (default `glrt-mock-runner-token`). */
+  runnerToken?: string;
+  /** Time source for long-poll holds, delays, backoffs and timestamps (default: system clock). */
+  clock?: Clock;
+  /**
+   * How long a `/jobs/request` whose `last_update` is current is held, Workhorse-style
+   * (default 0: no hold, an immediate 204 with `X-GitLab-Last-Update`).
+   */
+  longPollMs?: number;
+  /** What job-token calls on a canceled job answer (default `"bare-forbidden"`). */
+  cancelResponse?: CancelResponse;
+  /** `X-GitLab-Trace-Update-Interval` on PATCH 202s (default 60; 3 while watched). */
+  traceUpdateInterval?: number;
+  /**
+   * How many 202s a final PUT carrying `output.checksum` gets before it is accepted with 200
+   * (default 0). Each 202 carries the backoff of GitLab's `Ci::Runner::Backoff`.
+   */
+  finalUpdateAccepts?: number;
+  /** Server log limit in bytes (default 100 MB): beyond it the job fails `trace_size_exceeded`. */
+  traceSizeLimit?: number;
+  /** Largest artifact file accepted in bytes (default 100 MB); larger uploads get 413. */
+  maxArtifactSize?: number;
+  /**
+   * Answer `GET /jobs/:id/artifacts?direct_download=true` with a 302 to a presigned URL on a
+   * second origin (default false: 200 with the bytes).
+   */
+  downloadRedirect?: boolean;
+  /** Random source in [0, 1) for fault probabilities (default: seeded, deterministic). */
+  random?: () => number;
+  /** Base URL for in-process use (default `http://gitlab.mock`). */
+  baseUrl?: string;
+  /** Origin of the object storage for in-process use (default `http://objects.mock`). */
+  objectsUrl?: string;
+  /** Id of the first job (default 1). */
+  firstJobId?: number;
+  /**
+   * Which token a payload's `dependencies[].token` carries: `"dependency"` (default, the
+   * dependency job's own token) or `"job"` (the running job's token, newer GitLab).
+   */
+  dependencyToken?: "dependency" | "job";
+  /** Keep every request in {@linkcode GitLabMock.requests} (default true; counts are always kept). */
+  recordRequests?: boolean;
+}
+
+/**
+ * A CI/CD variable of a job spec. Rendered as `{key, value, public, masked}` plus `file: true` /
+ * `raw: true` only when true.
+ *
+ * @example
+ * ```ts
+ * import type { MockVariable } from "@x/gitlab-runner/mock";
+ * const v: MockVariable = { key: "API_PASSWORD", value: "s3cr3t", masked: true };
+ * console.log(v.key);
+ * ```
+ */
+export interface MockVariable {
+  /** Variable name; keys may repeat (the last one wins on the runner). */
+  key: string;
+  /** Value; `null` is sent as JSON null. */
+  value: string | null;
+  /** Masked in logs (default false). */
+  masked?: boolean;
+  /** Public (default: true unless masked or file). */
+  public?: boolean;
+  /** A file-type variable (default false). */
+  file?: boolean;
+  /** Not expanded (default false). */
+  raw?: boolean;
+}
+
+/**
+ * An extra step of a job (beyond `script` and `after_script`), e.g. `release`.
+ *
+ * @example
+ * ```ts
+ * import type { MockStep } from "@x/gitlab-runner/mock";
+ * const step: MockStep = { name: "release", script: ["release-cli create"] };
+ * console.log(step.name);
+ * ```
+ */
+export interface MockStep {
+  /** Step name: `script`, `after_script`, `release` (GitLab sends nothing else). */
+  name: string;
+  /** Script lines. */
+  script: string[];
+  /** `on_success` (default), `on_failure` or `always`. */
+  when?: string;
+  /** Step timeout in seconds (default: the job timeout). */
+  timeout?: number;
+  /** Allowed to fail (default false). */
+  allowFailure?: boolean;
+}
+
+/**
+ * An `artifacts:` entry of a job spec. `artifactType` other than `archive` makes it a report
+ * (rendered without `untracked`, `when: "always"` unless set, and requiring the runner feature
+ * `upload_multiple_artifacts`); a non-empty `exclude` requires `artifacts_exclude`.
+ *
+ * @example
+ * ```ts
+ * import type { MockArtifactSpec } from "@x/gitlab-runner/mock";
+ * const archive: MockArtifactSpec = { name: "bin", paths: ["out/"], expireIn: "1 week" };
+ * const junit: MockArtifactSpec = { artifactType: "junit", paths: ["junit.xml"] };
+ * console.log(archive.name, junit.artifactType);
+ * ```
+ */
+export interface MockArtifactSpec {
+  /** `name` (archive default null; reports default GitLab's file name for the type). */
+  name?: string | null;
+  /** `paths` (may be null: an untracked-only archive). */
+  paths?: string[] | null;
+  /** `untracked` (archive only; the key is omitted when unset). */
+  untracked?: boolean;
+  /** `when`: `on_success` (archive default), `on_failure`, `always` (report default). */
+  when?: string | null;
+  /** `expire_in`, e.g. `"1 week"` (default null). */
+  expireIn?: string | null;
+  /** `artifact_type` (default `archive`). */
+  artifactType?: string;
+  /** `artifact_format` (default: GitLab's pair for the type, e.g. `zip` for archive). */
+  artifactFormat?: string;
+  /** `exclude` patterns (sent only when non-empty). */
+  exclude?: string[];
+}
+
+/**
+ * A dependency of a job spec: a job id, a job name (the latest job with that name added before
+ * this one), or an object.
+ * With `artifacts: false` the payload entry has no `artifacts_file` (as if expired).
+ *
+ * @example
+ * ```ts
+ * import type { MockDependencySpec } from "@x/gitlab-runner/mock";
+ * const deps: MockDependencySpec[] = [1, "build", { job: 3, artifacts: false }];
+ * console.log(deps.length);
+ * ```
+ */
+export type MockDependencySpec = number | string | { job: number | string; artifacts?: boolean };
+
+/**
+ * A cache entry of a job spec (rendered as `{key, untracked, paths, policy, when, fallback_keys}`).
+ * Non-empty `fallbackKeys` require the runner feature `fallback_cache_keys`.
+ *
+ * @example
+ * ```ts
+ * import type { MockCacheSpec } from "@x/gitlab-runner/mock";
+ * const cache: MockCacheSpec = { key: "deps", paths: ["vendor/"] };
+ * console.log(cache.key);
+ * ```
+ */
+export interface MockCacheSpec {
+  /** Cache key. */
+  key: string;
+  /** Paths. */
+  paths?: string[];
+  /** Untracked files (default false). */
+  untracked?: boolean;
+  /** `pull-push` (default), `pull`, `push`. */
+  policy?: string;
+  /** `on_success` (default), `on_failure`, `always`. */
+  when?: string;
+  /** Fallback keys. */
+  fallbackKeys?: string[];
+}
+
+/**
+ * A job as plain JSON-able data (what the command's `--jobs` file holds). Every field is
+ * optional; the rendered payload follows GitLab's shape (PROTOCOL §4).
+ *
+ * @example
+ * ```ts
+ * import { GitLabMock, type MockJobSpec } from "@x/gitlab-runner/mock";
+ * const spec: MockJobSpec = { name: "build", script: ["make"], timeout: 600 };
+ * const mock = new GitLabMock();
+ * console.log(mock.addJob(spec).state); // pending
+ * ```
+ */
+export interface MockJobSpec {
+  /** Job name (default `job-<id>`). */
+  name?: string;
+  /** Stage (default `test`). */
+  stage?: string;
+  /** Initial state (default `pending`); a finished job is never handed out (e.g. a dependency). */
+  state?: "pending" | "success" | "failed" | "canceled";
+  /** Git ref (default `main`); a `refs/merge-requests/…` ref requires the `refspecs` feature. */
+  ref?: string;
+  /** `branch` (default) or `tag`. */
+  refType?: "branch" | "tag";
+  /** Commit SHA (default: derived from the job id). */
+  sha?: string;
+  /** Before SHA. */
+  beforeSha?: string;
+  /** Refspecs (default: the pipeline ref and the branch). */
+  refspecs?: string[];
+  /** Git depth (default 20). */
+  depth?: number;
+  /** Protected ref (default false). */
+  protected?: boolean;
+  /** Project id (default 42). */
+  projectId?: number;
+  /** Project path `group/project` (default `mock/project`). */
+  projectPath?: string;
+  /** Pipeline id (default 1000 + job id). */
+  pipelineId?: number;
+  /** Job variables after GitLab's predefined `CI_*` ones. */
+  variables?: MockVariable[];
+  /** `before_script` lines (joined with `script` into the `script` step). */
+  beforeScript?: string[];
+  /** `script` lines (default `["echo hello from the mock"]`). */
+  script?: string[];
+  /** `after_script` lines (the `after_script` step is sent only when set). */
+  afterScript?: string[];
+  /** Extra steps, sent between `script` and `after_script`. */
+  steps?: MockStep[];
+  /** `hooks` (default `[]`). */
+  hooks?: { name: string; script: string[] }[];
+  /** Job timeout in seconds: `runner_info.timeout` and the steps' timeout (default 3600). */
+  timeout?: number;
+  /** Image name or full object (default null). */
+  image?: string | Record<string, unknown> | null;
+  /** Services (names or full objects). */
+  services?: (string | Record<string, unknown>)[];
+  /** `artifacts:` entries (none: `"artifacts": null`). */
+  artifacts?: MockArtifactSpec[];
+  /** Cache entries. */
+  cache?: MockCacheSpec[];
+  /** Dependencies (jobs whose artifacts this job downloads). */
+  dependencies?: MockDependencySpec[];
+  /** Runner features the job needs in addition to those inferred from the spec. */
+  requires?: string[];
+  /** EE `secrets` (requires `vault_secrets`). */
+  secrets?: Record<string, unknown>;
+  /** An archive this job already has (bytes or base64), e.g. for a dependency that never runs. */
+  artifactsFile?: Uint8Array | string;
+  /** File name of {@linkcode MockJobSpec.artifactsFile} (default `artifacts.zip`). */
+  artifactsFilename?: string;
+  /** Top-level payload keys to set (a value of `undefined` removes the key). */
+  payload?: Record<string, unknown>;
+  /** Top-level payload keys to remove (JSON-friendly form of a removal). */
+  omit?: string[];
+}
+
+/**
+ * One parsed `PUT /jobs/:id` body the mock accepted past authentication.
+ *
+ * @example
+ * ```ts
+ * import type { MockUpdate } from "@x/gitlab-runner/mock";
+ * const u: MockUpdate = { token: "t", state: "success", output: { checksum: "crc32:0", bytesize: 0 } };
+ * console.log(u.state);
+ * ```
+ */
+export interface MockUpdate {
+  /** The job token. */
+  token?: string;
+  /** The state sent. */
+  state?: string;
+  /** The failure reason sent. */
+  failure_reason?: string;
+  /** The exit code sent. */
+  exit_code?: number;
+  /** `{checksum, bytesize}` of the log as the runner sees it. */
+  output?: { checksum?: string; bytesize?: number };
+  /** Any other field. */
+  [key: string]: unknown;
+}
+
+/**
+ * An artifact the mock received (`POST /jobs/:id/artifacts`).
+ *
+ * @example
+ * ```ts
+ * import type { MockArtifact } from "@x/gitlab-runner/mock";
+ * function describe(a: MockArtifact): string {
+ *   return `${a.type}/${a.format} ${a.filename} ${a.data.length} bytes`;
+ * }
+ * console.log(typeof describe);
+ * ```
+ */
+export interface MockArtifact {
+  /** File name of the `file` part. */
+  filename: string;
+  /** `artifact_type`. */
+  type: string;
+  /** `artifact_format`. */
+  format: string;
+  /** `expire_in`, when sent. */
+  expireIn?: string;
+  /** Content type of the `file` part. */
+  contentType: string;
+  /** The bytes. */
+  data: Uint8Array;
+  /** Where the parameters came from: the query string, form fields, or defaults. */
+  paramsFrom: { type: "query" | "field" | "default"; format: "query" | "field" | "default" };
+}
+
+/**
+ * A job of the mock, for inspection. Values are live: they change as the runner talks.
+ *
+ * @example
+ * ```ts
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * const job = mock.job().name("build").enqueue();
+ * console.log(job.id, job.state, job.log.length); // 1 pending 0
+ * ```
+ */
+export interface MockJob {
+  /** Job id. */
+  readonly id: number;
+  /** Job token (`glcbt-64_…`). */
+  readonly token: string;
+  /** Job name. */
+  readonly name: string;
+  /** Current state. */
+  readonly state: MockJobState;
+  /** Failure reason as stored (unknown reasons become `unknown_failure`). */
+  readonly failureReason?: string;
+  /** Exit code stored by a `failed` update. */
+  readonly exitCode?: number;
+  /** The stored log (server-side masking applied). */
+  readonly log: Uint8Array;
+  /** The stored log decoded as UTF-8. */
+  readonly logText: string;
+  /** Size of the stored log in bytes (the offset the next PATCH must start at). */
+  readonly logSize: number;
+  /** `crc32:%08x` of the stored log, as the runner's `output.checksum` should be. */
+  readonly logChecksum: string;
+  /** Number of accepted (202) PATCHes. */
+  readonly patches: number;
+  /** Number of PATCH requests that reached this job (any answer). */
+  readonly traceRequests: number;
+  /** PUT bodies accepted past authentication, in order. */
+  readonly updates: readonly MockUpdate[];
+  /** The `success`/`failed` PUT bodies among {@linkcode MockJob.updates}. */
+  readonly finalUpdates: readonly MockUpdate[];
+  /** Uploaded artifacts, in order. */
+  readonly artifacts: readonly MockArtifact[];
+  /** The payload handed out (undefined until a runner took the job). */
+  readonly payload?: Readonly<Record<string, unknown>>;
+  /** The exact 201 body handed out (undefined until a runner took the job). */
+  readonly payloadText?: string;
+  /** `info.features` of the `/jobs/request` that took the job. */
+  readonly runnerFeatures?: Readonly<Record<string, unknown>>;
+  /** Runner features the job needs (from the spec and inferred). */
+  readonly requires: readonly string[];
+  /** Whether the runner sent `?debug_trace=true` on a PATCH. */
+  readonly debugTrace: boolean;
+  /** When the job was enqueued (clock ms). */
+  readonly enqueuedAt: number;
+  /** When a runner took the job (clock ms). */
+  readonly pickedAt?: number;
+  /** When the job reached a final state (clock ms). */
+  readonly finishedAt?: number;
+  /** The spec the job was created from. */
+  readonly spec: Readonly<MockJobSpec>;
+}
+
+/**
+ * A fault to inject on a route. The first matching fault with turns left is applied to a request
+ * before the mock handles it: `delayMs` waits (on the clock) first; `drop` loses the connection
+ * (`"before"`/`true`: the request never reaches the mock; `"after"`: it is handled, the answer is
+ * lost); `status` answers that status with `headers`/`body` instead of handling the request.
+ *
+ * @example Three 502s, then a 429 with Retry-After, then a random 10 % of dropped PATCHes
+ * ```ts
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * mock.fault({ route: "request", status: 502, times: 3 });
+ * mock.fault({ route: "update", status: 429, headers: { "Retry-After": "60" } });
+ * mock.fault({ route: "trace", drop: true, probability: 0.1, times: Infinity });
+ * ```
+ */
+export interface MockFault {
+  /** Route to affect, or `"*"` for every route. */
+  route: MockRoute | "*";
+  /** Only requests for this job id. */
+  jobId?: number;
+  /** Answer this status instead of handling the request. */
+  status?: number;
+  /** Headers of the fault answer. */
+  headers?: Record<string, string>;
+  /** Body of the fault answer (objects are sent as JSON; default a Rails-style message). */
+  body?: string | Record<string, unknown> | null;
+  /** How many requests the fault applies to (default 1; `Infinity` for always). */
+  times?: number;
+  /** Chance in [0, 1] that a matching request is affected (default 1). */
+  probability?: number;
+  /** Lose the connection (`true` = `"before"`). */
+  drop?: boolean | "before" | "after";
+  /** Wait this long (on the mock's clock) before answering. */
+  delayMs?: number;
+}
+
+/**
+ * One request the mock received.
+ *
+ * @example
+ * ```ts
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST", body: "{}" });
+ * const [req] = mock.requests;
+ * console.log(req.route, req.status); // request 400
+ * ```
+ */
+export interface MockRequest {
+  /** The route. */
+  route: MockRoute;
+  /** HTTP method. */
+  method: string;
+  /** URL path. */
+  path: string;
+  /** Full URL. */
+  url: string;
+  /** Status answered; 0 while in flight, or when the connection was dropped or the client went away. */
+  status: number;
+  /** Whether the request was answered (or dropped) already; false while in flight (e.g. a held long poll). */
+  done: boolean;
+  /** Job id in the path. */
+  jobId?: number;
+  /** Copy of the request headers. */
+  headers: Headers;
+  /** Parsed JSON/form body of `verify`, `request`, `update` and `unregister` calls. */
+  body?: unknown;
+  /** Whether an injected fault answered (or dropped) the request. */
+  faulted: boolean;
+  /** Clock time of arrival (ms). */
+  at: number;
+}
+
+/**
+ * Options of {@linkcode GitLabMock.listen}.
+ *
+ * @example
+ * ```ts
+ * import type { ListenOptions } from "@x/gitlab-runner/mock";
+ * const options: ListenOptions = { hostname: "127.0.0.1", port: 0 };
+ * console.log(options.port);
+ * ```
+ */
+export interface ListenOptions {
+  /** Port (default 0: any free port). */
+  port?: number;
+  /** Interface (default `127.0.0.1`). */
+  hostname?: string;
+  /**
+   * Host name of the object-storage origin redirects point to: the same port under another name
+   * (default: `localhost` when serving on `127.0.0.1`, else `127.0.0.1`).
+   */
+  objectsHostname?: string;
+  /**
+   * HTTP server to use: `"deno"` (`Deno.serve`) or `"node"` (`node:http`, which also runs on
+   * Deno). Default: `Deno.serve` when available. Only `node:http` can drop a connection before
+   * the status line; `Deno.serve` drops it while sending the body (status 502).
+   */
+  server?: "deno" | "node";
+}
+
+/**
+ * A listening mock (from {@linkcode GitLabMock.listen}).
+ *
+ * @example
+ * ```ts
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * const server = await mock.listen();
+ * console.log(server.url.startsWith("http://127.0.0.1:"));
+ * await server.close();
+ * ```
+ */
+export interface MockServer {
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  readonly url: string;
+  /** Port. */
+  readonly port: number;
+  /** Hostname served on. */
+  readonly hostname: string;
+  /** Origin of the object storage redirects point to. */
+  readonly objectsUrl: string;
+  /** Stops listening, releases held requests and waits until the server is closed. */
+  close(): Promise<void>;
+  /** Same as {@linkcode MockServer.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Options of {@linkcode GitLabMock.cancel}.
+ *
+ * @example
+ * ```ts
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * const mock = new GitLabMock();
+ * const job = mock.job().enqueue();
+ * mock.cancel(job.id, { graceful: false });
+ * console.log(job.state); // canceled
+ * ```
+ */
+export interface CancelOptions {
+  /**
+   * Go through `canceling` (default: true when the runner that took the job announced
+   * `cancel_gracefully`); ignored for a job no runner took.
+   */
+  graceful?: boolean;
+}
+
+/**
+ * Options of {@linkcode GitLabMock.waitFor}.
+ *
+ * @example
+ * ```ts
+ * import type { WaitForOptions } from "@x/gitlab-runner/mock";
+ * const options: WaitForOptions = { timeoutMs: 2000 };
+ * console.log(options.timeoutMs);
+ * ```
+ */
+export interface WaitForOptions {
+  /** Give up after this many real milliseconds (default 10 000; `Infinity` for never). */
+  timeoutMs?: number;
+  /** Give up when this signal aborts. */
+  signal?: AbortSignal;
+}

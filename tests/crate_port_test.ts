@@ -1,0 +1,195 @@
+// The Rust crate gitlab-runner-rs's integration tests (gitlab-runner/tests/integration.rs),
+// ported to this library and its mock (RS items of the conformance checklist).
+import { assert } from "./_deps.ts";
+import { harness, until } from "./_harness.ts";
+import { type Job, type JobHandler, outputln } from "../mod.ts";
+
+/** Jobs whose step waits until the test completes it. */
+function gated() {
+  const gates = new Map<number, () => void>();
+  const factory = (job: Job): JobHandler => ({
+    step: () => new Promise<void>((resolve) => gates.set(job.id, resolve)),
+  });
+  return { gates, factory };
+}
+
+Deno.test("C3.2 RS job_success", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("job success").enqueue();
+  const runner = await h.builder.build();
+  assert.equal(await runner.requestJob(() => ({ step: async () => {} })), true);
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(job.state, "success");
+});
+
+Deno.test("C3.2 RS job_fail", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("fail").enqueue();
+  const runner = await h.builder.build();
+  assert.equal(await runner.requestJob(() => ({ step: () => Promise.reject(new Error()) })), true);
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(job.state, "failed");
+});
+
+Deno.test("C3.4 RS job_panic", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("panic").enqueue();
+  const runner = await h.builder.build();
+  const got = await runner.requestJob(() => {
+    throw new Error("Test panic");
+  });
+  assert.equal(got, true);
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(job.state, "failed");
+});
+
+Deno.test("C4.9 RS job_log", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("log").enqueue();
+  const runner = await h.builder.build();
+  await runner.requestJob((j) => {
+    outputln("aa");
+    j.trace("bb\n");
+    outputln("cc");
+    return { step: async () => {} };
+  });
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(job.state, "success");
+  assert.ok(job.logText.includes("aa\nbb\ncc\n"), job.logText);
+});
+
+Deno.test("C3.2 RS job_steps", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("steps").script(["command0", "command1"]).timeout(1234)
+    .enqueue();
+  const runner = await h.builder.build();
+  let seen: readonly string[] = [];
+  await runner.requestJob(() => ({
+    step: (script) => {
+      seen = script;
+      return Promise.resolve();
+    },
+  }));
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(seen, ["command0", "command1"]);
+  assert.equal(job.state, "success");
+});
+
+Deno.test("C1.7 RS job_parallel: five jobs complete in any order", async () => {
+  await using h = await harness();
+  const jobs = Array.from({ length: 5 }, (_, i) => h.mock.job().name(`job ${i}`).enqueue());
+  const runner = await h.builder.build();
+  const { gates, factory } = gated();
+  while (await runner.requestJob(factory));
+  assert.equal(runner.running, 5);
+  await until(h.clock, () => gates.size === 5);
+  assert.ok(jobs.every((j) => j.state === "running"));
+  for (const n of [4, 0, 2, 1, 3]) {
+    const t = jobs[n];
+    assert.equal(t.state, "running");
+    const running = runner.running;
+    gates.get(t.id)!();
+    await until(h.clock, () => runner.running < running);
+    assert.equal(t.state, "success");
+  }
+  assert.equal(runner.running, 0);
+});
+
+Deno.test("C1.7 RS runner_run", async () => {
+  await using h = await harness();
+  const jobs = Array.from({ length: 5 }, (_, i) => h.mock.job().name(`job ${i}`).enqueue());
+  const runner = await h.builder.build();
+  const { gates, factory } = gated();
+  const stop = new AbortController();
+  const done = runner.run(factory, 5, { signal: stop.signal });
+  for (const n of [4, 0, 2, 1, 3]) {
+    const t = jobs[n];
+    await until(h.clock, () => gates.has(t.id));
+    gates.get(t.id)!();
+    await until(h.clock, () => t.state === "success");
+  }
+  assert.ok(jobs.every((j) => j.state === "success"));
+  stop.abort();
+  await done;
+});
+
+Deno.test("C1.7 RS runner_limit: 32 jobs, never more than 3 at once", async () => {
+  await using h = await harness();
+  const jobs = Array.from({ length: 32 }, (_, i) => h.mock.job().name(`job ${i}`).enqueue());
+  const runner = await h.builder.build();
+  const { gates, factory } = gated();
+  const stop = new AbortController();
+  const done = runner.run(factory, 3, { signal: stop.signal });
+  const completed = new Set<number>();
+  while (completed.size < jobs.length) {
+    await until(h.clock, () => [...gates.keys()].some((id) => !completed.has(id)));
+    const running = jobs.filter((j) => j.state === "running").length;
+    assert.ok(running <= 3, `running ${running} > 3`);
+    const next = [...gates.keys()].find((id) => !completed.has(id))!;
+    completed.add(next);
+    gates.get(next)!();
+    await h.clock.advance(33);
+  }
+  await until(h.clock, () => jobs.every((j) => j.state === "success"));
+  stop.abort();
+  await done;
+});
+
+Deno.test("C1.5 RS runner_delay: poll cadence with no job, then a job, then none", async () => {
+  await using h = await harness();
+  const runner = await h.builder.checkInterval(7000).build();
+  const stop = new AbortController();
+  const done = runner.run(() => ({ step: async () => {} }), 1, { signal: stop.signal });
+  await h.clock.advance(250);
+  assert.equal(h.mock.requestCount("request"), 1);
+  await h.clock.advance(7000);
+  assert.equal(h.mock.requestCount("request"), 2);
+  h.mock.job().name("delayed job").enqueue();
+  await h.clock.advance(7000);
+  // One request receives the job, one more finds none.
+  assert.equal(h.mock.requestCount("request"), 4);
+  await h.clock.advance(7000);
+  assert.equal(h.mock.requestCount("request"), 5);
+  stop.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
+Deno.test("C2.4 RS job_variables", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("variables").script(["dummy"])
+    .variable("TEST_VARIABLE", "a testing value", { masked: true, public: false }).enqueue();
+  const runner = await h.builder.build();
+  await runner.requestJob((j) => {
+    const id = j.variable("CI_JOB_ID")!;
+    assert.equal(j.id, Number(id.value));
+    assert.equal(id.public, true);
+    assert.equal(id.masked, false);
+    const test = j.variable("TEST_VARIABLE")!;
+    assert.equal(test.value, "a testing value");
+    assert.equal(test.public, false);
+    assert.equal(test.masked, true);
+    return { step: async () => {} };
+  });
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(job.state, "success");
+});
+
+Deno.test("C1.7 RS job_drain", async () => {
+  await using h = await harness();
+  const jobs = Array.from({ length: 5 }, (_, i) => h.mock.job().name(`job ${i}`).enqueue());
+  const runner = await h.builder.build();
+  const { gates, factory } = gated();
+  while (await runner.requestJob(factory));
+  assert.equal(runner.running, 5);
+  await until(h.clock, () => gates.size === 5);
+  for (const n of [4, 0, 2, 1, 3]) {
+    assert.equal(jobs[n].state, "running");
+    gates.get(jobs[n].id)!();
+  }
+  let drained = false;
+  const p = runner.drain().then(() => (drained = true));
+  await until(h.clock, () => drained);
+  await p;
+  assert.equal(runner.running, 0);
+});
