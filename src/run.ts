@@ -95,6 +95,15 @@ function classify(error: unknown): Failure {
   return { reason: "script_failure", message: describe(error) };
 }
 
+function maskProperties(
+  properties: Record<string, unknown>,
+  mask: (text: string) => string,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(properties)) out[k] = typeof v === "string" ? mask(v) : v;
+  return out;
+}
+
 function stageName(step: JobStep): string {
   return step.name === "script" ? "step_script" : step.name;
 }
@@ -184,8 +193,11 @@ async function runParsed(
       log.write(`${YELLOW}Job is being canceled${RESET}\n`);
       mainCtl.abort(new StopReason("graceful", "The job is being canceled"));
     },
-    onDiagnostic: (message, properties) => logger.warn(message, properties),
+    onDiagnostic: (message, properties) =>
+      logger.warn(message, maskProperties(properties ?? {}, (t) => log.mask(t))),
   });
+  /** Error text for the runner's own diagnostics, masked like the job log. */
+  const safe = (error: unknown) => log.mask(describe(error));
   log.start();
 
   const onHardStop = () => {
@@ -241,7 +253,7 @@ async function runParsed(
     try {
       handler = await ctx.factory(job);
     } catch (error) {
-      logger.error("The job factory failed: {error}", { error: describe(error) });
+      logger.error("The job factory failed: {error}", { error: safe(error) });
       failure = error instanceof JobFailure ? classify(error) : {
         reason: "runner_system_failure",
         message: `the runner could not prepare the job: ${describe(error)}`,
@@ -283,12 +295,12 @@ async function runParsed(
     try {
       await withJobLog(log, async () => await handler!.cleanup!());
     } catch (error) {
-      logger.warn("Job cleanup failed: {error}", { error: describe(error) });
+      logger.warn("Job cleanup failed: {error}", { error: safe(error) });
     }
   }
   if (madeDir) {
     await rm(buildDir, { recursive: true, force: true }).catch((error) =>
-      logger.warn("Cannot remove the build directory: {error}", { error: describe(error) })
+      logger.warn("Cannot remove the build directory: {error}", { error: safe(error) })
     );
   }
 

@@ -142,6 +142,11 @@ export class JobLog {
     return this.#buf.slice(0, this.#size);
   }
 
+  /** Masks `text` like the log's content (for diagnostics outside the log). */
+  mask(text: string): string {
+    return this.#masker.mask(text);
+  }
+
   /** Appends bytes (or text) to the log: masked, then cut at the output limit. */
   write(data: Uint8Array | string): void {
     if (this.#stopping) return;
