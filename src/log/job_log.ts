@@ -323,15 +323,20 @@ export class JobLog {
   }
 
   async #run(): Promise<void> {
+    let hurry = false;
     while (!this.#stopping && !this.#aborted) {
-      if (this.#wake.signal.aborted) this.#wake = new AbortController();
-      try {
-        await this.#o.clock.sleep(this.#intervalMs, this.#wake.signal);
-      } catch {
-        // woken early: backpressure or finish
+      if (!hurry) {
+        if (this.#wake.signal.aborted) this.#wake = new AbortController();
+        try {
+          await this.#o.clock.sleep(this.#intervalMs, this.#wake.signal);
+        } catch {
+          // woken early: backpressure or finish
+        }
       }
       if (this.#stopping || this.#aborted) break;
-      await this.#sendPending(false);
+      const sent = await this.#sendPending(false);
+      // Writers are waiting and GitLab takes the log: go on without waiting an interval.
+      hurry = sent && this.#size - this.#sent > this.#highWater;
       if (this.#aborted) break;
       if (this.#o.clock.now() - this.#lastContact >= this.#keepAliveMs) await this.#keepAlive();
     }
