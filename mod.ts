@@ -61,3 +61,23 @@ export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable } from "./src/job.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
+export {
+  filesUnder,
+  type FilesUnderOptions,
+  readFileStream,
+  type ReadFileStreamOptions,
+  type UploadableFile,
+} from "./src/artifacts/files.ts";
+export {
+  type Artifact,
+  type ArtifactEntry,
+  Dependency,
+  type DependencyDownloadOptions,
+  type DependencyOptions,
+} from "./src/artifacts/download.ts";
+export { ArtifactError, type ArtifactErrorOptions } from "./src/artifacts/errors.ts";
+export {
+  artifactPathMatches,
+  matchArtifactPaths,
+  type MatchArtifactPathsOptions,
+} from "./src/artifacts/path_match.ts";

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { UploadableFile } from "./artifacts/files.ts";
 import type { Job } from "./job.ts";
 
 /**
@@ -36,6 +37,12 @@ export interface JobHandler {
    * signal aborts on cancel, timeout or runner shutdown: stop the work and settle soon.
    */
   step(script: readonly string[], phase: Phase, signal: AbortSignal): Promise<void>;
+  /**
+   * The files the job's artifacts are picked from (paths relative to the project directory),
+   * after the steps. Called once per artifact entry of the job. Default: every file under
+   * the job's build directory (`filesUnder(job.buildDir)`).
+   */
+  uploadableFiles?(): AsyncIterable<UploadableFile> | Iterable<UploadableFile>;
   /**
    * Always called last, after success, failure, cancel or timeout, before the build directory
    * is removed.

@@ -6,6 +6,7 @@
 
 import type { JobPayload, JobVariable } from "./api/payload.ts";
 import type { JobLog } from "./log/job_log.ts";
+import type { Dependency } from "./artifacts/download.ts";
 
 /**
  * A job variable. A masked variable prints as `[MASKED]` (in template strings, `String()`,
@@ -78,6 +79,8 @@ export interface JobOptions {
   buildDir: string;
   /** The job's log. */
   log: JobLog;
+  /** The job's dependencies. */
+  dependencies?: readonly Dependency[];
 }
 
 /**
@@ -97,6 +100,7 @@ export class Job {
   #buildDir: string;
   #log: JobLog;
   #variables: Map<string, Variable>;
+  #dependencies: readonly Dependency[];
 
   /** Made by the runner. */
   constructor(options: JobOptions) {
@@ -104,6 +108,7 @@ export class Job {
     this.#buildDir = options.buildDir;
     this.#log = options.log;
     this.#variables = new Map(options.payload.variables.map((v) => [v.key, new Variable(v)]));
+    this.#dependencies = options.dependencies ?? [];
   }
 
   /** The job id. */
@@ -129,6 +134,14 @@ export class Job {
   /** One variable by name. */
   variable(key: string): Variable | undefined {
     return this.#variables.get(key);
+  }
+
+  /**
+   * The jobs whose artifacts this job depends on. `download()` fetches one (with that job's
+   * token; never forwarding it to object storage) as an `Artifact` to list, read or extract.
+   */
+  dependencies(): Dependency[] {
+    return [...this.#dependencies];
   }
 
   /** Appends raw bytes or text to the job log (masked and limited like all output). */

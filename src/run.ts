@@ -17,6 +17,9 @@ import type { JobFactory, JobHandler } from "./handler.ts";
 import { Job } from "./job.ts";
 import { type FinalState, JobLog } from "./log/job_log.ts";
 import { withJobLog } from "./output.ts";
+import { createDependencies } from "./artifacts/download.ts";
+import { filesUnder } from "./artifacts/files.ts";
+import { uploadArtifacts } from "./artifacts/upload.ts";
 
 /** What the runner gives each job run. */
 export interface RunContext {
@@ -249,7 +252,16 @@ async function runParsed(
       };
       return;
     }
-    const job = new Job({ payload, buildDir, log });
+    const logLine = (line: string) => log.write(line + "\n");
+    const dependencies = createDependencies({
+      client: ctx.client,
+      dependencies: payload.dependencies,
+      buildDir,
+      clock: ctx.clock,
+      random: ctx.random,
+      log: logLine,
+    });
+    const job = new Job({ payload, buildDir, log, dependencies });
     try {
       handler = await ctx.factory(job);
     } catch (error) {
@@ -283,6 +295,42 @@ async function runParsed(
         const error = await runStep(ctx, handler, step, afterCtl.signal);
         if (error !== undefined && !afterCtl.signal.aborted) {
           log.write(`${YELLOW}WARNING: after_script failed: ${describe(error)}${RESET}\n`);
+        }
+      }
+    }
+    if (payload.artifacts.length > 0 && !gitlabAbort && !runnerStopped) {
+      const h = handler;
+      const variables = new Map(payload.variables.map((v) => [v.key, v.value]));
+      try {
+        const result = await uploadArtifacts({
+          client: ctx.client,
+          jobId: id,
+          token: payload.token,
+          specs: payload.artifacts,
+          files: () => h.uploadableFiles?.() ?? filesUnder(buildDir),
+          scriptFailed: failure !== undefined || timedOut || graceful,
+          variables,
+          log: logLine,
+          clock: ctx.clock,
+          random: ctx.random,
+          signal: afterCtl.signal,
+          projectDir: buildDir,
+        });
+        if (!result.ok && failure === undefined) {
+          failure = {
+            reason: result.failureReason ?? "script_failure",
+            exitCode: result.exitCode,
+            message: `uploading artifacts failed: ${
+              result.failures.map((f) => describe(f.error)).join("; ")
+            }`,
+          };
+        }
+      } catch (error) {
+        if (!afterCtl.signal.aborted && failure === undefined) {
+          failure = {
+            reason: "runner_system_failure",
+            message: `uploading artifacts failed: ${describe(error)}`,
+          };
         }
       }
     }

@@ -53,11 +53,16 @@ export const ALL_FEATURES: readonly string[] = [
 
 /**
  * The features this library implements itself, and so announces: variables reach the handler,
- * logs are masked, 412 resets the log, checksums and sizes are sent, cancel (hard and
- * graceful) works, exit codes are reported, and `release` steps run.
+ * artifacts are uploaded (several per job, raw and gzip formats, `exclude`), logs are masked,
+ * 412 resets the log, checksums and sizes are sent, cancel (hard and graceful) works, exit
+ * codes are reported, and `release` steps run.
  */
 export const LIBRARY_FEATURES: readonly string[] = [
   "variables",
+  "artifacts",
+  "upload_multiple_artifacts",
+  "upload_raw_artifacts",
+  "artifacts_exclude",
   "masking",
   "trace_reset",
   "trace_checksum",

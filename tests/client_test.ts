@@ -353,3 +353,25 @@ Deno.test("client over a real socket: job, log, streamed upload, redirected down
     await server.close();
   }
 });
+
+Deno.test("C6.5 uploadArtifact follows a 307 with a fresh body", async () => {
+  const t = setup();
+  const mj = await running(t);
+  t.mock.fault({
+    route: "upload",
+    status: 307,
+    headers: { location: `${t.mock.url}/api/v4/jobs/${mj.id}/artifacts?artifact_type=archive` },
+    times: 1,
+  });
+  let opens = 0;
+  await t.client.uploadArtifact(mj.id, mj.token, {
+    filename: "a.zip",
+    artifactType: "archive",
+    open: () => {
+      opens++;
+      return new Blob(["abc"]);
+    },
+  });
+  assert.equal(opens, 2);
+  assert.equal(new TextDecoder().decode(mj.artifacts[0].data), "abc");
+});

@@ -496,8 +496,9 @@ export class Client {
   /**
    * `POST /jobs/:id/artifacts`: uploads one artifact as a streamed multipart body with a single
    * part named `file`; `artifact_type`, `artifact_format` and `expire_in` go in the query
-   * string. Resolves on 201; any other status throws {@linkcode ApiError} (the caller's policy
-   * decides on further tries).
+   * string. A 307/308 is followed with a fresh body (`JOB-TOKEN` only to GitLab's own origin).
+   * Resolves on 201; any other status throws {@linkcode ApiError} (the caller's policy decides
+   * on further tries).
    */
   async uploadArtifact(id: number, token: string, options: UploadOptions): Promise<void> {
     const path = `jobs/${id}/artifacts`;
@@ -506,10 +507,10 @@ export class Client {
     if (options.artifactType) query.artifact_type = options.artifactType;
     if (options.expireIn) query.expire_in = options.expireIn;
     const boundary = `----gitlab-runner-ts-${crypto.randomUUID().replaceAll("-", "")}`;
-    const response = await this.#call("POST", path, {
-      query,
+    const endpoint = `POST /api/v4/${path}`;
+    const request = (sendToken: boolean): CallRequest => ({
       headers: {
-        "job-token": token,
+        ...(sendToken ? { "job-token": token } : {}),
         "content-type": `multipart/form-data; boundary=${boundary}`,
       },
       body: async () => {
@@ -518,16 +519,31 @@ export class Client {
         return multipartStream(boundary, options.filename, stream);
       },
       signal: options.signal,
+      // A streamed body cannot be replayed by fetch: redirects are followed here.
+      redirect: "manual",
     });
+    let url = this.#url(path, query);
+    let response = await this.#send("POST", () => url, endpoint, request(true));
+    // 307/308 (e.g. a proxy in front of GitLab): send the upload again to the new location,
+    // with a fresh body; JOB-TOKEN only goes along to GitLab's own origin.
+    for (let hops = 0; response.status === 307 || response.status === 308; hops++) {
+      const location = response.headers.get("location");
+      await response.body?.cancel().catch(() => {});
+      if (!location || hops >= MAX_REDIRECTS) break;
+      url = new URL(location, url);
+      const target = url;
+      response = await this.#send(
+        "POST",
+        () => target,
+        endpoint,
+        request(target.origin === this.#base.origin),
+      );
+    }
     if (response.status === 201) {
       await response.body?.cancel().catch(() => {});
       return;
     }
-    throw new ApiError({
-      status: response.status,
-      endpoint: `POST /api/v4/${path}`,
-      body: await bodyText(response),
-    });
+    throw new ApiError({ status: response.status, endpoint, body: await bodyText(response) });
   }
 
   /**

@@ -1,0 +1,1105 @@
+/**
+ * Downloading the artifacts of a job's dependencies (`dependencies[]`), like the official
+ * runner's `artifacts-downloader` helper (GR `commands/helpers/artifacts_downloader.go`,
+ * `network/gitlab.go` `DownloadArtifacts`), and reading them safely.
+ *
+ * - The first try asks for `direct_download=true` (a redirect to object storage, followed
+ *   without `JOB-TOKEN` when it points to another origin); later tries go through GitLab.
+ * - 3 tries, 1 s apart; 404 means "no artifact" (`undefined`), 401 and 403 are final. Each
+ *   try starts the destination from nothing, so a body cut in the middle never leaves a
+ *   corrupt file.
+ * - Up to `memoryLimit` bytes (64 KiB) stay in memory; a larger artifact is streamed to a file
+ *   under `<buildDir>/.artifacts/`. Neither the download nor reading entries holds the whole
+ *   artifact in memory.
+ * - The format is told by magic bytes: zip, or gzip (one member per file, as the official
+ *   runner writes them); `tar.zst` is not supported.
+ *
+ * @module
+ */
+
+import { chmod, lstat, mkdir, open, rm, symlink, unlink, utimes } from "node:fs/promises";
+import { resolve as resolvePath } from "node:path";
+import { createInflateRaw } from "node:zlib";
+import type { Client } from "../api/client.ts";
+import type { DependencySpec } from "../api/payload.ts";
+import type { Clock } from "../clock.ts";
+import { ApiError, RequestError } from "../errors.ts";
+import { Crc32 } from "../log/crc32.ts";
+import { ArtifactError } from "./errors.ts";
+import { readFileStream } from "./files.ts";
+import { cleanPath } from "./_path.ts";
+import {
+  type ArtifactEntry,
+  detectFormat,
+  safeEntryPath,
+  safeSymlinkTarget,
+  ZipArtifact,
+} from "./reader.ts";
+
+export type { ArtifactEntry } from "./reader.ts";
+
+/**
+ * A downloaded artifact: list its entries, read any file entry as a stream (as often as
+ * wanted), or extract it into a directory.
+ *
+ * @example Read every entry of a dependency's artifact
+ * ```ts
+ * import type { Artifact } from "./download.ts";
+ * async function dump(artifact: Artifact): Promise<void> {
+ *   for (const entry of await artifact.entries()) {
+ *     if (entry.isDirectory || entry.isSymlink) continue;
+ *     console.log(entry.path, (await new Response(await artifact.read(entry.path)).text()).length);
+ *   }
+ * }
+ * console.log(typeof dump);
+ * ```
+ */
+export interface Artifact {
+  /** The archive format, told by its magic bytes. */
+  readonly format: "zip" | "gzip";
+  /**
+   * Lists the entries in archive order. Paths are as stored and not validated: use
+   * {@link Artifact.extractTo} (or `safeEntryPath`) before writing anything to disk. A gzip
+   * artifact lists one file per member, named by the member's relative path (header comment)
+   * or file name.
+   */
+  entries(): Promise<ArtifactEntry[]>;
+  /**
+   * Reads one file entry (or a symlink's target) as a stream; each call reads it again.
+   * A corrupt entry errors the stream with an {@link ArtifactError}.
+   */
+  read(path: string): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Extracts every entry below `dir` (created if missing) and returns the paths written,
+   * relative to `dir`. Refuses (with an {@link ArtifactError}) entries that would land outside
+   * `dir` (`../`, absolute paths), symbolic links pointing outside it or through another link,
+   * and never writes through a symbolic link (an existing file or link at an entry's path is
+   * replaced; a link in the middle of a path is an error). Permission bits are kept (without
+   * setuid, setgid and sticky), and the modification times of files.
+   */
+  extractTo(dir: string): Promise<string[]>;
+  /**
+   * Releases the artifact: a downloaded file is deleted, and the next
+   * {@link Dependency.download} downloads again.
+   */
+  close?(): Promise<void>;
+}
+
+/** Options shared by the dependencies of a job (see {@link createDependencies}). */
+export interface DependencyOptions {
+  /** The API client. */
+  client: Client;
+  /** The job's build directory: large artifacts are stored under `<buildDir>/.artifacts/`. */
+  buildDir: string;
+  /** Clock for the wait between tries. */
+  clock: Clock;
+  /** Accepted for symmetry with the other retrying calls; the official retry has no jitter. */
+  random?: () => number;
+  /** Writes one line to the job log (without the newline). Default: nothing is logged. */
+  log?: (line: string) => void;
+  /** Largest artifact kept in memory, in bytes (default 64 KiB); larger ones go to disk. */
+  memoryLimit?: number;
+}
+
+/** Options of {@link createDependencies}. */
+export interface CreateDependenciesOptions extends DependencyOptions {
+  /** The job's `dependencies[]`. */
+  dependencies: readonly DependencySpec[];
+}
+
+/** Options of {@link Dependency.download}. */
+export interface DependencyDownloadOptions {
+  /** Aborts the download: it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+const DEFAULT_MEMORY_LIMIT = 64 * 1024;
+const TRIES = 3;
+const RETRY_WAIT_MS = 1000;
+const INFLATE_CHUNK = 16 * 1024;
+const MAX_LINK_TARGET = 4096;
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "OK",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+function statusLine(status: number): string {
+  const text = STATUS_TEXT[status];
+  return text ? `${status} ${text}` : String(status);
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+function errorCode(err: unknown): string | undefined {
+  return (err as { code?: string } | null)?.code;
+}
+
+// ------------------------------------------------------------------ byte sources
+
+/** Where a downloaded artifact's bytes are: in memory or in a file. */
+interface ByteSource {
+  readonly size: number;
+  /** The bytes from `start` to `end`. */
+  stream(start: number, end: number): ReadableStream<Uint8Array>;
+  /** The first bytes, for format detection. */
+  head(length: number): Promise<Uint8Array>;
+  /** A `Blob` over the bytes (read lazily for a file). */
+  blob(): Blob;
+  /** Frees the bytes (deletes the file). */
+  dispose(): Promise<void>;
+}
+
+class MemorySource implements ByteSource {
+  readonly size: number;
+  #bytes: Uint8Array;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+    this.size = bytes.length;
+  }
+
+  stream(start: number, end: number): ReadableStream<Uint8Array> {
+    return new Blob([this.#bytes.subarray(start, end) as Uint8Array<ArrayBuffer>]).stream();
+  }
+
+  head(length: number): Promise<Uint8Array> {
+    return Promise.resolve(this.#bytes.subarray(0, length));
+  }
+
+  blob(): Blob {
+    return new Blob([this.#bytes as Uint8Array<ArrayBuffer>]);
+  }
+
+  dispose(): Promise<void> {
+    this.#bytes = new Uint8Array(0);
+    return Promise.resolve();
+  }
+}
+
+/**
+ * A `Blob` over a byte range of a file, read only when asked (zip.js reads the central
+ * directory and then each entry's range). Runtimes' own `openAsBlob` may read the whole file
+ * into memory (Deno does), hence this class.
+ */
+class FileRangeBlob extends Blob {
+  #path: string;
+  #start: number;
+  #end: number;
+
+  constructor(path: string, start: number, end: number) {
+    super([]);
+    this.#path = path;
+    this.#start = start;
+    this.#end = end;
+    const size = end - start;
+    Object.defineProperty(this, "size", { get: () => size });
+    Object.defineProperty(this, "type", { get: () => "" });
+  }
+
+  override slice(start?: number, end?: number, _contentType?: string): Blob {
+    const size = this.#end - this.#start;
+    const clamp = (v: number | undefined, fallback: number) =>
+      v === undefined ? fallback : v < 0 ? Math.max(size + v, 0) : Math.min(v, size);
+    const from = clamp(start, 0);
+    const to = Math.max(from, clamp(end, size));
+    return new FileRangeBlob(this.#path, this.#start + from, this.#start + to);
+  }
+
+  override stream(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    return readFileStream(this.#path, { start: this.#start, end: this.#end }) as ReadableStream<
+      Uint8Array<ArrayBuffer>
+    >;
+  }
+
+  override async arrayBuffer(): Promise<ArrayBuffer> {
+    const length = this.#end - this.#start;
+    const buffer = new Uint8Array(length);
+    if (length === 0) return buffer.buffer;
+    const handle = await open(this.#path, "r");
+    try {
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(buffer, done, length - done, this.#start + done);
+        if (bytesRead === 0) throw new ArtifactError("The artifact file is shorter than expected");
+        done += bytesRead;
+      }
+    } finally {
+      await handle.close();
+    }
+    return buffer.buffer;
+  }
+
+  override async bytes(): Promise<Uint8Array<ArrayBuffer>> {
+    return new Uint8Array(await this.arrayBuffer());
+  }
+
+  override async text(): Promise<string> {
+    return new TextDecoder().decode(await this.arrayBuffer());
+  }
+}
+
+class FileSource implements ByteSource {
+  readonly size: number;
+  readonly path: string;
+
+  constructor(path: string, size: number) {
+    this.path = path;
+    this.size = size;
+  }
+
+  stream(start: number, end: number): ReadableStream<Uint8Array> {
+    return readFileStream(this.path, { start, end });
+  }
+
+  async head(length: number): Promise<Uint8Array> {
+    return new Uint8Array(
+      await new FileRangeBlob(this.path, 0, Math.min(length, this.size)).arrayBuffer(),
+    );
+  }
+
+  blob(): Blob {
+    return new FileRangeBlob(this.path, 0, this.size);
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.path, { force: true });
+  }
+}
+
+// ------------------------------------------------------------------ extraction
+
+/** What extraction needs of an artifact. */
+interface Readable {
+  entries(): Promise<ArtifactEntry[]>;
+  read(path: string): Promise<ReadableStream<Uint8Array>>;
+}
+
+async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
+  return await new Response(stream as ReadableStream<Uint8Array<ArrayBuffer>>).text();
+}
+
+/** Creates the directories of `rel` below `root`, refusing to go through links or files. */
+async function ensureDirs(root: string, segments: string[], entry: string): Promise<void> {
+  let current = root;
+  for (const segment of segments) {
+    current = `${current}/${segment}`;
+    let info;
+    try {
+      info = await lstat(current);
+    } catch (err) {
+      if (errorCode(err) !== "ENOENT") throw err;
+      await mkdir(current);
+      continue;
+    }
+    if (info.isSymbolicLink()) {
+      throw new ArtifactError(`Entry would be written through a symbolic link: ${entry}`, {
+        path: entry,
+      });
+    }
+    if (!info.isDirectory()) {
+      throw new ArtifactError(`Entry conflicts with a file on its path: ${entry}`, { path: entry });
+    }
+  }
+}
+
+/** Makes room for a new file or link at `target`: an old file or link is removed. */
+async function clearTarget(target: string, entry: string): Promise<void> {
+  let info;
+  try {
+    info = await lstat(target);
+  } catch (err) {
+    if (errorCode(err) === "ENOENT") return;
+    throw err;
+  }
+  if (info.isDirectory()) {
+    throw new ArtifactError(`Entry conflicts with a directory: ${entry}`, { path: entry });
+  }
+  await unlink(target);
+}
+
+/**
+ * Checks, once everything is extracted, that a link's target does not go through another
+ * link (which could lead outside the root although the target is lexically inside).
+ */
+async function checkLinkPath(root: string, rel: string, target: string): Promise<void> {
+  for (const path of pathsOnTheWay(rel, target)) {
+    let info;
+    try {
+      info = await lstat(`${root}/${path}`);
+    } catch (err) {
+      if (errorCode(err) === "ENOENT") return;
+      throw err;
+    }
+    if (info.isSymbolicLink()) {
+      await unlink(`${root}/${rel}`).catch(() => {});
+      throw new ArtifactError(
+        `Symlink ${rel} target goes through another symbolic link: ${target}`,
+        { path: rel },
+      );
+    }
+    if (!info.isDirectory()) return;
+  }
+}
+
+async function writeStream(path: string, stream: ReadableStream<Uint8Array>): Promise<void> {
+  const handle = await open(path, "wx");
+  try {
+    for await (const chunk of stream) {
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
+        done += bytesWritten;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The paths (relative to the root) a link's target is resolved through, in order, from the
+ * link's directory: every segment but the last (a chain of links is fine). If one of them is a
+ * link, the target is resolved through that link.
+ */
+function pathsOnTheWay(rel: string, target: string): string[] {
+  const parts = rel.split("/");
+  parts.pop();
+  const segments = target.split(/[/\\]/).filter((x) => x !== "" && x !== ".");
+  const out: string[] = [];
+  for (let i = 0; i < segments.length - 1; i++) {
+    if (segments[i] === "..") parts.pop();
+    else {
+      parts.push(segments[i]);
+      out.push(parts.join("/"));
+    }
+  }
+  return out;
+}
+
+interface Planned {
+  entry: ArtifactEntry;
+  rel: string;
+  linkTarget?: string;
+}
+
+/**
+ * Checks every entry before anything is written: paths inside the root, link targets inside
+ * the root, no entry below a link of the archive, no link target through a link of the archive.
+ */
+async function plan(artifact: Readable, base: string): Promise<Planned[]> {
+  const planned: Planned[] = [];
+  for (const entry of await artifact.entries()) {
+    // A `./` directory entry (some zip tools write one) is the target itself.
+    if (entry.isDirectory && cleanPath(entry.path) === ".") continue;
+    const target = safeEntryPath(base, entry.path);
+    const rel = target.slice(base === "/" ? 1 : base.length + 1);
+    let linkTarget: string | undefined;
+    if (entry.isSymlink) {
+      if (entry.size > MAX_LINK_TARGET) {
+        throw new ArtifactError(`Symlink ${entry.path} has a target that is too long`, {
+          path: entry.path,
+        });
+      }
+      linkTarget = safeSymlinkTarget(rel, await readText(await artifact.read(entry.path)));
+    }
+    planned.push({ entry, rel, linkTarget });
+  }
+  const links = new Set(planned.filter((p) => p.linkTarget !== undefined).map((p) => p.rel));
+  if (links.size === 0) return planned;
+  const throughLink = (segments: string[]) => {
+    for (let i = 1; i < segments.length; i++) {
+      const prefix = segments.slice(0, i).join("/");
+      if (links.has(prefix)) return prefix;
+    }
+    return undefined;
+  };
+  for (const p of planned) {
+    const via = throughLink(p.rel.split("/"));
+    if (via !== undefined) {
+      throw new ArtifactError(
+        `Entry would be written through the symbolic link ${via}: ${p.entry.path}`,
+        { path: p.entry.path },
+      );
+    }
+    if (p.linkTarget !== undefined) {
+      const link = pathsOnTheWay(p.rel, p.linkTarget).find((path) => links.has(path));
+      if (link !== undefined) {
+        throw new ArtifactError(
+          `Symlink ${p.rel} target goes through another symbolic link: ${p.linkTarget}`,
+          { path: p.entry.path },
+        );
+      }
+    }
+  }
+  return planned;
+}
+
+async function extract(artifact: Readable, dir: string): Promise<string[]> {
+  const root = resolvePath(dir).replaceAll("\\", "/");
+  const base = root.length > 1 ? root.replace(/\/+$/, "") : root;
+  const planned = await plan(artifact, base);
+  await mkdir(base, { recursive: true });
+  const written: string[] = [];
+  const links: { rel: string; target: string }[] = [];
+  for (const { entry, rel, linkTarget } of planned) {
+    const segments = rel.split("/");
+    const path = `${base === "/" ? "" : base}/${rel}`;
+    segments.pop();
+    // Existing links in the target directory are checked here, as the files are written.
+    await ensureDirs(base, segments, entry.path);
+    const mode = entry.mode !== undefined ? entry.mode & 0o777 : undefined;
+    if (entry.isDirectory) {
+      await ensureDirs(base, rel.split("/"), entry.path);
+      if (mode !== undefined) await chmod(path, mode | 0o700);
+    } else if (linkTarget !== undefined) {
+      await clearTarget(path, entry.path);
+      await symlink(linkTarget, path);
+      links.push({ rel, target: linkTarget });
+    } else {
+      await clearTarget(path, entry.path);
+      await writeStream(path, await artifact.read(entry.path));
+      if (mode !== undefined) await chmod(path, mode);
+      if (entry.mtime.getTime() > 0) await utimes(path, entry.mtime, entry.mtime).catch(() => {});
+    }
+    written.push(rel);
+  }
+  for (const link of links) await checkLinkPath(base, link.rel, link.target);
+  return written;
+}
+
+// ------------------------------------------------------------------ zip
+
+class ZipDependencyArtifact implements Artifact {
+  readonly format = "zip" as const;
+  #zip: ZipArtifact;
+  #source: ByteSource;
+  #onClose: () => void;
+
+  constructor(source: ByteSource, onClose: () => void) {
+    this.#source = source;
+    this.#zip = new ZipArtifact(source.blob());
+    this.#onClose = onClose;
+  }
+
+  entries(): Promise<ArtifactEntry[]> {
+    return this.#zip.entries();
+  }
+
+  read(path: string): Promise<ReadableStream<Uint8Array>> {
+    return this.#zip.read(path);
+  }
+
+  extractTo(dir: string): Promise<string[]> {
+    return extract(this, dir);
+  }
+
+  async close(): Promise<void> {
+    this.#onClose();
+    await this.#zip.close().catch(() => {});
+    await this.#source.dispose();
+  }
+}
+
+// ------------------------------------------------------------------ gzip
+
+interface GzipMember {
+  entry: ArtifactEntry;
+  dataStart: number;
+  dataEnd: number;
+  crc: number;
+}
+
+/** Reads a byte stream with look-ahead: whole chunks, exact counts, or up to a NUL byte. */
+class ByteReader {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #pending: Uint8Array[] = [];
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader();
+  }
+
+  /** The next available bytes (at most `max`), or undefined at the end. */
+  async chunk(max = Infinity): Promise<Uint8Array | undefined> {
+    let chunk = this.#pending.shift();
+    while (chunk === undefined || chunk.length === 0) {
+      if (chunk !== undefined) {
+        chunk = this.#pending.shift();
+        continue;
+      }
+      const { value, done } = await this.#reader.read();
+      if (done) return undefined;
+      chunk = value;
+    }
+    if (chunk.length > max) {
+      this.#pending.unshift(chunk.subarray(max));
+      chunk = chunk.subarray(0, max);
+    }
+    return chunk;
+  }
+
+  unshift(bytes: Uint8Array): void {
+    if (bytes.length > 0) this.#pending.unshift(bytes);
+  }
+
+  /** Exactly `n` bytes, or undefined if the data ends first. */
+  async exactly(n: number): Promise<Uint8Array | undefined> {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = await this.chunk(n - filled);
+      if (chunk === undefined) return undefined;
+      out.set(chunk, filled);
+      filled += chunk.length;
+    }
+    return out;
+  }
+
+  /** The bytes up to a NUL (excluded; the NUL is consumed), or undefined at the end. */
+  async untilNul(): Promise<Uint8Array | undefined> {
+    const parts: Uint8Array[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = await this.chunk();
+      if (chunk === undefined) return undefined;
+      const nul = chunk.indexOf(0);
+      if (nul >= 0) {
+        parts.push(chunk.subarray(0, nul));
+        length += nul;
+        this.unshift(chunk.subarray(nul + 1));
+        break;
+      }
+      parts.push(chunk);
+      length += chunk.length;
+      if (length > 64 * 1024) throw new ArtifactError("Invalid gzip header: name too long");
+    }
+    const out = new Uint8Array(length);
+    let offset = 0;
+    for (const part of parts) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return out;
+  }
+
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}
+
+/** A gzip header string: Latin-1 as Go reads it; `e:` + URL escape as the official runner writes. */
+function headerString(bytes: Uint8Array): string {
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  if (text.startsWith("e:")) {
+    try {
+      return decodeURIComponent(text.slice(2));
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+function truncated(offset: number): ArtifactError {
+  return new ArtifactError(`Invalid gzip artifact: data ends inside the member at ${offset}`);
+}
+
+/** Feeds a raw deflate stream to node:zlib until it ends; returns what it consumed and made. */
+async function inflateToEnd(
+  reader: ByteReader,
+  start: number,
+): Promise<{ consumed: number; size: number; crc: number }> {
+  const inflater = createInflateRaw();
+  const crc = new Crc32();
+  let size = 0;
+  let ended = false;
+  let failure: unknown;
+  inflater.on("data", (chunk: Uint8Array) => {
+    size += chunk.length;
+    crc.update(chunk);
+  });
+  const end = new Promise<void>((resolve, reject) => {
+    inflater.on("end", () => {
+      ended = true;
+      resolve();
+    });
+    inflater.on("error", (err: unknown) => {
+      failure = err;
+      reject(err);
+    });
+  });
+  end.catch(() => {});
+  const write = (chunk: Uint8Array) =>
+    new Promise<void>((resolve, reject) =>
+      inflater.write(chunk, (err) => (err ? reject(err) : resolve()))
+    );
+  let fed = 0;
+  try {
+    for (;;) {
+      const chunk = await reader.chunk(INFLATE_CHUNK);
+      if (chunk === undefined) {
+        inflater.end();
+        await end;
+        break;
+      }
+      await write(chunk);
+      fed += chunk.length;
+      // node:zlib counts in bytesWritten only the input it used: less than fed means the
+      // deflate stream ended inside this chunk; the rest belongs to the trailer.
+      const consumed = inflater.bytesWritten;
+      if (consumed < fed) {
+        reader.unshift(chunk.subarray(chunk.length - (fed - consumed)));
+        inflater.end();
+        await end;
+        break;
+      }
+      if (ended) break;
+    }
+  } catch (err) {
+    inflater.destroy();
+    if (failure !== undefined || err === failure) {
+      throw new ArtifactError(`Invalid gzip artifact at ${start}: ${message(failure ?? err)}`, {
+        cause: failure ?? err,
+      });
+    }
+    throw err;
+  }
+  return { consumed: inflater.bytesWritten, size, crc: crc.value };
+}
+
+function u32(bytes: Uint8Array, at: number): number {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+}
+
+/** Walks the members of a (multi-member) gzip: headers, data ranges, sizes; checks CRCs. */
+async function scanGzip(source: ByteSource): Promise<GzipMember[]> {
+  const reader = new ByteReader(source.stream(0, source.size));
+  const members: GzipMember[] = [];
+  let offset = 0;
+  try {
+    while (offset < source.size) {
+      const fixed = await reader.exactly(10);
+      if (fixed === undefined) throw truncated(offset);
+      if (fixed[0] !== 0x1f || fixed[1] !== 0x8b || fixed[2] !== 8) {
+        throw new ArtifactError(`Invalid gzip artifact: no gzip member at ${offset}`);
+      }
+      const flags = fixed[3];
+      const mtime = u32(fixed, 4);
+      let headerLength = 10;
+      if (flags & 0x04) {
+        const xlen = await reader.exactly(2);
+        if (xlen === undefined) throw truncated(offset);
+        const n = xlen[0] | (xlen[1] << 8);
+        if ((await reader.exactly(n)) === undefined) throw truncated(offset);
+        headerLength += 2 + n;
+      }
+      let name: string | undefined;
+      let comment: string | undefined;
+      if (flags & 0x08) {
+        const bytes = await reader.untilNul();
+        if (bytes === undefined) throw truncated(offset);
+        name = headerString(bytes);
+        headerLength += bytes.length + 1;
+      }
+      if (flags & 0x10) {
+        const bytes = await reader.untilNul();
+        if (bytes === undefined) throw truncated(offset);
+        comment = headerString(bytes);
+        headerLength += bytes.length + 1;
+      }
+      if (flags & 0x02) {
+        if ((await reader.exactly(2)) === undefined) throw truncated(offset);
+        headerLength += 2;
+      }
+      const dataStart = offset + headerLength;
+      const { consumed, size, crc } = await inflateToEnd(reader, dataStart);
+      const trailer = await reader.exactly(8);
+      if (trailer === undefined) throw truncated(offset);
+      if (u32(trailer, 0) !== crc || u32(trailer, 4) !== size % 2 ** 32) {
+        throw new ArtifactError(
+          `Invalid gzip artifact: checksum mismatch in the member at ${offset}`,
+        );
+      }
+      const path = comment || name || `artifact-${members.length + 1}`;
+      members.push({
+        entry: {
+          path,
+          size,
+          compressedSize: consumed,
+          isDirectory: false,
+          isSymlink: false,
+          mtime: new Date(mtime * 1000),
+        },
+        dataStart,
+        dataEnd: dataStart + consumed,
+        crc,
+      });
+      offset = dataStart + consumed + 8;
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return members;
+}
+
+/** Inflates one member's deflate data as a stream, checking its CRC and size at the end. */
+function inflateMember(source: ByteSource, member: GzipMember): ReadableStream<Uint8Array> {
+  const reader = new ByteReader(source.stream(member.dataStart, member.dataEnd));
+  const inflater = createInflateRaw();
+  const queue: Uint8Array[] = [];
+  const crc = new Crc32();
+  let size = 0;
+  let failure: unknown;
+  let finished = false;
+  inflater.on("data", (chunk: Uint8Array) => {
+    queue.push(chunk);
+    size += chunk.length;
+    crc.update(chunk);
+  });
+  const end = new Promise<void>((resolve, reject) => {
+    inflater.on("end", resolve);
+    inflater.on("error", (err: unknown) => {
+      failure = err;
+      reject(err);
+    });
+  });
+  end.catch(() => {});
+  const corrupt = (cause: unknown) =>
+    new ArtifactError(`Failed to read ${member.entry.path} from the artifact: ${message(cause)}`, {
+      cause,
+      path: member.entry.path,
+    });
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        while (queue.length === 0 && !finished) {
+          const chunk = await reader.chunk(INFLATE_CHUNK);
+          if (chunk === undefined) {
+            inflater.end();
+            await end;
+            finished = true;
+            break;
+          }
+          await new Promise<void>((resolve, reject) =>
+            inflater.write(chunk, (err) => (err ? reject(err) : resolve()))
+          );
+        }
+      } catch (err) {
+        inflater.destroy();
+        throw corrupt(failure ?? err);
+      }
+      const next = queue.shift();
+      if (next !== undefined) {
+        controller.enqueue(next);
+        return;
+      }
+      if (crc.value !== member.crc || size !== member.entry.size) {
+        throw corrupt(new Error("checksum mismatch"));
+      }
+      controller.close();
+    },
+    async cancel() {
+      inflater.destroy();
+      await reader.cancel();
+    },
+  }, { highWaterMark: 0 });
+}
+
+class GzipDependencyArtifact implements Artifact {
+  readonly format = "gzip" as const;
+  #source: ByteSource;
+  #members: Promise<GzipMember[]> | undefined;
+  #onClose: () => void;
+
+  constructor(source: ByteSource, onClose: () => void) {
+    this.#source = source;
+    this.#onClose = onClose;
+  }
+
+  #load(): Promise<GzipMember[]> {
+    this.#members ??= scanGzip(this.#source);
+    return this.#members;
+  }
+
+  async entries(): Promise<ArtifactEntry[]> {
+    return (await this.#load()).map((m) => ({ ...m.entry }));
+  }
+
+  async read(path: string): Promise<ReadableStream<Uint8Array>> {
+    const member = (await this.#load()).find((m) => m.entry.path === path);
+    if (member === undefined) {
+      throw new ArtifactError(`No entry ${path} in the artifact`, { path });
+    }
+    return inflateMember(this.#source, member);
+  }
+
+  extractTo(dir: string): Promise<string[]> {
+    return extract(this, dir);
+  }
+
+  async close(): Promise<void> {
+    this.#onClose();
+    await this.#source.dispose();
+  }
+}
+
+// ------------------------------------------------------------------ download
+
+/** Streams a body into memory, or into `file` once it grows past `limit`. */
+async function store(
+  body: ReadableStream<Uint8Array>,
+  file: string,
+  limit: number,
+): Promise<ByteSource> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  const writeAll = async (chunk: Uint8Array) => {
+    let done = 0;
+    while (done < chunk.length) {
+      const { bytesWritten } = await handle!.write(chunk, done, chunk.length - done);
+      done += bytesWritten;
+    }
+  };
+  try {
+    for await (const chunk of body) {
+      if (handle === undefined && length + chunk.length > limit) {
+        await mkdir(file.slice(0, file.lastIndexOf("/")), { recursive: true });
+        handle = await open(file, "w");
+        for (const held of chunks) await writeAll(held);
+        chunks.length = 0;
+      }
+      if (handle !== undefined) await writeAll(chunk);
+      else chunks.push(chunk);
+      length += chunk.length;
+    }
+  } catch (err) {
+    await handle?.close().catch(() => {});
+    handle = undefined;
+    await rm(file, { force: true });
+    throw err;
+  }
+  if (handle !== undefined) {
+    await handle.close();
+    return new FileSource(file, length);
+  }
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new MemorySource(bytes);
+}
+
+/**
+ * A job whose artifacts this job needs (`dependencies[]`). {@link Dependency.download} fetches
+ * its artifact once; later calls give the same {@link Artifact} without a request.
+ *
+ * @example Download every dependency that has an artifact
+ * ```ts
+ * import { createDependencies } from "./download.ts";
+ * import { Client } from "../api/client.ts";
+ * import { systemClock } from "../clock.ts";
+ * import { zipArchive } from "./archive.ts";
+ * import { GitLabMock } from "../mock/mod.ts";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * const zip = zipArchive([{ path: "out/app", open: () => new Blob(["binary"]).stream() }]);
+ * const mock = new GitLabMock();
+ * const build = mock.job().name("build").state("success")
+ *   .artifactsFile(new Uint8Array(await new Response(zip).arrayBuffer())).enqueue();
+ * mock.job().name("test").dependency(build).enqueue();
+ * const client = new Client(mock.url, { fetch: mock.fetch });
+ * const taken = await client.requestJob(mock.runnerToken);
+ * if (taken.type !== "job" || !taken.job.ok) throw new Error("no job");
+ * const buildDir = await mkdtemp(join(tmpdir(), "build-"));
+ * const [dependency] = createDependencies({
+ *   client,
+ *   dependencies: taken.job.payload.dependencies,
+ *   buildDir,
+ *   clock: systemClock,
+ * });
+ * const artifact = await dependency.download();
+ * console.log(dependency.name, (await artifact?.entries())?.map((e) => e.path)); // build ["out/app"]
+ * await artifact?.close?.();
+ * await rm(buildDir, { recursive: true });
+ * ```
+ */
+export class Dependency {
+  /** The dependency job's id. */
+  readonly id: number;
+  /** The dependency job's name. */
+  readonly name: string;
+  /** Whether GitLab says the job has an artifact (`artifacts_file` is present). */
+  readonly hasArtifacts: boolean;
+  /** `artifacts_file`: the archive's file name and size, when present. */
+  readonly artifactsFile?: { filename: string; size: number };
+  #token: string;
+  #options: DependencyOptions;
+  #result: Promise<Artifact | undefined> | undefined;
+
+  /**
+   * Use {@link createDependencies} rather than this constructor.
+   *
+   * @param spec The dependency from the job payload.
+   * @param options What the download needs.
+   */
+  constructor(spec: DependencySpec, options: DependencyOptions) {
+    this.id = spec.id;
+    this.name = spec.name;
+    this.hasArtifacts = spec.artifactsFile !== undefined;
+    if (spec.artifactsFile !== undefined) this.artifactsFile = { ...spec.artifactsFile };
+    this.#token = spec.token;
+    this.#options = options;
+  }
+
+  /**
+   * Downloads the artifact with the dependency's token (see the module documentation for the
+   * retry rules). Resolves to `undefined` when there is none: no `artifacts_file` in the
+   * payload (no request is made), or GitLab answered 404. The result is kept: later calls
+   * return the same {@link Artifact} until it is closed; a failed download is tried anew.
+   *
+   * @param options The abort signal.
+   * @returns The artifact, or `undefined`.
+   * @throws {ApiError} GitLab refused (401, 403) or kept failing.
+   * @throws {RequestError} No answer, or the body broke off, on every try.
+   * @throws {ArtifactError} The data is not a zip or gzip archive.
+   */
+  download(options: DependencyDownloadOptions = {}): Promise<Artifact | undefined> {
+    if (!this.hasArtifacts) return Promise.resolve(undefined);
+    if (this.#result === undefined) {
+      const result = this.#download(options.signal);
+      this.#result = result;
+      result.catch(() => {
+        if (this.#result === result) this.#result = undefined;
+      });
+    }
+    return this.#result;
+  }
+
+  async #download(signal: AbortSignal | undefined): Promise<Artifact | undefined> {
+    const { client, clock } = this.#options;
+    const log = this.#options.log ?? (() => {});
+    const limit = this.#options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
+    const file = `${this.#options.buildDir.replace(/[/\\]+$/, "")}/.artifacts/${this.id}.download`;
+    const endpoint = `GET /api/v4/jobs/${this.id}/artifacts`;
+    const prefix = "Downloading artifacts from coordinator...";
+    const fields = `id=${this.id}`;
+    log(`Downloading artifacts for ${this.name} (${this.id})...`);
+    for (let attempt = 1;; attempt++) {
+      signal?.throwIfAborted();
+      // Each try starts from nothing: no bytes of an earlier, broken try survive.
+      await rm(file, { force: true });
+      let source: ByteSource;
+      let host = "";
+      try {
+        const response = await client.downloadArtifact(this.id, this.#token, {
+          directDownload: attempt === 1,
+          signal,
+        });
+        if (response === undefined) {
+          log(`ERROR: ${prefix} not found  ${fields} responseStatus=${statusLine(404)}`);
+          return undefined;
+        }
+        try {
+          host = response.url ? ` host=${new URL(response.url).host}` : "";
+        } catch {
+          host = "";
+        }
+        if (response.body === null) throw new RequestError(endpoint, new Error("No body"));
+        try {
+          source = await store(response.body, file, limit);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          throw new RequestError(endpoint, err);
+        }
+        const declared = response.headers.get("content-length");
+        if (
+          declared !== null && /^\d+$/.test(declared) &&
+          !response.headers.has("content-encoding") &&
+          Number(declared) !== source.size
+        ) {
+          await source.dispose();
+          throw new RequestError(
+            endpoint,
+            new Error(`The body ended after ${source.size} of ${declared} bytes`),
+          );
+        }
+      } catch (err) {
+        if (signal?.aborted) throw abortReason(signal);
+        if (err instanceof ApiError) {
+          const word = err.status === 401 || err.status === 403 ? "forbidden" : "failed";
+          log(
+            `ERROR: ${prefix} ${word}  ${fields} responseStatus=${statusLine(err.status)} ` +
+              `status=${err.status}`,
+          );
+          if (err.status === 401 || err.status === 403) throw err;
+        } else {
+          log(`ERROR: ${prefix} error  error=${message(err)} ${fields}`);
+        }
+        if (attempt >= TRIES) throw err;
+        log(`WARNING: Retrying...  error=${message(err)}`);
+        await clock.sleep(RETRY_WAIT_MS, signal);
+        continue;
+      }
+      log(`${prefix} ok  ${fields}${host} responseStatus=${statusLine(200)} bytes=${source.size}`);
+      return await this.#open(source);
+    }
+  }
+
+  async #open(source: ByteSource): Promise<Artifact> {
+    const onClose = () => {
+      this.#result = undefined;
+    };
+    const format = detectFormat(await source.head(4));
+    if (format === "zip") return new ZipDependencyArtifact(source, onClose);
+    if (format === "gzip") return new GzipDependencyArtifact(source, onClose);
+    await source.dispose();
+    throw new ArtifactError(
+      format === "zstd"
+        ? `The artifact of ${this.name} (${this.id}) is a tar.zst archive, which is not supported`
+        : `The artifact of ${this.name} (${this.id}) is neither a zip nor a gzip archive`,
+    );
+  }
+}
+
+/**
+ * Makes a {@link Dependency} per entry of the job's `dependencies[]`, in payload order.
+ *
+ * @param options The dependencies and what their downloads need.
+ * @returns The dependencies; nothing is downloaded yet.
+ *
+ * @example
+ * ```ts
+ * import { createDependencies } from "./download.ts";
+ * import { Client } from "../api/client.ts";
+ * import { systemClock } from "../clock.ts";
+ * const deps = createDependencies({
+ *   client: new Client("https://gitlab.example.com"),
+ *   dependencies: [{ id: 7, name: "build", token: "t", artifactsFile: { filename: "a.zip", size: 9 } }],
+ *   buildDir: "/tmp/build",
+ *   clock: systemClock,
+ * });
+ * console.log(deps.map((d) => `${d.name} ${d.hasArtifacts}`)); // ["build true"]
+ * ```
+ */
+export function createDependencies(options: CreateDependenciesOptions): Dependency[] {
+  const { dependencies, ...shared } = options;
+  return dependencies.map((spec) => new Dependency(spec, shared));
+}
