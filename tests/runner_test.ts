@@ -75,7 +75,7 @@ Deno.test("C1.3 every feature key is sent; exactly the implemented ones and the 
 
 Deno.test("C1.3 a job needing an unannounced feature is never run", async () => {
   await using h = await harness();
-  const job = h.mock.job().requires("artifacts_exclude").script(["true"]).enqueue();
+  const job = h.mock.job().requires("fallback_cache_keys").script(["true"]).enqueue();
   const runner = await h.builder.build();
   let made = 0;
   const got = await runner.requestJob(() => {
