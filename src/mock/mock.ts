@@ -200,7 +200,7 @@ export class GitLabMock {
    * honoured, streamed bodies accepted). Other origins reject with a `TypeError`, as a failed
    * DNS lookup would; a dropped connection (fault) rejects with a `TypeError`.
    */
-  readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+  readonly fetch: (input: Request | string | URL, init?: RequestInit) => Promise<Response>;
   /** A paused runner gets 204 (with `X-GitLab-Last-Update`) and no job. */
   paused = false;
 
@@ -743,7 +743,7 @@ export class GitLabMock {
     return this.close();
   }
 
-  async #fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  async #fetch(input: Request | string | URL, init?: RequestInit): Promise<Response> {
     let request = new Request(input, init);
     const signal = request.signal;
     const bodySource = init?.body !== undefined && init.body !== null &&
