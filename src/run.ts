@@ -51,6 +51,10 @@ export interface JobOutcome {
   failureReason?: string;
   /** The exit code reported. */
   exitCode?: number;
+  /** The job's name (`job_info.name`), when the payload could be read. */
+  name?: string;
+  /** Milliseconds from receiving the job to its final update. */
+  durationMs: number;
 }
 
 interface Failure {
@@ -113,19 +117,24 @@ function stageName(step: JobStep): string {
 
 /** Runs one job to its end. Never throws. */
 export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobOutcome> {
+  const started = ctx.clock.now();
+  const name = parsed.ok ? parsed.payload.jobInfo.name : undefined;
+  let outcome: Omit<JobOutcome, "durationMs" | "name">;
   try {
-    if (!parsed.ok) return await failUnparsed(ctx, parsed);
-    return await runParsed(ctx, parsed.payload);
+    outcome = parsed.ok ? await runParsed(ctx, parsed.payload) : await failUnparsed(ctx, parsed);
   } catch (error) {
     ctx.logger.error("Unexpected error while running a job: {error}", { error: describe(error) });
-    return { id: parsed.ok ? parsed.payload.id : parsed.id ?? 0, state: "lost" };
+    outcome = { id: parsed.ok ? parsed.payload.id : parsed.id ?? 0, state: "lost" };
   }
+  return { ...outcome, name, durationMs: ctx.clock.now() - started };
 }
+
+type Ended = Omit<JobOutcome, "durationMs" | "name">;
 
 async function failUnparsed(
   ctx: RunContext,
   parsed: Extract<ParseResult, { ok: false }>,
-): Promise<JobOutcome> {
+): Promise<Ended> {
   ctx.logger.error("GitLab sent a job payload that cannot be read: {error}", {
     jobId: parsed.id,
     error: parsed.error,
@@ -156,7 +165,7 @@ async function failUnparsed(
 async function runParsed(
   ctx: RunContext,
   payload: Extract<ParseResult, { ok: true }>["payload"],
-): Promise<JobOutcome> {
+): Promise<Ended> {
   const id = payload.id;
   const logger = ctx.logger.with({ jobId: id });
   const mainCtl = new AbortController();

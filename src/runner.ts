@@ -86,6 +86,13 @@ export interface RunOptions {
    * `runner_system_failure`.
    */
   cancelSignal?: AbortSignal;
+  /** Called when a job has ended (after its final update), e.g. to print a summary line. */
+  onJobEnd?: (outcome: JobOutcome) => void;
+  /**
+   * Called when a job was received, before it runs, with its id and name (`job_info.name`;
+   * absent when the payload could not be read).
+   */
+  onJobStart?: (job: { id: number; name?: string }) => void;
 }
 
 /** Settings of a {@linkcode Runner}, made by `RunnerBuilder.build()`. */
@@ -245,7 +252,7 @@ export class Runner {
           errors = 0;
           forbidden = 0;
           if (result.type === "job") {
-            this.#start(factory, result.job);
+            this.#start(factory, result.job, options);
           } else if (result.type === "none") {
             if (result.lastUpdate) this.#lastUpdate = result.lastUpdate;
             // A long poll GitLab ended (a job may have arrived): ask again at once.
@@ -275,6 +282,17 @@ export class Runner {
     this.#hardStop = new AbortController();
   }
 
+  /** Runs an application hook; its errors are logged, never thrown into the runner. */
+  #hook(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#logger.warn("A runner hook threw: {error}", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
   #errorWait(error: unknown, errors: number, countForbidden: () => number): number {
     if (error instanceof ApiError && error.status === 403) {
       const n = countForbidden();
@@ -301,7 +319,15 @@ export class Runner {
     return wait;
   }
 
-  #start(factory: JobFactory, job: Parameters<typeof runJob>[1]): void {
+  #start(
+    factory: JobFactory,
+    job: Parameters<typeof runJob>[1],
+    hooks: Pick<RunOptions, "onJobStart" | "onJobEnd"> = {},
+  ): void {
+    const info = job.ok
+      ? { id: job.payload.id, name: job.payload.jobInfo.name }
+      : { id: job.id ?? 0, name: undefined };
+    this.#hook(() => hooks.onJobStart?.(info));
     const ctx: RunContext = {
       client: this.#s.client,
       clock: this.#s.clock,
@@ -322,6 +348,7 @@ export class Runner {
     const promise: Promise<JobOutcome> = runJob(ctx, job).then((outcome) => {
       this.#outcomes.push(outcome);
       if (this.#outcomes.length > 1000) this.#outcomes.shift();
+      this.#hook(() => hooks.onJobEnd?.(outcome));
       return outcome;
     }).finally(() => {
       this.#running.delete(promise);

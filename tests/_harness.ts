@@ -54,3 +54,15 @@ export async function harness(options: Partial<MockOptions> = {}): Promise<Harne
 export async function until(clock: FakeClock, done: () => boolean, limitMs = 3600_000) {
   if (!(await clock.runUntil(done, limitMs))) throw new Error("Condition not reached in time");
 }
+
+/**
+ * Waits in real time (fake time stands still) until `done()`, at most `realMs`; fails after.
+ * For "at once" claims: what must happen without any fake time passing.
+ */
+export async function atOnce(done: () => boolean, realMs = 5000) {
+  const start = Date.now();
+  while (!done()) {
+    if (Date.now() - start > realMs) throw new Error("Condition not reached without time passing");
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}

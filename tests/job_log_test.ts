@@ -18,14 +18,15 @@ async function setup(
     [];
   const spy: typeof fetch = async (input, init) => {
     const request = new Request(input, init);
-    const copy = request.clone();
-    const bytes = new Uint8Array(await copy.arrayBuffer());
-    calls.push({
+    const call: (typeof calls)[number] = {
       method: request.method,
       range: request.headers.get("content-range") ?? undefined,
-      body: request.method === "PUT" ? JSON.parse(dec.decode(bytes)) : undefined,
-      size: bytes.byteLength,
-    });
+      size: 0,
+    };
+    calls.push(call); // recorded at once, before any await
+    const bytes = new Uint8Array(await request.clone().arrayBuffer());
+    call.size = bytes.byteLength;
+    if (request.method === "PUT") call.body = JSON.parse(dec.decode(bytes));
     return mock.fetch(request);
   };
   const client = new Client(mock.url, { fetch: spy, clock, random: () => 0.5 });

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { assert } from "./_deps.ts";
-import { type Harness, harness, until } from "./_harness.ts";
-import { type JobHandler, LIBRARY_FEATURES, RunnerBuilder } from "../mod.ts";
+import { atOnce, type Harness, harness, until } from "./_harness.ts";
+import { type JobHandler, LIBRARY_FEATURES, RunnerBuilder, ScriptFailure } from "../mod.ts";
 import { randomSystemId, systemIdFromMachineId } from "../src/system_id.ts";
 
 const ok: JobHandler = { step: async () => {} };
@@ -133,8 +133,9 @@ Deno.test("C1.5 no job: wait the check interval; a job: ask again at once", asyn
   h.mock.job().script(["a"]).enqueue();
   h.mock.job().script(["b"]).enqueue();
   const done = runner.run(() => ok, 8, { signal: stop.signal });
-  await h.clock.advance(0);
   // Two jobs taken back to back, then one empty answer: three requests at time 0.
+  await atOnce(() => requests(h).length === 3);
+  await h.clock.advance(0);
   assert.equal(requests(h).length, 3);
   await h.clock.advance(2999);
   assert.equal(requests(h).length, 3);
@@ -152,8 +153,7 @@ Deno.test("C1.6 a 409 is retried at once", async () => {
   const job = h.mock.job().script(["a"]).enqueue();
   const stop = new AbortController();
   const done = runner.run(() => ok, 1, { signal: stop.signal });
-  await h.clock.advance(0);
-  assert.equal(requests(h).length, 4); // 409, 409, 201, then at once 204
+  await atOnce(() => requests(h).length === 4); // 409, 409, 201, then at once 204
   await until(h.clock, () => job.state === "success");
   stop.abort();
   await until(h.clock, () => runner.running === 0);
@@ -344,4 +344,41 @@ Deno.test("C1.9 verify() tells a valid token from an invalid one", async () => {
   const result = await bad.verify();
   assert.equal(result.valid, false);
   assert.equal(result.valid === false && result.status, 403);
+});
+
+Deno.test("run() reports each job's start and end to the application's hooks", async () => {
+  await using h = await harness();
+  const a = h.mock.job().name("build").enqueue();
+  const b = h.mock.job().name("test").enqueue();
+  const runner = await h.builder.build();
+  const events: string[] = [];
+  const stop = new AbortController();
+  const done = runner.run(
+    (job) => ({
+      step: async () => {
+        await h.clock.sleep(1000);
+        if (job.id === b.id) throw new ScriptFailure(4);
+      },
+    }),
+    1,
+    {
+      signal: stop.signal,
+      onJobStart: (job) => events.push(`start ${job.id} ${job.name}`),
+      onJobEnd: (o) => {
+        events.push(
+          `end ${o.id} ${o.name} ${o.state} ${o.exitCode ?? "-"} ${o.durationMs >= 1000}`,
+        );
+        throw new Error("a broken hook does not break the runner");
+      },
+    },
+  );
+  await until(h.clock, () => events.length === 4);
+  stop.abort();
+  await done;
+  assert.deepEqual(events, [
+    `start ${a.id} build`,
+    `end ${a.id} build success - true`,
+    `start ${b.id} test`,
+    `end ${b.id} test failed 4 true`,
+  ]);
 });
