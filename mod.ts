@@ -61,6 +61,7 @@ export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable } from "./src/job.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
+export { runScript, type RunScriptOptions } from "./src/script/run_script.ts";
 export {
   filesUnder,
   type FilesUnderOptions,

@@ -1,0 +1,296 @@
+/**
+ * A complete shell runner: turns this machine into a GitLab runner for shell jobs.
+ *
+ * ```sh
+ * deno run -A jsr:@x/gitlab-runner/example --url https://gitlab.example.com --token glrt-…
+ * ```
+ *
+ * Each job runs in `<build dir>/<job id>`: dependency artifacts are downloaded and extracted
+ * there first, then every step's script runs in one shell session (bash, else sh) with the
+ * job's variables as environment, its output streamed (masked) into the job log; artifacts
+ * are uploaded from there afterwards. SIGINT or SIGTERM stops gracefully (running jobs finish,
+ * no new ones are taken); a second signal cancels the running jobs. `--help` lists the options.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { configure, getConsoleSink } from "@logtape/logtape";
+import {
+  type Job,
+  JobFailure,
+  type JobHandler,
+  type JobOutcome,
+  outputln,
+  type Phase,
+  RunnerBuilder,
+  runScript,
+  ScriptFailure,
+} from "../mod.ts";
+
+const USAGE = `Usage: shell_runner [options]
+
+A GitLab runner for shell jobs, built on @x/gitlab-runner.
+
+Options (each falls back to an environment variable):
+  --url URL            GitLab URL                           (CI_SERVER_URL)
+  --token TOKEN        runner authentication token, glrt-…  (RUNNER_TOKEN)
+  --concurrency N      jobs run at once (default 4)         (RUNNER_CONCURRENCY)
+  --build-dir DIR      where jobs run (default ./builds)    (RUNNER_BUILD_DIR)
+  --name NAME          runner name shown in GitLab          (RUNNER_NAME)
+  --verify             check the token with GitLab and exit
+  --verbose            print the runner's diagnostics (debug level)
+  -h, --help           show this help
+
+Stop with SIGINT or SIGTERM: running jobs finish first; a second signal cancels them.`;
+
+/** What the command line says. */
+export interface ShellRunnerConfig {
+  /** GitLab URL. */
+  url: string;
+  /** Runner token. */
+  token: string;
+  /** Jobs at once. */
+  concurrency: number;
+  /** Build directory. */
+  buildDir: string;
+  /** Runner name. */
+  name?: string;
+  /** Only verify the token. */
+  verifyOnly: boolean;
+  /** Debug diagnostics. */
+  verbose: boolean;
+}
+
+/** A bad command line: the message says what is wrong. */
+export class UsageError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * Reads the command line (with environment fallbacks). Returns undefined for `--help`.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "./shell_runner.ts";
+ * const config = parseConfig(["--url", "https://gitlab.example.com", "--token", "glrt-x"], {});
+ * console.log(config?.concurrency); // 4
+ * ```
+ */
+export function parseConfig(
+  args: string[],
+  env: Record<string, string | undefined>,
+): ShellRunnerConfig | undefined {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        url: { type: "string" },
+        token: { type: "string" },
+        concurrency: { type: "string" },
+        "build-dir": { type: "string" },
+        name: { type: "string" },
+        verify: { type: "boolean" },
+        verbose: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) return undefined;
+  const url = values.url ?? env.CI_SERVER_URL;
+  const token = values.token ?? env.RUNNER_TOKEN;
+  if (!url) throw new UsageError("Missing GitLab URL: pass --url or set CI_SERVER_URL");
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error();
+  } catch {
+    throw new UsageError(`Invalid GitLab URL: ${url} (expected http:// or https://)`);
+  }
+  if (!token) throw new UsageError("Missing runner token: pass --token or set RUNNER_TOKEN");
+  const rawConcurrency = values.concurrency ?? env.RUNNER_CONCURRENCY ?? "4";
+  const concurrency = Number(rawConcurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new UsageError(
+      `--concurrency must be a whole number of at least 1, got ${rawConcurrency}`,
+    );
+  }
+  return {
+    url,
+    token,
+    concurrency,
+    buildDir: values["build-dir"] ?? env.RUNNER_BUILD_DIR ?? "builds",
+    name: values.name ?? env.RUNNER_NAME,
+    verifyOnly: values.verify ?? false,
+    verbose: values.verbose ?? false,
+  };
+}
+
+/**
+ * The handler of one shell job: downloads the dependencies' artifacts into the build dir, then
+ * runs each step with `runScript` there. Artifacts are uploaded by the library afterwards from
+ * the build dir (the default of `uploadableFiles()`).
+ */
+export class ShellJob implements JobHandler {
+  #job: Job;
+
+  /** Prepares the job: downloads and extracts the dependencies' artifacts. */
+  static async create(job: Job): Promise<ShellJob> {
+    for (const dependency of job.dependencies()) {
+      if (!dependency.hasArtifacts) continue;
+      let artifact;
+      try {
+        artifact = await dependency.download();
+      } catch (cause) {
+        throw new JobFailure("script_failure", {
+          message: `downloading the artifacts of ${dependency.name} failed: ${
+            cause instanceof Error ? cause.message : cause
+          }`,
+          cause,
+        });
+      }
+      if (!artifact) continue;
+      const files = await artifact.extractTo(job.buildDir);
+      outputln(`Extracted ${files.length} files from ${dependency.name}'s artifacts`);
+    }
+    return new ShellJob(job);
+  }
+
+  private constructor(job: Job) {
+    this.#job = job;
+  }
+
+  /** Runs the step's lines in one shell in the build dir. */
+  async step(script: readonly string[], _phase: Phase, signal: AbortSignal): Promise<void> {
+    const code = await runScript(script, {
+      cwd: this.#job.buildDir,
+      variables: this.#job.variables,
+      env: { CI_PROJECT_DIR: this.#job.buildDir, CI_BUILDS_DIR: this.#job.buildDir },
+      fileVariablesDir: `${this.#job.buildDir}.tmp`,
+      signal,
+    });
+    if (code !== 0) throw new ScriptFailure(code);
+  }
+
+  /** Removes the file variables' directory. */
+  async cleanup(): Promise<void> {
+    const { rm } = await import("node:fs/promises");
+    await rm(`${this.#job.buildDir}.tmp`, { recursive: true, force: true });
+  }
+}
+
+function describeOutcome(o: JobOutcome): string {
+  const seconds = (o.durationMs / 1000).toFixed(1);
+  const what = o.state === "failed"
+    ? `failed (${o.failureReason ?? "unknown"}${o.exitCode ? `, exit code ${o.exitCode}` : ""})`
+    : o.state === "aborted"
+    ? "canceled"
+    : o.state;
+  return `job ${o.id} ${o.name ?? ""} ${what} in ${seconds} s`.replace(/\s+/g, " ");
+}
+
+/**
+ * Runs the shell runner with `args`; resolves to the exit code.
+ *
+ * @example Bad arguments give a clear message and exit code 2
+ * ```ts
+ * import { main } from "./shell_runner.ts";
+ * console.log(await main(["--concurrency", "zero"], { CI_SERVER_URL: "https://x.org", RUNNER_TOKEN: "t" })); // 2
+ * ```
+ */
+export async function main(
+  args: string[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<number> {
+  let config: ShellRunnerConfig | undefined;
+  try {
+    config = parseConfig(args, env);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`shell_runner: ${error.message}\nRun with --help for the options.`);
+    return 2;
+  }
+  if (!config) {
+    console.log(USAGE);
+    return 0;
+  }
+  await configure({
+    sinks: { console: getConsoleSink() },
+    loggers: [
+      {
+        category: ["gitlab-runner"],
+        sinks: ["console"],
+        lowestLevel: config.verbose ? "debug" : "warning",
+      },
+      { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "warning" },
+    ],
+    reset: true,
+  });
+
+  let builder = new RunnerBuilder(config.url, config.token, config.buildDir).shell("bash");
+  if (config.name) builder = builder.name(config.name);
+  const runner = await builder.build();
+
+  let verified;
+  try {
+    verified = await runner.verify();
+  } catch (error) {
+    console.error(
+      `shell_runner: cannot reach GitLab at ${config.url}: ${
+        error instanceof Error ? error.message : error
+      }`,
+    );
+    return 1;
+  }
+  if (!verified.valid) {
+    console.error(
+      `shell_runner: GitLab rejected the runner token (HTTP ${verified.status}): check --token`,
+    );
+    return 1;
+  }
+  console.log(`Runner token verified with ${config.url} (system id ${runner.systemId})`);
+  if (config.verifyOnly) return 0;
+
+  const stop = new AbortController();
+  const cancel = new AbortController();
+  let signals = 0;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) {
+      console.log("Stopping: running jobs finish first (signal again to cancel them)");
+      stop.abort();
+    } else {
+      console.log("Canceling running jobs");
+      cancel.abort();
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  console.log(`Waiting for jobs (at most ${config.concurrency} at once) in ${config.buildDir}`);
+  try {
+    await runner.run((job) => ShellJob.create(job), config.concurrency, {
+      signal: stop.signal,
+      cancelSignal: cancel.signal,
+      onJobStart: (job) => console.log(`job ${job.id} ${job.name ?? ""} started`),
+      onJobEnd: (outcome) => console.log(describeOutcome(outcome)),
+    });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  console.log("Stopped");
+  return 0;
+}
+
+if (import.meta.main) {
+  process.exit(await main(process.argv.slice(2)));
+}

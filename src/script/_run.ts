@@ -1,0 +1,291 @@
+/**
+ * The implementation of `runScript` for a given backend (so tests can run it on both twins).
+ * Internal: the public entry point is `run_script.ts`.
+ *
+ * @module
+ */
+
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { currentJobLog } from "../output.ts";
+import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
+import { prepareVariables } from "./_variables.ts";
+import type { RunScriptOptions } from "./run_script.ts";
+
+/** Default time between SIGTERM and SIGKILL. */
+export const DEFAULT_KILL_GRACE_MS = 10_000;
+/** Once the process group is gone, how long a read may wait for data before giving up the pipes. */
+const DRAIN_IDLE_MS = 500;
+/** After SIGKILL, how long to wait for the group to disappear before giving up. */
+const AFTER_KILL_WAIT_MS = 2_000;
+/** The same when `/proc` cannot tell the living from zombies (which never disappear then). */
+const UNSEEN_KILL_WAIT_MS = 100;
+/** How often the group is checked while waiting for it to disappear. */
+const POLL_MS = 25;
+
+/** gitlab-runner's `ANSI_BOLD_GREEN` and `ANSI_RESET` (helpers/ansi_colors.go). */
+const GREEN = "\x1b[32;1m";
+const RESET = "\x1b[0;m";
+
+const encoder = new TextEncoder();
+
+/** Quotes `text` for a POSIX shell: in single quotes, with `'` written as `'\''`. */
+export function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The script fed to the shell's stdin, shaped like gitlab-runner's bash script (shells/bash.go
+ * `Finish`, shells/abstract.go `writeCommands`):
+ * - stderr joins stdout: one pipe, so both keep their order, like the official shell executor,
+ *   whose stdout and stderr are one writer;
+ * - pipefail where the shell has it (found without `grep`), errexit, noclobber off;
+ * - the lines run by one `eval` in a subshell whose stdin is empty, so a command reading stdin
+ *   cannot eat the script. The subshell is the official `FF_USE_NEW_BASH_EVAL_STRATEGY` form:
+ *   with a bare `: | eval '…'`, bash 5.2 exits with 1 instead of the failing line's code when
+ *   errexit fires inside the eval;
+ * - each line is first echoed as `$ line` in bold green; a multi-line command shows its first
+ *   line and `# collapsed multi-line command`, an empty one an empty line.
+ */
+export function generateScript(script: readonly string[], echo: boolean): string {
+  let body = "";
+  for (const line of script) {
+    const command = line.trim();
+    if (echo) {
+      if (command === "") {
+        body += "echo\n";
+      } else {
+        const lines = command.split("\n");
+        const shown = lines.length > 1 ? `${lines[0]} # collapsed multi-line command` : lines[0];
+        body += `printf '%s\\n' ${shellQuote(`${GREEN}$ ${shown}${RESET}`)}\n`;
+      }
+    }
+    body += command + "\n";
+  }
+  return "exec 2>&1\n" +
+    'case "$(set -o)" in *pipefail*) set -o pipefail ;; esac; set -o errexit\n' +
+    "set +o noclobber\n" +
+    `: | (eval ${shellQuote(body)})\n` +
+    "exit 0\n";
+}
+
+function pickEnvironment(
+  backend: Backend,
+  inherit: boolean | readonly string[],
+): Record<string, string> {
+  if (inherit === false) return {};
+  const all = backend.environment();
+  if (inherit === true) return all;
+  const picked: Record<string, string> = {};
+  for (const name of inherit) if (name in all) picked[name] = all[name];
+  return picked;
+}
+
+/**
+ * Whether a process of the child's group is still alive: `false` when the group is empty,
+ * `true` when `/proc` shows a live member, `undefined` when the group holds processes but they
+ * may all be zombies (`/proc` not readable). An orphan's zombie stays in the group until its
+ * new parent reaps it, which some container inits never do; a zombie runs no more, so it counts
+ * as gone.
+ */
+async function groupAlive(
+  backend: Backend,
+  child: SpawnedProcess,
+): Promise<boolean | undefined> {
+  if (!child.kill(0, true)) return false;
+  return await backend.liveInGroup(child.pid);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs `script` with `backend`; see `runScript`. */
+export async function runWith(
+  backend: Backend,
+  script: readonly string[],
+  options: RunScriptOptions = {},
+): Promise<number> {
+  const signal = options.signal;
+  signal?.throwIfAborted();
+  const graceMs = Math.max(0, options.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
+  if (options.cwd !== undefined && !(await stat(options.cwd)).isDirectory()) {
+    throw new TypeError(`Not a directory: ${options.cwd}`);
+  }
+
+  const variables = options.variables ?? [];
+  let fileDir = options.fileVariablesDir;
+  let ownDir: string | undefined;
+  const environment = pickEnvironment(backend, options.inheritEnv ?? true);
+  try {
+    if (variables.some((v) => v.file) && fileDir === undefined) {
+      ownDir = fileDir = await mkdtemp(join(tmpdir(), "gitlab-runner-vars-"));
+    }
+    const prepared = prepareVariables(variables, fileDir);
+    if (fileDir !== undefined && prepared.some((v) => v.path !== undefined)) {
+      await mkdir(fileDir, { recursive: true, mode: 0o700 });
+    }
+    for (const v of prepared) {
+      if (v.path !== undefined) {
+        await writeFile(v.path, v.value, { mode: 0o600 });
+        environment[v.key] = v.path;
+      } else {
+        environment[v.key] = v.value;
+      }
+    }
+    Object.assign(environment, options.env);
+
+    const stdin = encoder.encode(generateScript(script, options.echo ?? true));
+    const spawnOptions = { args: [], cwd: options.cwd, env: environment, stdin };
+    let child: SpawnedProcess;
+    if (options.shell !== undefined) {
+      child = await backend.spawn({ ...spawnOptions, command: options.shell });
+    } else {
+      try {
+        child = await backend.spawn({ ...spawnOptions, command: "bash" });
+      } catch (error) {
+        if (!(error instanceof CommandNotFound)) throw error;
+        child = await backend.spawn({ ...spawnOptions, command: "sh" });
+      }
+    }
+    return await supervise(backend, child, {
+      output: options.output ?? currentJobLog()?.writable,
+      signal,
+      graceMs,
+    });
+  } finally {
+    if (ownDir !== undefined) await rm(ownDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Streams the child's output and resolves with the shell's exit code once the shell has exited,
+ * its process group is gone and the output is read.
+ *
+ * Termination (on abort, on a failing output, and after the shell exited while processes of its
+ * group are left, e.g. `sleep 1000 &`): SIGTERM to the group, then SIGKILL when the grace period
+ * is over, or earlier once nothing of the group is left but processes that do not hold the
+ * output pipes and cannot be told apart from zombies (see `groupAlive`). Processes that hold
+ * the pipes keep them open until they exit, so the pipes' end tells when they are gone.
+ */
+async function supervise(
+  backend: Backend,
+  child: SpawnedProcess,
+  options: { output?: WritableStream<Uint8Array>; signal?: AbortSignal; graceMs: number },
+): Promise<number> {
+  const writer = options.output?.getWriter();
+  let outputFailure: { error: unknown } | undefined;
+  let shellExited = false;
+
+  let terminating = false;
+  let killed = false;
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
+  let onKilled!: () => void;
+  const killedPromise = new Promise<void>((resolve) => (onKilled = resolve));
+  const signalAll = (sig: "SIGTERM" | "SIGKILL") => {
+    if (child.kill(sig, true)) return;
+    // No group of its own (Deno before `detached` existed): the shell alone, while it is ours.
+    if (!shellExited) child.kill(sig, false);
+  };
+  const forceKill = () => {
+    if (killed) return;
+    killed = true;
+    clearTimeout(killTimer);
+    signalAll("SIGKILL");
+    onKilled();
+  };
+  const terminate = () => {
+    if (terminating) return;
+    terminating = true;
+    signalAll("SIGTERM");
+    killTimer = setTimeout(forceKill, options.graceMs);
+  };
+  const onAbort = () => terminate();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) terminate();
+
+  // Output: both pipes into the one output, chunk by chunk, each write awaited (backpressure).
+  let lastActivity = Date.now();
+  let waitingReads = 0;
+  const readers = [child.stdout.getReader(), child.stderr.getReader()];
+  const pump = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
+    while (true) {
+      waitingReads++;
+      lastActivity = Date.now();
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch {
+        break; // the pipe failed or was cancelled: nothing more to read
+      } finally {
+        waitingReads--;
+        lastActivity = Date.now();
+      }
+      if (result.done) break;
+      if (writer === undefined || outputFailure !== undefined) continue;
+      try {
+        await writer.write(result.value);
+      } catch (error) {
+        // Nobody takes the output any more: stop the script, keep draining the pipes.
+        outputFailure = { error };
+        terminate();
+      }
+    }
+  };
+  const pumps = Promise.all(readers.map(pump));
+  let watchdog: ReturnType<typeof setInterval> | undefined;
+  let drainTimer: ReturnType<typeof setTimeout> | undefined;
+
+  try {
+    const code = await child.exited;
+    shellExited = true;
+    if (child.kill(0, true)) {
+      // Processes of the group are left (or only their zombies): end them too.
+      terminate();
+      await Promise.race([pumps, killedPromise]);
+      // The pipes are closed: wait for the rest while it can be seen, else kill it now.
+      while (!killed && (await groupAlive(backend, child)) === true) {
+        await Promise.race([sleep(POLL_MS), killedPromise]);
+      }
+      forceKill();
+      const killedAt = Date.now();
+      while (true) {
+        const alive = await groupAlive(backend, child);
+        if (alive === false) break;
+        const waited = Date.now() - killedAt;
+        // SIGKILL ends a process at once (unless it sleeps uninterruptibly in the kernel).
+        if (alive === undefined ? waited >= UNSEEN_KILL_WAIT_MS : waited >= AFTER_KILL_WAIT_MS) {
+          break;
+        }
+        await sleep(10);
+      }
+    }
+    // Only a process that left the group (setsid) can still hold the pipes: give up on them
+    // once a read waited DRAIN_IDLE_MS for nothing.
+    const giveUp = () => {
+      for (const reader of readers) reader.cancel().catch(() => {});
+    };
+    watchdog = setInterval(() => {
+      if (waitingReads > 0 && Date.now() - lastActivity >= DRAIN_IDLE_MS) giveUp();
+    }, Math.min(DRAIN_IDLE_MS, 100));
+    // After an abort, an output that takes no more gets one more grace period, not forever.
+    const stuck = new Promise<void>((resolve) => {
+      if (options.signal?.aborted) drainTimer = setTimeout(resolve, options.graceMs);
+    });
+    await Promise.race([pumps, stuck.then(giveUp)]);
+    if (outputFailure !== undefined) throw outputFailure.error;
+    return code;
+  } finally {
+    clearInterval(watchdog);
+    clearTimeout(drainTimer);
+    clearTimeout(killTimer);
+    options.signal?.removeEventListener("abort", onAbort);
+    if (!shellExited) {
+      // Only on an unexpected error: leave nothing running.
+      signalAll("SIGKILL");
+      for (const reader of readers) reader.cancel().catch(() => {});
+    }
+    writer?.releaseLock();
+  }
+}
