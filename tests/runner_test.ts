@@ -313,10 +313,12 @@ Deno.test("C1.8 hard stop: running jobs are cancelled and reported runner_system
   const stop = new AbortController();
   const cancel = new AbortController();
   let aborted = false;
+  let started = false;
   const done = runner.run(
     () => ({
       step: (_s, _p, signal) =>
         new Promise<void>((_, reject) => {
+          started = true;
           signal.addEventListener("abort", () => {
             aborted = true;
             reject(signal.reason);
@@ -326,7 +328,7 @@ Deno.test("C1.8 hard stop: running jobs are cancelled and reported runner_system
     2,
     { signal: stop.signal, cancelSignal: cancel.signal },
   );
-  await until(h.clock, () => job.state === "running" && runner.running === 1);
+  await until(h.clock, () => started && runner.running === 1);
   stop.abort();
   cancel.abort();
   await until(h.clock, () => job.state === "failed");
