@@ -129,6 +129,9 @@ async function main(): Promise<void> {
   const exportsMap: Record<string, Conditional> = {};
   const entries = typeof deno.exports === "string" ? { ".": deno.exports } : deno.exports;
   for (const [key, target] of Object.entries(entries)) {
+    // The example runner is a Deno command (`deno run -A jsr:@x/gitlab-runner/example`): the
+    // npm package carries the library and the mock.
+    if (key === "./example") continue;
     exportsMap[key] = exportEntry(target);
     for (const file of Object.values(exportsMap[key])) {
       if (!(await exists(`${OUT}/${file}`))) throw new Error(`tsc did not emit ${file}`);
