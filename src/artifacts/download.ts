@@ -35,6 +35,7 @@ import {
   safeSymlinkTarget,
   ZipArtifact,
 } from "./reader.ts";
+import { statusLine } from "./_http_status.ts";
 
 export type { ArtifactEntry } from "./reader.ts";
 
@@ -118,23 +119,6 @@ const TRIES = 3;
 const RETRY_WAIT_MS = 1000;
 const INFLATE_CHUNK = 16 * 1024;
 const MAX_LINK_TARGET = 4096;
-
-const STATUS_TEXT: Record<number, string> = {
-  200: "OK",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  429: "Too Many Requests",
-  500: "Internal Server Error",
-  502: "Bad Gateway",
-  503: "Service Unavailable",
-  504: "Gateway Timeout",
-};
-
-function statusLine(status: number): string {
-  const text = STATUS_TEXT[status];
-  return text ? `${status} ${text}` : String(status);
-}
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

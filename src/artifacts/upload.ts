@@ -39,6 +39,7 @@ import { ArtifactError } from "./errors.ts";
 import type { UploadableFile } from "./files.ts";
 import { matchArtifactPaths } from "./path_match.ts";
 import { cleanPath, compareCodePoints } from "./_path.ts";
+import { statusLine } from "./_http_status.ts";
 
 /** Job variables, as a map or a lookup function. */
 export type VariableLookup = ReadonlyMap<string, string> | ((key: string) => string | undefined);
@@ -133,30 +134,6 @@ const MIN_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 5000;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
-
-const STATUS_TEXT: Record<number, string> = {
-  201: "Created",
-  307: "Temporary Redirect",
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  408: "Request Timeout",
-  409: "Conflict",
-  413: "Request Entity Too Large",
-  422: "Unprocessable Entity",
-  429: "Too Many Requests",
-  500: "Internal Server Error",
-  502: "Bad Gateway",
-  503: "Service Unavailable",
-  504: "Gateway Timeout",
-};
-
-function statusLine(status: number): string {
-  const text = STATUS_TEXT[status];
-  return text ? `${status} ${text}` : String(status);
-}
 
 function lookup(variables: VariableLookup | undefined): (key: string) => string | undefined {
   if (variables === undefined) return () => undefined;
