@@ -254,9 +254,13 @@ export class Runner {
           if (result.type === "job") {
             this.#start(factory, result.job, options);
           } else if (result.type === "none") {
+            const changed = result.lastUpdate !== undefined &&
+              result.lastUpdate !== this.#lastUpdate;
             if (result.lastUpdate) this.#lastUpdate = result.lastUpdate;
-            // A long poll GitLab ended (a job may have arrived): ask again at once.
-            if (!result.longPolled) wait = this.#s.checkIntervalMs;
+            // Ask again at once when GitLab ended a long poll (a job may have arrived) or
+            // handed out a new queue value (asking with it is held by a long-polling GitLab);
+            // else wait the check interval.
+            if (!result.longPolled && !changed) wait = this.#s.checkIntervalMs;
           }
           // 409: GitLab had a conflict; ask again at once.
         } catch (error) {

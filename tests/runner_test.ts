@@ -133,14 +133,18 @@ Deno.test("C1.5 no job: wait the check interval; a job: ask again at once", asyn
   h.mock.job().script(["a"]).enqueue();
   h.mock.job().script(["b"]).enqueue();
   const done = runner.run(() => ok, 8, { signal: stop.signal });
-  // Two jobs taken back to back, then one empty answer: three requests at time 0.
-  await atOnce(() => requests(h).length === 3);
+  // Two jobs taken back to back, then an empty answer with a new queue value (asked again at
+  // once, as a long-polling GitLab would hold that request), then one with the same value:
+  // four requests at time 0, then one per check interval.
+  await atOnce(() => requests(h).length === 4);
   await h.clock.advance(0);
-  assert.equal(requests(h).length, 3);
-  await h.clock.advance(2999);
-  assert.equal(requests(h).length, 3);
-  await h.clock.advance(1);
   assert.equal(requests(h).length, 4);
+  await h.clock.advance(2999);
+  assert.equal(requests(h).length, 4);
+  await h.clock.advance(1);
+  assert.equal(requests(h).length, 5);
+  await h.clock.advance(3000);
+  assert.equal(requests(h).length, 6);
   stop.abort();
   await until(h.clock, () => runner.running === 0);
   await done;
@@ -153,7 +157,8 @@ Deno.test("C1.6 a 409 is retried at once", async () => {
   const job = h.mock.job().script(["a"]).enqueue();
   const stop = new AbortController();
   const done = runner.run(() => ok, 1, { signal: stop.signal });
-  await atOnce(() => requests(h).length === 4); // 409, 409, 201, then at once 204
+  // 409, 409, 201, then at once 204 (new queue value) and 204 (same value)
+  await atOnce(() => requests(h).length === 5);
   await until(h.clock, () => job.state === "success");
   stop.abort();
   await until(h.clock, () => runner.running === 0);
@@ -183,7 +188,9 @@ Deno.test("C1.6 5xx and dropped connections back off exponentially, never crash"
   const stop = new AbortController();
   const done = runner.run(() => ok, 1, { signal: stop.signal });
   await until(h.clock, () => job.state === "success");
-  assert.equal(requests(h).length, 13); // 10 × 500, 1 dropped, 201, then at once 204
+  await atOnce(() => requests(h).length === 14);
+  // 10 × 500, 1 dropped, 201, then at once 204 (new queue value) and 204 (same value)
+  assert.equal(requests(h).length, 14);
   stop.abort();
   await until(h.clock, () => runner.running === 0);
   await done;
@@ -294,15 +301,15 @@ Deno.test("C1.8 graceful stop while parked in a long poll ends without orphaning
   const runner = await h.builder.build();
   const stop = new AbortController();
   const done = runner.run(() => ({ step: async () => {} }), 2, { signal: stop.signal });
-  // First answer: 204 with X-GitLab-Last-Update; after the check interval the runner asks
-  // again with last_update and GitLab holds that request.
+  // First answer: 204 with a new X-GitLab-Last-Update; the runner asks again at once with
+  // last_update and GitLab holds that request.
   await h.clock.advance(4000);
   assert.equal(requests(h).length, 2);
   stop.abort();
   let finished = false;
   done.then(() => (finished = true));
   await until(h.clock, () => finished);
-  assert.ok(h.clock.now() - Date.UTC(2026, 0, 1) >= 53_000, "the long poll was cut short");
+  assert.ok(h.clock.now() - Date.UTC(2026, 0, 1) >= 50_000, "the long poll was cut short");
   assert.equal(requests(h).length, 2);
 });
 
@@ -383,4 +390,36 @@ Deno.test("run() reports each job's start and end to the application's hooks", a
     `start ${b.id} test`,
     `end ${b.id} test failed 4 true`,
   ]);
+});
+
+Deno.test("C1.4 with long polling, jobs arriving one after another start at once", async () => {
+  await using h = await harness({ longPollMs: 50_000 });
+  const runner = await h.builder.build();
+  const started = new Map<number, number>();
+  const stop = new AbortController();
+  const done = runner.run(
+    (job) => ({
+      step: () => {
+        started.set(job.id, h.clock.now());
+        return Promise.resolve();
+      },
+    }),
+    4,
+    { signal: stop.signal },
+  );
+  for (let i = 0; i < 5; i++) {
+    await h.clock.advance(500 + i * 300); // soon after the last job: parked in a long poll
+    const at = h.clock.now();
+    const job = h.mock.job().name(`job ${i}`).enqueue();
+    await until(h.clock, () => started.has(job.id));
+    assert.ok(
+      started.get(job.id)! - at < 100,
+      `job ${i} started after ${started.get(job.id)! - at} ms`,
+    );
+    await until(h.clock, () => job.state === "success");
+  }
+  stop.abort();
+  let finished = false;
+  done.then(() => (finished = true));
+  await until(h.clock, () => finished);
 });

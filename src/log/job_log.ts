@@ -21,6 +21,8 @@ const INITIAL_INTERVAL_MS = 3_000;
 const KEEP_ALIVE_MS = 30_000;
 const FINAL_ATTEMPTS = 10;
 const MAX_ACCEPTED_REPEATS = 200;
+/** Room kept past the output limit for GitLab's notice. */
+const NOTICE_ROOM = 256;
 
 const encoder = new TextEncoder();
 
@@ -149,7 +151,8 @@ export class JobLog {
 
   /** Appends bytes (or text) to the log: masked, then cut at the output limit. */
   write(data: Uint8Array | string): void {
-    if (this.#stopping) return;
+    // Past the output limit nothing more is kept: skip the masking work too.
+    if (this.#stopping || this.#limited) return;
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     if (bytes.byteLength === 0) return;
     this.#store(this.#masker.write(bytes));
@@ -303,6 +306,8 @@ export class JobLog {
     if (need > this.#buf.byteLength) {
       let cap = this.#buf.byteLength * 2;
       while (cap < need) cap *= 2;
+      // Never more than the limit (plus room for the notice): the log cannot grow past it.
+      cap = Math.max(need, Math.min(cap, this.#limit + NOTICE_ROOM));
       const next = new Uint8Array(cap);
       next.set(this.#buf.subarray(0, this.#size));
       this.#buf = next;
