@@ -5,8 +5,8 @@
  * @module
  */
 
-import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { makeDir, removeDir } from "./_dirs.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
 import type { Client, RunnerMetadata } from "./api/client.ts";
@@ -62,6 +62,9 @@ interface Failure {
   exitCode?: number;
   message: string;
 }
+
+/** The reason timers are stopped with (made once: an abort without one builds an error). */
+const TIMER_DONE = new Error("Timer no longer needed");
 
 const GREEN = "\x1b[32;1m";
 const RED = "\x1b[31;1m";
@@ -252,7 +255,7 @@ async function runParsed(
       return;
     }
     try {
-      await mkdir(buildDir, { recursive: true });
+      await makeDir(buildDir);
       madeDir = true;
     } catch (error) {
       failure = {
@@ -345,7 +348,7 @@ async function runParsed(
     }
   });
 
-  timerStop.abort();
+  timerStop.abort(TIMER_DONE);
   ctx.hardStop.removeEventListener("abort", onHardStop);
 
   if (handler?.cleanup) {
@@ -356,7 +359,7 @@ async function runParsed(
     }
   }
   if (madeDir) {
-    await rm(buildDir, { recursive: true, force: true }).catch((error) =>
+    await removeDir(buildDir).catch((error) =>
       logger.warn("Cannot remove the build directory: {error}", { error: safe(error) })
     );
   }
@@ -441,7 +444,7 @@ async function runStep(
       run.then((r) => ({ r })),
       ctx.clock.sleep(ctx.abortGraceMs, graceStop.signal).then(() => undefined, () => undefined),
     ]);
-    graceStop.abort();
+    graceStop.abort(TIMER_DONE);
     if (!settled) {
       ctx.logger.warn("A step did not stop within {ms} ms of being aborted", {
         ms: ctx.abortGraceMs,
@@ -450,7 +453,7 @@ async function runStep(
     }
     return settled.r === undefined ? undefined : ctl.signal.reason;
   } finally {
-    timerStop.abort();
+    timerStop.abort(TIMER_DONE);
     parent.removeEventListener("abort", onParent);
   }
 }

@@ -194,6 +194,8 @@ export interface DownloadOptions extends CallOptions {
 }
 
 const MAX_UPDATE_INTERVAL_S = 15 * 60;
+/** The reason a request's timeout timer is stopped with (made once: aborts are hot). */
+const TIMER_DONE = new Error("Answered in time");
 const MAX_REDIRECTS = 5;
 
 /** Parses `X-GitLab-Trace-Update-Interval`: positive whole seconds, at most 15 min. */
@@ -653,8 +655,9 @@ export class Client {
       };
       if (body instanceof ReadableStream) init.duplex = "half";
       let timer: Promise<void> | undefined;
-      const stopTimer = new AbortController();
-      if (timeout && options.timeoutMs) {
+      // Only calls with a timeout pay for a controller (an abort builds an error object).
+      const stopTimer = timeout ? new AbortController() : undefined;
+      if (timeout && stopTimer && options.timeoutMs) {
         timer = this.#clock.sleep(options.timeoutMs, stopTimer.signal).then(
           () => timeout.abort(new DOMException("GitLab did not answer in time", "TimeoutError")),
           () => {},
@@ -665,7 +668,7 @@ export class Client {
       } catch (cause) {
         throw new RequestError(endpoint, cause);
       } finally {
-        stopTimer.abort();
+        stopTimer?.abort(TIMER_DONE);
         await timer;
       }
     };

@@ -21,6 +21,8 @@ const INITIAL_INTERVAL_MS = 3_000;
 const KEEP_ALIVE_MS = 30_000;
 const FINAL_ATTEMPTS = 10;
 const MAX_ACCEPTED_REPEATS = 200;
+/** The reason the pump's sleep is cut short with (made once: wake-ups are frequent). */
+const WAKE = new Error("Woken");
 /** Room kept past the output limit for GitLab's notice. */
 const NOTICE_ROOM = 256;
 
@@ -81,7 +83,7 @@ export class JobLog {
   #o: JobLogOptions;
   #masker: Masker;
   #crc = new Crc32();
-  #buf = new Uint8Array(64 * 1024);
+  #buf = new Uint8Array(4 * 1024);
   #size = 0;
   #sent = 0;
   #limit: number;
@@ -318,7 +320,7 @@ export class JobLog {
   }
 
   #wakeUp(): void {
-    this.#wake.abort();
+    this.#wake.abort(WAKE);
   }
 
   #releaseWriters(): void {
@@ -368,7 +370,8 @@ export class JobLog {
     while (this.#sent < this.#size) {
       const end = Math.min(this.#size, this.#sent + PATCH_LIMIT);
       const offset = this.#sent;
-      const data = this.#buf.slice(offset, end);
+      // A view, not a copy: stored bytes never change, and a bigger buffer is a new one.
+      const data = this.#buf.subarray(offset, end);
       let result;
       try {
         result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, { offset, data });

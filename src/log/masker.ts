@@ -147,7 +147,7 @@ class Tables {
   /** Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it. */
   readonly first: Uint8Array = new Uint8Array(256);
   /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. */
-  readonly bucketOf: Int32Array = new Int32Array(65536);
+  readonly bucketOf: Map<number, number> = new Map();
   /** Patterns sharing their first two bytes, longest first. */
   readonly buckets: Pattern[][] = [];
   /** One-byte patterns by their byte. */
@@ -177,11 +177,13 @@ class Tables {
         continue;
       }
       const key = (b0 << 8) | p.bytes[1];
-      if (this.bucketOf[key] === 0) {
+      let bucket = this.bucketOf.get(key);
+      if (bucket === undefined) {
         this.buckets.push([]);
-        this.bucketOf[key] = this.buckets.length;
+        bucket = this.buckets.length;
+        this.bucketOf.set(key, bucket);
       }
-      this.buckets[this.bucketOf[key] - 1].push(p);
+      this.buckets[bucket - 1].push(p);
       this.first[b0] |= 1;
       this.pair[key] = 1;
     }
@@ -367,7 +369,7 @@ class Scanner {
     let prefixes = 0;
     let url = -1;
     if (avail >= 2) {
-      const id = t.bucketOf[(b0 << 8) | buf[j + 1]];
+      const id = t.bucketOf.get((b0 << 8) | buf[j + 1]) ?? 0;
       if (id !== 0) {
         for (const p of t.buckets[id - 1]) {
           const bytes = p.bytes;

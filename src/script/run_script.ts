@@ -94,15 +94,16 @@ export interface RunScriptOptions {
   echo?: boolean;
 }
 
-let picked: Promise<Backend> | undefined;
-
-/** The backend of the runtime we run on, loaded once (Deno never loads node:child_process). */
-function backend(): Promise<Backend> {
-  picked ??= typeof (globalThis as { Deno?: { Command?: unknown } }).Deno?.Command === "function"
+/**
+ * The backend of the runtime we run on (Deno never loads node:child_process). Its import starts
+ * when this module loads: started inside a job, the import would keep that job's async context
+ * (and its log) alive for the life of the process.
+ */
+const picked: Promise<Backend> =
+  typeof (globalThis as { Deno?: { Command?: unknown } }).Deno?.Command === "function"
     ? import("./_spawn.deno.ts").then((m) => m.backend)
     : import("./_spawn.node.ts").then((m) => m.backend);
-  return picked;
-}
+picked.catch(() => {}); // reported by runScript when it is called
 
 /**
  * Runs the lines of a job step in one shell session and resolves with its exit code.
@@ -150,5 +151,5 @@ export async function runScript(
   script: readonly string[],
   options: RunScriptOptions = {},
 ): Promise<number> {
-  return runWith(await backend(), script, options);
+  return runWith(await picked, script, options);
 }

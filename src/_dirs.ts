@@ -1,0 +1,33 @@
+/**
+ * Making and removing a job's build directory. On Deno its own file system calls are used:
+ * they are much cheaper per call than the `node:fs` layer, which matters at hundreds of jobs a
+ * second; on Node, `node:fs/promises`.
+ *
+ * @module
+ */
+
+import { mkdir, rm } from "node:fs/promises";
+
+interface DenoFs {
+  mkdir(path: string, options: { recursive: boolean }): Promise<void>;
+  remove(path: string, options: { recursive: boolean }): Promise<void>;
+  errors: { NotFound: new (...args: never[]) => Error };
+}
+
+const deno = (globalThis as { Deno?: DenoFs }).Deno;
+
+/** Creates `path` and its parents (no error if it exists). */
+export async function makeDir(path: string): Promise<void> {
+  if (deno?.mkdir) await deno.mkdir(path, { recursive: true });
+  else await mkdir(path, { recursive: true });
+}
+
+/** Removes `path` and everything under it (no error if it does not exist). */
+export async function removeDir(path: string): Promise<void> {
+  if (!deno?.remove) return await rm(path, { recursive: true, force: true });
+  try {
+    await deno.remove(path, { recursive: true });
+  } catch (error) {
+    if (!(error instanceof deno.errors.NotFound)) throw error;
+  }
+}
