@@ -288,3 +288,23 @@ async function finish(
   await p;
   return result!;
 }
+
+Deno.test("C4.2 C4.6 a log across storage blocks survives a resync from 0 byte for byte", async () => {
+  const t = await setup({ traceUpdateInterval: 1 }, { outputLimit: 16 * PATCH_LIMIT });
+  const expected: Uint8Array<ArrayBuffer>[] = [];
+  for (let i = 0; i < 5; i++) {
+    const chunk = new Uint8Array(700 * 1024);
+    for (let j = 0; j < chunk.length; j += 997) chunk[j] = (i * 31 + j) & 0xff;
+    expected.push(chunk);
+    t.log.write(chunk);
+    if (i === 2) t.mock.loseTrace(t.mj.id);
+    await t.clock.advance(1000);
+  }
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  const want = new Uint8Array(await new Blob(expected).arrayBuffer());
+  assert.equal(t.mj.log.byteLength, want.byteLength);
+  assert.deepEqual(t.mj.log, want);
+  assert.deepEqual(t.log.bytes(), want);
+  assert.ok(t.patches().every((p) => p.size <= PATCH_LIMIT));
+});

@@ -23,8 +23,8 @@ const FINAL_ATTEMPTS = 10;
 const MAX_ACCEPTED_REPEATS = 200;
 /** The reason the pump's sleep is cut short with (made once: wake-ups are frequent). */
 const WAKE = new Error("Woken");
-/** Room kept past the output limit for GitLab's notice. */
-const NOTICE_ROOM = 256;
+/** Storage block size: one patch at most. */
+const BLOCK = PATCH_LIMIT;
 
 const encoder = new TextEncoder();
 
@@ -83,7 +83,11 @@ export class JobLog {
   #o: JobLogOptions;
   #masker: Masker;
   #crc = new Crc32();
-  #buf = new Uint8Array(4 * 1024);
+  /**
+   * The stored log in blocks of {@linkcode BLOCK} bytes (the first one starts small and grows),
+   * so storing never copies what is there and a patch is a view into one block.
+   */
+  #blocks: Uint8Array[] = [new Uint8Array(4 * 1024)];
   #size = 0;
   #sent = 0;
   #limit: number;
@@ -143,7 +147,7 @@ export class JobLog {
 
   /** The stored log bytes (a copy). */
   bytes(): Uint8Array {
-    return this.#buf.slice(0, this.#size);
+    return this.#range(0, this.#size, true);
   }
 
   /** Masks `text` like the log's content (for diagnostics outside the log). */
@@ -263,7 +267,7 @@ export class JobLog {
     try {
       const result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, {
         offset,
-        data: this.#buf.slice(offset, this.#size),
+        data: this.#range(offset, this.#size, true),
       });
       this.#react(result);
       if (
@@ -304,19 +308,44 @@ export class JobLog {
 
   #append(bytes: Uint8Array): void {
     if (bytes.byteLength === 0) return;
-    const need = this.#size + bytes.byteLength;
-    if (need > this.#buf.byteLength) {
-      let cap = this.#buf.byteLength * 2;
-      while (cap < need) cap *= 2;
-      // Never more than the limit (plus room for the notice): the log cannot grow past it.
-      cap = Math.max(need, Math.min(cap, this.#limit + NOTICE_ROOM));
-      const next = new Uint8Array(cap);
-      next.set(this.#buf.subarray(0, this.#size));
-      this.#buf = next;
-    }
-    this.#buf.set(bytes, this.#size);
-    this.#size = need;
     this.#crc.update(bytes);
+    let from = 0;
+    while (from < bytes.byteLength) {
+      let block = this.#blocks[this.#blocks.length - 1];
+      const used = this.#size - (this.#blocks.length - 1) * BLOCK;
+      if (used === block.byteLength) {
+        if (block.byteLength < BLOCK) {
+          // The first block grows by doubling up to a full block (small logs stay small).
+          const grown = new Uint8Array(Math.min(BLOCK, block.byteLength * 2));
+          grown.set(block);
+          block = this.#blocks[this.#blocks.length - 1] = grown;
+        } else {
+          block = new Uint8Array(BLOCK);
+          this.#blocks.push(block);
+          continue;
+        }
+      }
+      const n = Math.min(block.byteLength - used, bytes.byteLength - from);
+      block.set(bytes.subarray(from, from + n), used);
+      from += n;
+      this.#size += n;
+    }
+  }
+
+  /** The stored bytes `[start, end)`: a view when they lie in one block (or `copy`), else a copy. */
+  #range(start: number, end: number, copy = false): Uint8Array {
+    const first = Math.floor(start / BLOCK);
+    if (!copy && end <= (first + 1) * BLOCK) {
+      return this.#blocks[first].subarray(start - first * BLOCK, end - first * BLOCK);
+    }
+    const out = new Uint8Array(end - start);
+    for (let at = start; at < end;) {
+      const b = Math.floor(at / BLOCK);
+      const stop = Math.min(end, (b + 1) * BLOCK);
+      out.set(this.#blocks[b].subarray(at - b * BLOCK, stop - b * BLOCK), at - start);
+      at = stop;
+    }
+    return out;
   }
 
   #wakeUp(): void {
@@ -368,10 +397,14 @@ export class JobLog {
   async #sendPending(final: boolean): Promise<boolean> {
     let resyncs = 0;
     while (this.#sent < this.#size) {
-      const end = Math.min(this.#size, this.#sent + PATCH_LIMIT);
       const offset = this.#sent;
-      // A view, not a copy: stored bytes never change, and a bigger buffer is a new one.
-      const data = this.#buf.subarray(offset, end);
+      // At most one block: the patch is a view into it, never a copy (stored bytes never change).
+      const end = Math.min(
+        this.#size,
+        offset + PATCH_LIMIT,
+        (Math.floor(offset / BLOCK) + 1) * BLOCK,
+      );
+      const data = this.#range(offset, end);
       let result;
       try {
         result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, { offset, data });
