@@ -1,4 +1,3 @@
-import { TextReader, ZipWriter } from "@zip.js/zip.js";
 import { assert } from "./_deps.ts";
 import { zipArchive } from "../src/artifacts/archive.ts";
 import { ArtifactError } from "../src/artifacts/errors.ts";
@@ -8,30 +7,9 @@ import {
   safeSymlinkTarget,
   ZipArtifact,
 } from "../src/artifacts/reader.ts";
+import { buildZip } from "./_zip.ts";
 
 const encoder = new TextEncoder();
-
-interface RawEntry {
-  name: string;
-  text?: string;
-  directory?: boolean;
-  unixMode?: number;
-}
-
-/** Builds a zip with zip.js directly (directories, symlinks, hostile names). */
-async function buildZip(entries: RawEntry[]): Promise<Uint8Array> {
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const bytes = new Response(readable as ReadableStream<Uint8Array<ArrayBuffer>>).arrayBuffer();
-  const zip = new ZipWriter(writable, { useWebWorkers: false });
-  for (const e of entries) {
-    await zip.add(e.name, e.directory ? undefined : new TextReader(e.text ?? ""), {
-      directory: e.directory,
-      ...(e.unixMode !== undefined ? { unixMode: e.unixMode } : {}),
-    });
-  }
-  await zip.close();
-  return new Uint8Array(await bytes);
-}
 
 async function text(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream as ReadableStream<Uint8Array<ArrayBuffer>>).text();

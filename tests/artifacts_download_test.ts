@@ -1,7 +1,6 @@
 import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TextReader, ZipWriter } from "@zip.js/zip.js";
 import { assert, FakeClock } from "./_deps.ts";
 import { Client } from "../src/api/client.ts";
 import type { JobPayload } from "../src/api/payload.ts";
@@ -12,6 +11,7 @@ import { ArtifactError } from "../src/artifacts/errors.ts";
 import type { UploadableFile } from "../src/artifacts/files.ts";
 import { uploadArtifacts } from "../src/artifacts/upload.ts";
 import { GitLabMock, type MockJob, type MockOptions } from "../src/mock/mod.ts";
+import { buildZip, type RawEntry } from "./_zip.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -49,28 +49,6 @@ function blobFile(path: string, content: string | Uint8Array, extra: Partial<Upl
 
 async function zipOf(files: UploadableFile[], level?: number): Promise<Uint8Array> {
   return await bytesOf(zipArchive(files, level === undefined ? {} : { level }));
-}
-
-interface RawEntry {
-  name: string;
-  text?: string;
-  directory?: boolean;
-  unixMode?: number;
-}
-
-/** Builds a zip with zip.js directly (directories, symlinks, hostile names). */
-async function buildZip(entries: RawEntry[]): Promise<Uint8Array> {
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const bytes = new Response(readable as ReadableStream<Uint8Array<ArrayBuffer>>).arrayBuffer();
-  const zip = new ZipWriter(writable, { useWebWorkers: false });
-  for (const e of entries) {
-    await zip.add(e.name, e.directory ? undefined : new TextReader(e.text ?? ""), {
-      directory: e.directory,
-      ...(e.unixMode !== undefined ? { unixMode: e.unixMode } : {}),
-    });
-  }
-  await zip.close();
-  return new Uint8Array(await bytes);
 }
 
 interface Setup {
