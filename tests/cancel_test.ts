@@ -80,7 +80,8 @@ Deno.test("C5.2 a cancel seen on the keep-alive PUT aborts a quiet job", async (
         })
       ),
   }));
-  await h.clock.advance(4000); // the first PATCH (the log's header lines) went through
+  // The first PATCH (the log's header lines) goes through; after it the job is quiet.
+  await until(h.clock, () => h.mock.requests.some((r) => r.route === "trace" && r.status === 202));
   h.mock.cancel(job.id, { graceful: false });
   await until(h.clock, () => runner.running === 0);
   assert.equal(seen.aborted, true);
