@@ -1,6 +1,6 @@
 import { assert, FakeClock } from "./_deps.ts";
 import { Client } from "../src/api/client.ts";
-import { JobLog, type JobLogOptions, PATCH_LIMIT } from "../src/log/job_log.ts";
+import { copiesChunks, JobLog, type JobLogOptions, PATCH_LIMIT } from "../src/log/job_log.ts";
 import { crc32 } from "../src/log/crc32.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 
@@ -307,4 +307,28 @@ Deno.test("C4.2 C4.6 a log across storage blocks survives a resync from 0 byte f
   assert.deepEqual(t.mj.log, want);
   assert.deepEqual(t.log.bytes(), want);
   assert.ok(t.patches().every((p) => p.size <= PATCH_LIMIT));
+});
+
+Deno.test("C4.8 C7.3 the log's stream keeps nothing of a chunk once its write resolved", async () => {
+  const t = await setup({}, { masking: { secrets: ["s3cr3t-Pa55w0rd"] } });
+  const stream = t.log.writable;
+  assert.equal(copiesChunks(stream), true);
+  assert.equal(copiesChunks(new WritableStream<Uint8Array>()), false);
+  const text = "start s3cr3t-Pa55w0rd, glpat-abcdefghij and ?private_token=xyz&a=1 end\n".repeat(
+    40,
+  );
+  const bytes = enc.encode(text);
+  const writer = stream.getWriter();
+  // One buffer for every write, scribbled over once each write resolved (as runScript does).
+  const reused = new Uint8Array(7);
+  for (let i = 0; i < bytes.length; i += reused.length) {
+    const n = Math.min(reused.length, bytes.length - i);
+    reused.set(bytes.subarray(i, i + n));
+    await writer.write(reused.subarray(0, n));
+    reused.fill(0x23);
+  }
+  writer.releaseLock();
+  await t.log.finish({ state: "success" });
+  const line = "start [MASKED], glpat-[MASKED] and ?private_token=[MASKED]&a=1 end\n";
+  assert.equal(t.mj.logText, line.repeat(40));
 });

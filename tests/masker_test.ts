@@ -4,6 +4,7 @@ import {
   Masker,
   type MaskerOptions,
   MaskingStream,
+  writeTransient,
 } from "../src/log/masker.ts";
 
 const enc = new TextEncoder();
@@ -572,4 +573,46 @@ Deno.test("C4.8 property: any chunking gives the same bytes as one-shot masking 
       assert.deepEqual(streamed, expected, `chunked ${c} ${JSON.stringify({ text, options })}`);
     }
   }
+});
+
+Deno.test("C4.8 writeTransient (the job log's write) gives write()'s bytes and keeps nothing of its input", () => {
+  const rnd = mulberry32(0x7a11);
+  const secrets = ["s3cr3t-value", "hunter22", "äöü-secret"];
+  const fragments = [...secrets, "glpat-", "gl", "?private_token=", "&x=1 ", "plain text ", "\n"];
+  for (let round = 0; round < 200; round++) {
+    let text = "";
+    for (let i = 0; i < 40; i++) text += pick(rnd, fragments);
+    const bytes = enc.encode(text);
+    const expected = streamParts(new Masker({ secrets }), [bytes]).bytes;
+    const masker = new Masker({ secrets });
+    // One buffer reused for every write, like runScript's pipe reads into the job log.
+    const reused = new Uint8Array(64);
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < bytes.length;) {
+      const n = Math.min(bytes.length - i, 1 + Math.floor(rnd() * 40));
+      reused.set(bytes.subarray(i, i + n));
+      const result = writeTransient(masker, reused.subarray(0, n));
+      out.push(result.slice()); // the caller copies before the next write
+      reused.fill(0x21); // and reuses its buffer
+      i += n;
+    }
+    out.push(masker.flush());
+    assert.deepEqual(concat(out), expected, JSON.stringify(text));
+  }
+});
+
+Deno.test("C4.8 write() results stay intact across later writes that reuse the masker's buffers", () => {
+  const masker = new Masker({ secrets: ["abcdefgh"] });
+  const outputs: Uint8Array[] = [];
+  // Each write ends inside a possible secret, so the held tail is joined to the next chunk.
+  for (let i = 0; i < 50; i++) outputs.push(masker.write(enc.encode(`line ${i} abcd`)));
+  outputs.push(masker.flush());
+  let expected = "";
+  for (let i = 0; i < 50; i++) expected += `line ${i} abcd`;
+  assert.equal(dec.decode(concat(outputs)), expected);
+  const mixed = new Masker({ secrets: ["abcdefgh"] });
+  const kept = [mixed.write(enc.encode("x abcd")), mixed.write(enc.encode("efgh y abc"))];
+  kept.push(writeTransient(mixed, enc.encode("defgh z")).slice(), mixed.flush());
+  assert.equal(dec.decode(kept[0]), "x ");
+  assert.equal(dec.decode(concat(kept)), "x [MASKED] y [MASKED] z");
 });

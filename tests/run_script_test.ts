@@ -387,6 +387,42 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
     assert.equal(await run(["echo nowhere"]), 0);
   });
 
+  Deno.test(`C7.3 an output stream may keep its chunks: later reads never overwrite them ${tag}`, async () => {
+    const kept: Uint8Array[] = [];
+    const output = new WritableStream<Uint8Array>({ write: (chunk) => void kept.push(chunk) });
+    assert.equal(await run(["seq 1 200000"], { output, echo: false }), 0);
+    assert.ok(kept.length > 1, `${kept.length} chunks`);
+    let expected = "";
+    for (let i = 1; i <= 200000; i++) expected += `${i}\n`;
+    const total = kept.reduce((n, c) => n + c.byteLength, 0);
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of kept) {
+      all.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    assert.equal(new TextDecoder().decode(all), expected);
+  });
+
+  Deno.test(`C7.3 a long output reaches the job log whole and masked, read after read ${tag}`, async () => {
+    const log = new JobLog({
+      client: new Client("http://127.0.0.1:9"),
+      jobId: 1,
+      token: "job-token",
+      clock: new FakeClock(),
+      masking: { secrets: ["s3cr3t-value"] },
+    });
+    const variables = [variable("TOKEN", "s3cr3t-value", { masked: true, public: false })];
+    const script = ['for i in $(seq 1 30000); do echo "line $i token=$TOKEN glpat-abc$i"; done'];
+    const code = await withJobLog(log, () => run(script, { variables, echo: false }));
+    assert.equal(code, 0);
+    await log.stop();
+    let expected = "";
+    for (let i = 1; i <= 30000; i++) expected += `line ${i} token=[MASKED] glpat-[MASKED]\n`;
+    assert.ok(expected.length > 4 * 65536);
+    assert.equal(new TextDecoder().decode(log.bytes()), expected);
+  });
+
   Deno.test(`C7.3 a slow output slows the script down: memory stays bounded ${tag}`, async () => {
     await withTempDir(async (dir) => {
       const out = collector({ countOnly: true });

@@ -11,7 +11,7 @@ import type { Clock } from "../clock.ts";
 import type { Client, JobCallResult, JobState, RunnerMetadata } from "../api/client.ts";
 import { backoffMs } from "../api/retry.ts";
 import { Crc32 } from "./crc32.ts";
-import { Masker, type MaskerOptions } from "./masker.ts";
+import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
 
 /** Default output limit: 4 MiB, like the official runner. */
 export const DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024;
@@ -27,6 +27,21 @@ const WAKE = new Error("Woken");
 const BLOCK = PATCH_LIMIT;
 
 const encoder = new TextEncoder();
+
+/** The streams made by {@linkcode JobLog.writable}. */
+const copyingStreams = new WeakSet<WritableStream<Uint8Array>>();
+
+/**
+ * Internal: whether `stream` is a job log's {@linkcode JobLog.writable}, which is done with each
+ * chunk once its write has resolved (it copies it at once and keeps nothing of it), so the writer
+ * may reuse the chunk's buffer then. Any other stream may keep its chunks.
+ *
+ * @param stream A stream.
+ * @returns True for a job log's stream.
+ */
+export function copiesChunks(stream: WritableStream<Uint8Array>): boolean {
+  return copyingStreams.has(stream);
+}
 
 /** Options of {@linkcode JobLog}. */
 export interface JobLogOptions {
@@ -155,13 +170,18 @@ export class JobLog {
     return this.#masker.mask(text);
   }
 
-  /** Appends bytes (or text) to the log: masked, then cut at the output limit. */
+  /**
+   * Appends bytes (or text) to the log: masked, then cut at the output limit. The bytes are
+   * copied before it returns: nothing of `data` is kept (see {@linkcode copiesChunks}).
+   */
   write(data: Uint8Array | string): void {
     // Past the output limit nothing more is kept: skip the masking work too.
     if (this.#stopping || this.#limited) return;
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     if (bytes.byteLength === 0) return;
-    this.#store(this.#masker.write(bytes));
+    // The masked bytes may be a view of `bytes` or of the masker's scratch buffer: stored (copied)
+    // at once, before the next write.
+    this.#store(writeTransient(this.#masker, bytes));
     if (this.#size - this.#sent > this.#highWater) this.#wakeUp();
   }
 
@@ -171,8 +191,9 @@ export class JobLog {
    * this property makes a new stream over the same log.
    */
   get writable(): WritableStream<Uint8Array> {
-    return new WritableStream<Uint8Array>({
+    const stream = new WritableStream<Uint8Array>({
       write: async (chunk) => {
+        // Copied here, before the first await: the chunk is free once this write resolves.
         this.write(chunk);
         while (
           this.#size - this.#sent > this.#highWater && !this.#stopping && !this.#aborted
@@ -181,6 +202,8 @@ export class JobLog {
         }
       },
     });
+    copyingStreams.add(stream);
+    return stream;
   }
 
   /** Starts the pump: one round of patches per update interval, and keep-alives. */

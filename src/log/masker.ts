@@ -41,6 +41,11 @@ const EMPTY = new Uint8Array(0);
 
 /** The replacement text. */
 const MASK = ENCODER.encode("[MASKED]");
+/**
+ * Largest join or output buffer a scanner keeps for reuse (bigger ones are allocated per write,
+ * so a single huge write does not stay in memory).
+ */
+const MAX_REUSED = 1024 * 1024;
 
 /** The token prefix the official runner always masks (`tokensanitizer.DefaultTokenPrefixes`). */
 const PAT_PREFIX = "glpat-";
@@ -275,6 +280,10 @@ class Scanner {
   // Output being built: pairs (start, end) of buffer ranges to copy; start -1 means the mask.
   #ops: Int32Array = new Int32Array(64);
   #opCount = 0;
+  /** Reused buffer joining the held tail to the next chunk (never returned: outputs are copies or views). */
+  #join: Uint8Array = EMPTY;
+  /** Reused output buffer of transient writes. */
+  #scratch: Uint8Array = EMPTY;
 
   constructor(tables: Tables) {
     this.#t = tables;
@@ -285,19 +294,24 @@ class Scanner {
     return this.#held.length;
   }
 
-  write(chunk: Uint8Array, final: boolean): Uint8Array {
+  /**
+   * Masks the next bytes. Neither `chunk` nor any buffer handed out is kept. With `transient`, the
+   * result may be a view of `chunk` or of a buffer the next write reuses: the caller must be done
+   * with it before then; otherwise it is a new array.
+   */
+  write(chunk: Uint8Array, final: boolean, transient = false): Uint8Array {
     const held = this.#held;
     let buf: Uint8Array;
     if (held.length === 0) buf = chunk;
     else if (chunk.length === 0) buf = held;
     else {
-      buf = new Uint8Array(held.length + chunk.length);
+      buf = this.#reuse(held.length + chunk.length, false);
       buf.set(held);
       buf.set(chunk, held.length);
     }
     this.#opCount = 0;
     const stop = this.#run(buf, final);
-    const out = this.#build(buf);
+    const out = this.#build(buf, transient);
     if (final) {
       this.#held = EMPTY;
       this.#base = 0;
@@ -310,6 +324,18 @@ class Scanner {
       this.#base += stop;
     }
     return out;
+  }
+
+  /** A buffer of `length` bytes: the reused join or scratch buffer when not too big, else a new one. */
+  #reuse(length: number, scratch: boolean): Uint8Array {
+    if (length > MAX_REUSED) return new Uint8Array(length);
+    let buffer = scratch ? this.#scratch : this.#join;
+    if (buffer.length < length) {
+      buffer = new Uint8Array(Math.min(MAX_REUSED, Math.max(length, 2 * buffer.length)));
+      if (scratch) this.#scratch = buffer;
+      else this.#join = buffer;
+    }
+    return buffer.subarray(0, length);
   }
 
   #copy(start: number, end: number): void {
@@ -336,14 +362,16 @@ class Scanner {
     this.#ops[this.#opCount++] = b;
   }
 
-  #build(buf: Uint8Array): Uint8Array {
+  #build(buf: Uint8Array, transient: boolean): Uint8Array {
     const ops = this.#ops;
     const n = this.#opCount;
     let total = 0;
     for (let i = 0; i < n; i += 2) total += ops[i] === -1 ? MASK.length : ops[i + 1] - ops[i];
-    if (total === 0) return new Uint8Array(0);
-    if (n === 2 && ops[0] !== -1) return buf.slice(ops[0], ops[1]);
-    const out = new Uint8Array(total);
+    if (total === 0) return transient ? EMPTY : new Uint8Array(0);
+    if (n === 2 && ops[0] !== -1) {
+      return transient ? buf.subarray(ops[0], ops[1]) : buf.slice(ops[0], ops[1]);
+    }
+    const out = transient ? this.#reuse(total, true) : new Uint8Array(total);
     let o = 0;
     for (let i = 0; i < n; i += 2) {
       if (ops[i] === -1) {
@@ -536,6 +564,9 @@ class Scanner {
   }
 }
 
+/** Set by {@linkcode Masker}'s static block (which may read its private fields). */
+let writeTransientImpl: (masker: Masker, chunk: Uint8Array) => Uint8Array;
+
 /**
  * A streaming masker over UTF-8 bytes: masked variable values, GitLab token prefixes and sensitive
  * URL parameters become `[MASKED]` (see the module documentation for the exact rules).
@@ -560,6 +591,10 @@ class Scanner {
 export class Masker {
   readonly #tables: Tables;
   readonly #scanner: Scanner;
+
+  static {
+    writeTransientImpl = (masker, chunk) => masker.#scanner.write(chunk, false, true);
+  }
 
   /**
    * Compiles the options into lookup tables (once; the masker then scans in a single pass).
@@ -637,6 +672,19 @@ export class Masker {
   mask(text: string): string {
     return DECODER.decode(new Scanner(this.#tables).write(ENCODER.encode(text), true));
   }
+}
+
+/**
+ * Internal (for the job log): {@linkcode Masker.write} without its new array. The result may be a
+ * view of `chunk` or of a buffer the masker reuses on its next write, so the caller must be done
+ * with it (copy it) before writing again; like `write`, the masker keeps nothing of `chunk`.
+ *
+ * @param masker The masker.
+ * @param chunk The next bytes of the log.
+ * @returns The masked bytes that are final now, valid until the masker's next write or flush.
+ */
+export function writeTransient(masker: Masker, chunk: Uint8Array): Uint8Array {
+  return writeTransientImpl(masker, chunk);
 }
 
 /**

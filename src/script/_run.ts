@@ -8,6 +8,7 @@
 import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { copiesChunks } from "../log/job_log.ts";
 import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
 import { prepareVariables } from "./_variables.ts";
@@ -23,6 +24,8 @@ const AFTER_KILL_WAIT_MS = 2_000;
 const UNSEEN_KILL_WAIT_MS = 100;
 /** How often the group is checked while waiting for it to disappear. */
 const POLL_MS = 25;
+/** Size of the one buffer a pipe is read into when it can be reused (Deno's own read size). */
+const READ_BUFFER_BYTES = 64 * 1024;
 
 /** gitlab-runner's `ANSI_BOLD_GREEN` and `ANSI_RESET` (helpers/ansi_colors.go). */
 const GREEN = "\x1b[32;1m";
@@ -95,6 +98,26 @@ async function groupAlive(
 ): Promise<boolean | undefined> {
   if (!child.kill(0, true)) return false;
   return await backend.liveInGroup(child.pid);
+}
+
+/** A pipe's reader: reading into one reused buffer (`byob`) or into a new array per read. */
+type PipeReader =
+  | { byob: true; reader: ReadableStreamBYOBReader }
+  | { byob: false; reader: ReadableStreamDefaultReader<Uint8Array> };
+
+/**
+ * A reader for `stream`: a BYOB one when `reuse` allows it and the stream is a byte stream (Deno's
+ * pipes are; the Node twin's are not), else a default one.
+ */
+function pipeReader(stream: ReadableStream<Uint8Array>, reuse: boolean): PipeReader {
+  if (reuse) {
+    try {
+      return { byob: true, reader: stream.getReader({ mode: "byob" }) };
+    } catch {
+      // not a byte stream
+    }
+  }
+  return { byob: false, reader: stream.getReader() };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -174,7 +197,12 @@ async function supervise(
   child: SpawnedProcess,
   options: { output?: WritableStream<Uint8Array>; signal?: AbortSignal; graceMs: number },
 ): Promise<number> {
-  const writer = options.output?.getWriter();
+  const output = options.output;
+  // The job log's stream is done with a chunk once its write resolved (it copies it at once):
+  // then each pipe is read into one reused buffer. Any other output may keep its chunks: each
+  // gets an array of its own, as Deno's default reader makes them.
+  const reuse = output === undefined || copiesChunks(output);
+  const writer = output?.getWriter();
   let outputFailure: { error: unknown } | undefined;
   let shellExited = false;
 
@@ -208,14 +236,23 @@ async function supervise(
   // Output: both pipes into the one output, chunk by chunk, each write awaited (backpressure).
   let lastActivity = Date.now();
   let waitingReads = 0;
-  const readers = [child.stdout.getReader(), child.stderr.getReader()];
-  const pump = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
+  const pipes = [pipeReader(child.stdout, reuse), pipeReader(child.stderr, reuse)];
+  const readers = pipes.map((pipe) => pipe.reader);
+  const pump = async (pipe: PipeReader) => {
+    // Each read detaches the buffer it fills; the result's view holds it again for the next one.
+    let buffer = new ArrayBuffer(pipe.byob ? READ_BUFFER_BYTES : 0);
     while (true) {
       waitingReads++;
       lastActivity = Date.now();
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
-        result = await reader.read();
+        if (pipe.byob) {
+          const read = await pipe.reader.read(new Uint8Array(buffer));
+          if (!read.done) buffer = read.value.buffer;
+          result = read;
+        } else {
+          result = await pipe.reader.read();
+        }
       } catch {
         break; // the pipe failed or was cancelled: nothing more to read
       } finally {
@@ -233,7 +270,7 @@ async function supervise(
       }
     }
   };
-  const pumps = Promise.all(readers.map(pump));
+  const pumps = Promise.all(pipes.map(pump));
   let watchdog: ReturnType<typeof setInterval> | undefined;
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
 
