@@ -12,6 +12,7 @@ import type { UploadableFile } from "../src/artifacts/files.ts";
 import { uploadArtifacts } from "../src/artifacts/upload.ts";
 import { GitLabMock, type MockJob, type MockOptions } from "../src/mock/mod.ts";
 import { buildZip, type RawEntry } from "./_zip.ts";
+import { random } from "./_data.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -25,16 +26,6 @@ async function bytesOf(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
 
 async function textOf(stream: ReadableStream<Uint8Array>): Promise<string> {
   return decoder.decode(await bytesOf(stream));
-}
-
-function random(size: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
 }
 
 function blobFile(path: string, content: string | Uint8Array, extra: Partial<UploadableFile> = {}) {

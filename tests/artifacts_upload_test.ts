@@ -21,6 +21,7 @@ import {
   type MockJob,
   type MockOptions,
 } from "../src/mock/mod.ts";
+import { random } from "./_data.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -139,16 +140,6 @@ function gzipMembers(data: Uint8Array): [string, string, string][] {
     };
     out.push([name, comment, decoder.decode(result.buffer)]);
     offset = i + result.engine.bytesWritten + 8;
-  }
-  return out;
-}
-
-function random(size: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
   }
   return out;
 }
