@@ -52,6 +52,7 @@ export {
   type UploadOptions,
   type VerifyResult,
 } from "./src/api/client.ts";
+export type { RetryPolicy } from "./src/api/retry.ts";
 export * from "./src/api/payload.ts";
 export { mapFailureReason } from "./src/api/failure_reasons.ts";
 export { RunnerBuilder, VERSION } from "./src/builder.ts";

@@ -33,8 +33,13 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
 }
 
+/** The longest delay `setTimeout` takes (2^31 − 1 ms, ~24.8 days); longer ones fire at once. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /**
- * The real clock: `Date.now()` and `setTimeout`.
+ * The real clock: `Date.now()` and `setTimeout`. A sleep of any length works: one longer than
+ * `setTimeout` can take (~24.8 days; GitLab allows job timeouts of a month) is slept in chunks,
+ * each measured against `Date.now()` (CONFORMANCE C8.2).
  *
  * @example
  * ```ts
@@ -49,14 +54,22 @@ export const systemClock: Clock = {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(abortReason(signal));
+      const until = Date.now() + Math.max(0, ms);
+      let timer: ReturnType<typeof setTimeout>;
       const onAbort = () => {
         clearTimeout(timer);
         reject(abortReason(signal!));
       };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, Math.max(0, ms));
+      const arm = (delay: number) => {
+        timer = setTimeout(() => {
+          const left = until - Date.now();
+          if (left > 0 && Number.isFinite(left)) return arm(Math.min(left, MAX_TIMEOUT_MS));
+          if (left > 0) return arm(MAX_TIMEOUT_MS); // an endless sleep: only the signal ends it
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        }, delay);
+      };
+      arm(Number.isFinite(ms) ? Math.min(Math.max(0, ms), MAX_TIMEOUT_MS) : MAX_TIMEOUT_MS);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   },

@@ -38,26 +38,44 @@ export class ApiError extends Error {
 }
 
 /**
- * The request to GitLab failed before an answer came (DNS, connection refused, reset,
- * timeout, aborted). The underlying error is the `cause`.
+ * The request to GitLab failed before an answer came (DNS, connection refused, reset, a missed
+ * deadline, aborted), or GitLab's answer could not be used: a redirect to another origin or to
+ * a non-HTTP URL, which is never followed with a token (CONFORMANCE C9.1, C9.2). The
+ * underlying error, if any, is the `cause`.
  *
  * @example
  * ```ts
  * import { RequestError } from "@x/gitlab-runner";
+ * import assert from "node:assert/strict";
  * const err = new RequestError("PATCH /api/v4/jobs/1/trace", new TypeError("connection reset"));
- * console.log(err.message);
+ * assert.equal(err.message, "Request PATCH /api/v4/jobs/1/trace failed: connection reset");
+ * assert.equal(err.transient, true);
  * ```
  */
 export class RequestError extends Error {
   /** Method and path of the call, e.g. `PUT /api/v4/jobs/42`. */
   readonly endpoint: string;
 
-  /** Creates the error for `endpoint`, wrapping `cause`. */
-  constructor(endpoint: string, cause: unknown) {
-    const why = cause instanceof Error ? cause.message : String(cause);
+  /**
+   * Whether another attempt may succeed (a transport error or a missed deadline); false for
+   * answers that will not change, such as a redirect to another origin.
+   */
+  readonly transient: boolean;
+
+  /**
+   * Creates the error for `endpoint`, wrapping `cause`; `options.message` says what went wrong
+   * instead of the cause's message.
+   */
+  constructor(
+    endpoint: string,
+    cause: unknown,
+    options: { message?: string; transient?: boolean } = {},
+  ) {
+    const why = options.message ?? (cause instanceof Error ? cause.message : String(cause));
     super(`Request ${endpoint} failed: ${why}`, { cause });
     this.name = "RequestError";
     this.endpoint = endpoint;
+    this.transient = options.transient ?? options.message === undefined;
   }
 }
 

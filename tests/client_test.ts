@@ -96,21 +96,30 @@ Deno.test("C1.6 requestJob 409 is a conflict, 403 an ApiError without the token 
   }
 });
 
-Deno.test("C1.6 transport failures become RequestError with the cause, no token", async () => {
+Deno.test("C8.1 transport failures are retried like a 5xx, then become RequestError with the cause, no token", async () => {
   const clock = new FakeClock();
+  let calls = 0;
   const client = new Client("https://gitlab.example.com", {
     clock,
-    fetch: () => Promise.reject(new TypeError("connection refused")),
+    random: () => 1,
+    fetch: () => {
+      calls++;
+      return Promise.reject(new TypeError("connection refused"));
+    },
   });
-  try {
-    await client.patchTrace(1, "glcbt-secret", { offset: 0, data: enc.encode("x") });
-    assert.fail("no error");
-  } catch (e) {
-    assert.ok(e instanceof RequestError);
-    assert.ok(e.cause instanceof TypeError);
-    assert.match(e.message, /PATCH \/api\/v4\/jobs\/1\/trace failed: connection refused/);
-    assert.equal(e.message.includes("glcbt-secret"), false);
-  }
+  const call = client.patchTrace(1, "glcbt-secret", { offset: 0, data: enc.encode("x") }).then(
+    () => assert.fail("no error"),
+    (e: unknown) => e,
+  );
+  await clock.runUntil(() => calls === 5);
+  const e = await call;
+  assert.equal(calls, 5);
+  // 100 + 200 + 400 + 800 ms of backoff between the five attempts
+  assert.equal(clock.now() - Date.UTC(2026, 0, 1), 1500);
+  assert.ok(e instanceof RequestError);
+  assert.ok(e.cause instanceof TypeError);
+  assert.match(e.message, /PATCH \/api\/v4\/jobs\/1\/trace failed: connection refused/);
+  assert.equal(e.message.includes("glcbt-secret"), false);
 });
 
 Deno.test("C1.9 verify: valid, invalid (403)", async () => {

@@ -10,8 +10,9 @@
 
 import { type Clock, systemClock } from "../clock.ts";
 import { ApiError, RequestError } from "../errors.ts";
+import { Masker } from "../log/masker.ts";
 import { parseJobPayloadText, type ParseResult } from "./payload.ts";
-import { fetchWithRetry } from "./retry.ts";
+import { fetchWithRetry, type RetryPolicy } from "./retry.ts";
 
 /** What the runner says about itself in `info` (PROTOCOL §3.3). */
 export interface RunnerMetadata {
@@ -50,16 +51,38 @@ export interface ClientOptions {
   /** Attempts of the generic retry policy (PROTOCOL §7). Default 5. */
   maxAttempts?: number;
   /**
-   * How long a job request may wait for its answer before it is given up, in milliseconds.
-   * GitLab holds long polls for up to ~50 s, so keep it well above that. Default 5 minutes.
+   * How long a call may wait for GitLab's response headers, in milliseconds, redirects
+   * included; then it is aborted and counts as a transient failure (retried like a 5xx).
+   * GitLab holds long polls of `/jobs/request` for ~50 s, so keep it well above that.
+   * Default 10 minutes, like the official runner's `ResponseHeaderTimeout` (CONFORMANCE C8.1).
    */
-  requestTimeoutMs?: number;
+  headerTimeoutMs?: number;
+  /**
+   * How long reading a response body may wait for the next bytes, in milliseconds (a 201 job
+   * payload, an artifact download, an error body). Default 2 minutes.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * The largest job payload read, in bytes (default 64 MiB). A larger one is refused without
+   * being read whole, and the job is failed with what its first bytes say (CONFORMANCE C10.3).
+   */
+  maxPayloadBytes?: number;
 }
 
 /** Options shared by the calls. */
 export interface CallOptions {
-  /** Aborts the call. */
+  /** Aborts the call, the attempt in flight included. */
   signal?: AbortSignal;
+  /**
+   * Ends the retries: no new attempt starts after it aborts and waits between attempts end
+   * at once; the attempt in flight is let finish (e.g. a job request that may be assigning a
+   * job).
+   */
+  stop?: AbortSignal;
+  /** The retry policy of this call, instead of the client's generic one. */
+  retry?: RetryPolicy;
+  /** The response-header deadline of this call in milliseconds (default: the client's). */
+  timeoutMs?: number;
 }
 
 /** What `POST /runners/verify` said about a runner token. */
@@ -197,6 +220,14 @@ const MAX_UPDATE_INTERVAL_S = 15 * 60;
 /** The reason a request's timeout timer is stopped with (made once: aborts are hot). */
 const TIMER_DONE = new Error("Answered in time");
 const MAX_REDIRECTS = 5;
+/** Default response-header deadline (C8.1): the official runner's 10 minutes. */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10 * 60_000;
+/** Default body idle deadline (C8.1). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
+/** Default job payload cap (C10.3). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** How much of an error body is read (it is kept to 1 KiB, masked). */
+const ERROR_BODY_READ = 16 * 1024;
 
 /** Parses `X-GitLab-Trace-Update-Interval`: positive whole seconds, at most 15 min. */
 export function parseUpdateInterval(value: string | null): number | undefined {
@@ -250,14 +281,6 @@ function featuresBody(info: RunnerMetadata | undefined): Record<string, unknown>
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(info)) if (v !== undefined) out[k] = v;
   return out;
-}
-
-async function bodyText(response: Response): Promise<string> {
-  try {
-    return (await response.text()).slice(0, 1024);
-  } catch {
-    return "";
-  }
 }
 
 function multipartStream(
@@ -319,7 +342,9 @@ export class Client {
   #random: () => number;
   #userAgent: string;
   #maxAttempts: number;
-  #requestTimeoutMs: number;
+  #headerTimeoutMs: number;
+  #idleTimeoutMs: number;
+  #maxPayloadBytes: number;
 
   /** Creates a client for the GitLab at `server` (e.g. `https://gitlab.example.com`). */
   constructor(server: string | URL, options: ClientOptions = {}) {
@@ -329,7 +354,9 @@ export class Client {
     this.#random = options.random ?? Math.random;
     this.#userAgent = options.userAgent ?? "@x/gitlab-runner";
     this.#maxAttempts = options.maxAttempts ?? 5;
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? 5 * 60_000;
+    this.#headerTimeoutMs = positiveOr(options.headerTimeoutMs, DEFAULT_HEADER_TIMEOUT_MS);
+    this.#idleTimeoutMs = positiveOr(options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS);
+    this.#maxPayloadBytes = positiveOr(options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES);
   }
 
   /** The API base URL, ending in `/api/v4/`. */
@@ -339,17 +366,19 @@ export class Client {
 
   /**
    * `POST /runners/verify`: whether the runner token is valid. Also registers this runner
-   * manager's `info` (features) with GitLab.
+   * manager's `info` (features) with GitLab. Only an answer from GitLab's own origin counts: a
+   * redirect elsewhere is a {@linkcode RequestError} (CONFORMANCE C9.1).
    */
   async verify(token: string, options: JobRequestOptions = {}): Promise<VerifyResult> {
     const body = { token, system_id: options.systemId, info: featuresBody(options.info) };
-    const response = await this.#call("POST", "runners/verify", {
+    const endpoint = "POST /api/v4/runners/verify";
+    const { response, abort } = await this.#call("POST", "runners/verify", {
       json: body,
       headers: { "runner-token": token },
-      signal: options.signal,
-    });
+      secrets: [token],
+    }, options);
     if (response.status === 200) {
-      const text = await bodyText(response);
+      const text = await this.#readText(response, abort, endpoint, 64 * 1024, [token]);
       try {
         const data = JSON.parse(text);
         if (data && typeof data === "object") {
@@ -370,17 +399,15 @@ export class Client {
       await response.body?.cancel().catch(() => {});
       return { valid: false, status: response.status };
     }
-    throw new ApiError({
-      status: response.status,
-      endpoint: "POST /api/v4/runners/verify",
-      body: await bodyText(response),
-    });
+    throw await this.#apiError(response, endpoint, [token]);
   }
 
   /**
    * `POST /jobs/request`: asks for a job. 201 → a job (parsed leniently: a payload that cannot
-   * be parsed still comes back, with `ok: false`, so it can be failed); 204 → none; 409 →
-   * conflict. Any other status throws {@linkcode ApiError} (403: the token is invalid).
+   * be parsed, is larger than `maxPayloadBytes`, or stalls past the idle deadline still comes
+   * back, with `ok: false` and the id and token its first bytes name, so it can be failed);
+   * 204 → none; 409 → conflict. Any other status throws {@linkcode ApiError} (403: the token
+   * is invalid).
    */
   async requestJob(token: string, options: JobRequestOptions = {}): Promise<JobRequestResult> {
     const body: Record<string, unknown> = {
@@ -389,25 +416,15 @@ export class Client {
       system_id: options.systemId,
     };
     if (options.lastUpdate) body.last_update = options.lastUpdate;
-    const response = await this.#call("POST", "jobs/request", {
+    const endpoint = "POST /api/v4/jobs/request";
+    const { response, abort } = await this.#call("POST", "jobs/request", {
       json: body,
       headers: { "runner-token": token },
-      signal: options.signal,
-      timeoutMs: this.#requestTimeoutMs,
-    });
-    const endpoint = "POST /api/v4/jobs/request";
+      secrets: [token],
+    }, options);
     switch (response.status) {
-      case 201: {
-        let text: string;
-        try {
-          text = await response.text();
-        } catch (cause) {
-          // GitLab assigned a job whose payload never arrived: nothing can be done about it
-          // here (no id, no token); the stuck-job sweeper will fail it.
-          throw new RequestError(endpoint, cause);
-        }
-        return { type: "job", job: parseJobPayloadText(text) };
-      }
+      case 201:
+        return { type: "job", job: await this.#readPayload(response, abort, endpoint) };
       case 204: {
         await response.body?.cancel().catch(() => {});
         const lastUpdate = response.headers.get("x-gitlab-last-update") || undefined;
@@ -421,7 +438,7 @@ export class Client {
         await response.body?.cancel().catch(() => {});
         return { type: "conflict" };
       default:
-        throw new ApiError({ status: response.status, endpoint, body: await bodyText(response) });
+        throw await this.#apiError(response, endpoint, [token]);
     }
   }
 
@@ -448,11 +465,11 @@ export class Client {
       body.output = { checksum: update.output.checksum, bytesize: update.output.bytesize };
     }
     const path = `jobs/${id}`;
-    const response = await this.#call("PUT", path, {
+    const { response } = await this.#call("PUT", path, {
       json: body,
       headers: { "job-token": token },
-      signal: options.signal,
-    });
+      secrets: [token],
+    }, options);
     const result = jobCallResult(response);
     await response.body?.cancel().catch(() => {});
     if (result.abort || response.status === 404) {
@@ -473,7 +490,7 @@ export class Client {
     const { offset, data } = options;
     const path = `jobs/${id}/trace`;
     const end = offset + data.byteLength - 1;
-    const response = await this.#call("PATCH", path, {
+    const { response } = await this.#call("PATCH", path, {
       query: { debug_trace: options.debugTrace ? "true" : "false" },
       headers: {
         "job-token": token,
@@ -481,8 +498,8 @@ export class Client {
         "content-range": `${offset}-${end}`,
       },
       body: data as Uint8Array<ArrayBuffer>,
-      signal: options.signal,
-    });
+      secrets: [token],
+    }, options);
     const result = jobCallResult(response);
     const serverOffset = parseRangeEnd(response.headers.get("range"));
     await response.body?.cancel().catch(() => {});
@@ -498,9 +515,10 @@ export class Client {
   /**
    * `POST /jobs/:id/artifacts`: uploads one artifact as a streamed multipart body with a single
    * part named `file`; `artifact_type`, `artifact_format` and `expire_in` go in the query
-   * string. A 307/308 is followed with a fresh body (`JOB-TOKEN` only to GitLab's own origin).
-   * Resolves on 201; any other status throws {@linkcode ApiError} (the caller's policy decides
-   * on further tries).
+   * string. A 307/308 to GitLab's own origin is followed with a fresh body; a redirect to
+   * another origin is a {@linkcode RequestError} (the job token stays with GitLab). Resolves on
+   * 201; any other status throws {@linkcode ApiError} (the caller's policy decides on further
+   * tries).
    */
   async uploadArtifact(id: number, token: string, options: UploadOptions): Promise<void> {
     const path = `jobs/${id}/artifacts`;
@@ -510,9 +528,10 @@ export class Client {
     if (options.expireIn) query.expire_in = options.expireIn;
     const boundary = `----gitlab-runner-ts-${crypto.randomUUID().replaceAll("-", "")}`;
     const endpoint = `POST /api/v4/${path}`;
-    const request = (sendToken: boolean): CallRequest => ({
+    const { response } = await this.#call("POST", path, {
+      query,
       headers: {
-        ...(sendToken ? { "job-token": token } : {}),
+        "job-token": token,
         "content-type": `multipart/form-data; boundary=${boundary}`,
       },
       body: async () => {
@@ -520,39 +539,21 @@ export class Client {
         const stream = file instanceof Blob ? file.stream() : file;
         return multipartStream(boundary, options.filename, stream);
       },
-      signal: options.signal,
-      // A streamed body cannot be replayed by fetch: redirects are followed here.
-      redirect: "manual",
-    });
-    let url = this.#url(path, query);
-    let response = await this.#send("POST", () => url, endpoint, request(true));
-    // 307/308 (e.g. a proxy in front of GitLab): send the upload again to the new location,
-    // with a fresh body; JOB-TOKEN only goes along to GitLab's own origin.
-    for (let hops = 0; response.status === 307 || response.status === 308; hops++) {
-      const location = response.headers.get("location");
-      await response.body?.cancel().catch(() => {});
-      if (!location || hops >= MAX_REDIRECTS) break;
-      url = new URL(location, url);
-      const target = url;
-      response = await this.#send(
-        "POST",
-        () => target,
-        endpoint,
-        request(target.origin === this.#base.origin),
-      );
-    }
+      secrets: [token],
+    }, options);
     if (response.status === 201) {
       await response.body?.cancel().catch(() => {});
       return;
     }
-    throw new ApiError({ status: response.status, endpoint, body: await bodyText(response) });
+    throw await this.#apiError(response, endpoint, [token]);
   }
 
   /**
    * `GET /jobs/:id/artifacts`: downloads a dependency's artifact with the dependency's token.
    * Redirects are followed by hand: `JOB-TOKEN` goes only to GitLab's own origin, never to
-   * object storage elsewhere. Resolves to the 200 response (stream its body), or undefined on
-   * 404 (no artifact). Other statuses throw {@linkcode ApiError}.
+   * object storage elsewhere, and only `http:`/`https:` targets are followed. Resolves to the
+   * 200 response (stream its body: a body that stalls past the idle deadline errors), or
+   * undefined on 404 (no artifact). Other statuses throw {@linkcode ApiError}.
    */
   async downloadArtifact(
     id: number,
@@ -561,45 +562,39 @@ export class Client {
   ): Promise<Response | undefined> {
     const path = `jobs/${id}/artifacts`;
     const endpoint = `GET /api/v4/${path}`;
-    let response = await this.#call("GET", path, {
+    const { response, abort } = await this.#call("GET", path, {
       query: { direct_download: options.directDownload === false ? "false" : "true" },
       headers: { "job-token": token },
-      signal: options.signal,
-      redirect: "manual",
-    });
-    let url = this.#url(path);
-    for (let hops = 0; isRedirect(response.status); hops++) {
-      const location = response.headers.get("location");
-      await response.body?.cancel().catch(() => {});
-      if (!location || hops >= MAX_REDIRECTS) {
-        throw new ApiError({
-          status: response.status,
-          endpoint,
-          message: location
-            ? `Too many redirects downloading ${endpoint}`
-            : `GitLab answered ${response.status} without Location to ${endpoint}`,
-        });
-      }
-      url = new URL(location, url);
-      const sameOrigin = url.origin === this.#base.origin;
-      const target = url;
-      response = await this.#send(
-        "GET",
-        () => target,
-        endpoint,
-        {
-          headers: sameOrigin ? { "job-token": token } : {},
-          signal: options.signal,
-          redirect: "manual",
-        },
-      );
+      secrets: [token],
+      // Object storage elsewhere gets the request, without the token.
+      crossOrigin: "strip-credentials",
+    }, options);
+    if (response.status === 200) {
+      const body = response.body ? this.#idleGuarded(response.body, abort, endpoint) : null;
+      const guarded = new Response(body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+      });
+      Object.defineProperty(guarded, "url", { value: response.url });
+      return guarded;
     }
-    if (response.status === 200) return response;
     if (response.status === 404) {
       await response.body?.cancel().catch(() => {});
       return undefined;
     }
-    throw new ApiError({ status: response.status, endpoint, body: await bodyText(response) });
+    if (isRedirect(response.status)) {
+      await response.body?.cancel().catch(() => {});
+      const location = response.headers.get("location");
+      throw new ApiError({
+        status: response.status,
+        endpoint,
+        message: location
+          ? `Too many redirects downloading ${endpoint}`
+          : `GitLab answered ${response.status} without Location to ${endpoint}`,
+      });
+    }
+    throw await this.#apiError(response, endpoint, [token]);
   }
 
   #url(path: string, query?: Record<string, string>): URL {
@@ -608,77 +603,323 @@ export class Client {
     return url;
   }
 
-  #call(
+  /**
+   * One call under the request policy: each attempt has a response-header deadline and follows
+   * redirects by hand (C9.1, C9.2); transport errors, missed deadlines and retryable statuses
+   * are retried (C8.1). Resolves to the final response and the abort of its attempt (to stop
+   * reading its body).
+   */
+  async #call(
     method: string,
     path: string,
-    options: CallRequest,
-  ): Promise<Response> {
-    return this.#send(
-      method,
-      () => this.#url(path, options.query),
-      `${method} /api/v4/${path}`,
-      options,
-    );
-  }
-
-  async #send(
-    method: string,
-    url: () => URL,
-    endpoint: string,
-    options: CallRequest,
-  ): Promise<Response> {
-    const attempt = async (): Promise<Response> => {
-      const headers = new Headers({
-        "user-agent": this.#userAgent,
-        "x-request-id": crypto.randomUUID().replaceAll("-", ""),
-      });
-      for (const [k, v] of Object.entries(options.headers ?? {})) headers.set(k, v);
-      let body: BodyInit | undefined;
-      if (options.json !== undefined) {
-        headers.set("content-type", "application/json");
-        headers.set("accept", "application/json");
-        body = JSON.stringify(options.json);
-      } else if (typeof options.body === "function") {
-        body = await options.body();
-      } else {
-        body = options.body;
-      }
-      const timeout = options.timeoutMs ? new AbortController() : undefined;
-      const signals = [options.signal, timeout?.signal].filter((s): s is AbortSignal => !!s);
-      const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
-      const init: RequestInit & { duplex?: "half" } = {
-        method,
-        headers,
-        body,
-        signal,
-        redirect: options.redirect ?? "follow",
-      };
-      if (body instanceof ReadableStream) init.duplex = "half";
-      let timer: Promise<void> | undefined;
-      // Only calls with a timeout pay for a controller (an abort builds an error object).
-      const stopTimer = timeout ? new AbortController() : undefined;
-      if (timeout && stopTimer && options.timeoutMs) {
-        timer = this.#clock.sleep(options.timeoutMs, stopTimer.signal).then(
-          () => timeout.abort(new DOMException("GitLab did not answer in time", "TimeoutError")),
-          () => {},
-        );
-      }
-      try {
-        return await this.#fetch(url(), init);
-      } catch (cause) {
-        throw new RequestError(endpoint, cause);
-      } finally {
-        stopTimer?.abort(TIMER_DONE);
-        await timer;
-      }
-    };
-    return await fetchWithRetry(attempt, {
+    request: CallRequest,
+    options: CallOptions,
+  ): Promise<Attempt> {
+    const endpoint = `${method} /api/v4/${path}`;
+    const start = this.#url(path, request.query);
+    let last: Attempt | undefined;
+    const policy = options.retry ?? {};
+    const response = await fetchWithRetry(async () => {
+      last = await this.#attempt(method, start, endpoint, request, options);
+      return last.response;
+    }, {
       clock: this.#clock,
       random: this.#random,
-      maxAttempts: this.#maxAttempts,
+      attempts: policy.attempts ?? this.#maxAttempts,
+      deadlineMs: policy.deadlineMs,
+      minBackoffMs: policy.minBackoffMs,
+      maxBackoffMs: policy.maxBackoffMs,
       signal: options.signal,
+      stop: options.stop,
+      retryError: (error) => error instanceof RequestError && error.transient,
     });
+    return last && last.response === response ? last : { response, abort: () => {} };
   }
+
+  async #attempt(
+    method: string,
+    start: URL,
+    endpoint: string,
+    request: CallRequest,
+    options: CallOptions,
+  ): Promise<Attempt> {
+    const ctl = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, ctl.signal]) : ctl.signal;
+    const abort = (reason: unknown) => ctl.abort(reason);
+    const timeoutMs = positiveOr(options.timeoutMs, this.#headerTimeoutMs);
+    const stopTimer = new AbortController();
+    const timer = this.#clock.sleep(timeoutMs, stopTimer.signal).then(
+      () => ctl.abort(new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError")),
+      () => {},
+    );
+    let url = start;
+    let credentials = true;
+    try {
+      for (let hops = 0;; hops++) {
+        const response = await this.#once(method, url, request, credentials, signal, endpoint);
+        if (!isRedirect(response.status)) return { response, abort };
+        const location = response.headers.get("location");
+        // 301/302/303 turn other methods into GET in fetch: such a redirect is not followed,
+        // the caller sees the 3xx (C9.1).
+        const follows = location !== null && hops < MAX_REDIRECTS &&
+          (method === "GET" || method === "HEAD" || response.status === 307 ||
+            response.status === 308);
+        if (!follows) return { response, abort };
+        await response.body?.cancel().catch(() => {});
+        let target: URL;
+        try {
+          target = new URL(location, url);
+        } catch (cause) {
+          throw new RequestError(endpoint, cause, { message: "an invalid redirect Location" });
+        }
+        if (target.protocol !== "http:" && target.protocol !== "https:") {
+          throw new RequestError(endpoint, undefined, {
+            message: `a redirect to a ${target.protocol} URL, which is never followed`,
+          });
+        }
+        if (target.origin !== this.#base.origin) {
+          if (request.crossOrigin !== "strip-credentials") {
+            throw new RequestError(endpoint, undefined, {
+              message: `a redirect to another origin (${target.origin}), not followed: ` +
+                "the token is only sent to GitLab",
+            });
+          }
+          credentials = false;
+        }
+        url = target;
+      }
+    } catch (error) {
+      if (error instanceof RequestError) throw error;
+      const timedOut = ctl.signal.aborted && !options.signal?.aborted;
+      throw new RequestError(endpoint, timedOut ? ctl.signal.reason : error, {
+        transient: !options.signal?.aborted,
+      });
+    } finally {
+      stopTimer.abort(TIMER_DONE);
+      await timer;
+    }
+  }
+
+  async #once(
+    method: string,
+    url: URL,
+    request: CallRequest,
+    credentials: boolean,
+    signal: AbortSignal,
+    endpoint: string,
+  ): Promise<Response> {
+    const headers = new Headers({
+      "user-agent": this.#userAgent,
+      "x-request-id": crypto.randomUUID().replaceAll("-", ""),
+    });
+    for (const [k, v] of Object.entries(request.headers ?? {})) {
+      if (credentials || !CREDENTIAL_HEADERS.has(k)) headers.set(k, v);
+    }
+    let body: BodyInit | undefined;
+    if (request.json !== undefined) {
+      headers.set("content-type", "application/json");
+      headers.set("accept", "application/json");
+      body = JSON.stringify(request.json);
+    } else if (typeof request.body === "function") {
+      body = await request.body();
+    } else {
+      body = request.body;
+    }
+    const init: RequestInit & { duplex?: "half" } = {
+      method,
+      headers,
+      body,
+      signal,
+      redirect: "manual",
+    };
+    if (body instanceof ReadableStream) init.duplex = "half";
+    const response = await this.#fetch(url, init);
+    // A custom fetch that follows redirects itself must not make another origin's answer count.
+    if (response.url && credentials) {
+      let origin: string | undefined;
+      try {
+        origin = new URL(response.url).origin;
+      } catch {
+        origin = undefined;
+      }
+      if (origin !== undefined && origin !== url.origin) {
+        await response.body?.cancel().catch(() => {});
+        throw new RequestError(endpoint, undefined, {
+          message: `an answer from another origin (${origin}), which is not GitLab's`,
+        });
+      }
+    }
+    return response;
+  }
+
+  /** Reads a body as text: at most `limit` bytes, each read within the idle deadline. */
+  async #readText(
+    response: Response,
+    abort: (reason: unknown) => void,
+    endpoint: string,
+    limit: number,
+    secrets: readonly string[] = [],
+  ): Promise<string> {
+    const { bytes } = await this.#readBytes(response, abort, endpoint, limit, false);
+    return maskSecrets(new TextDecoder().decode(bytes), secrets);
+  }
+
+  /**
+   * Reads up to `limit` bytes of a body. With `partial`, a read that fails (idle deadline,
+   * dropped connection) or a body over the limit resolves with what came so far and why.
+   */
+  async #readBytes(
+    response: Response,
+    abort: (reason: unknown) => void,
+    endpoint: string,
+    limit: number,
+    partial: boolean,
+  ): Promise<{ bytes: Uint8Array; error?: RequestError; overLimit?: boolean }> {
+    if (!response.body) return { bytes: new Uint8Array(0) };
+    const reader = response.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const done = (error?: RequestError, overLimit?: boolean) => {
+      const bytes = new Uint8Array(Math.min(size, limit));
+      let at = 0;
+      for (const c of chunks) {
+        const n = Math.min(c.byteLength, bytes.byteLength - at);
+        bytes.set(c.subarray(0, n), at);
+        at += n;
+      }
+      return { bytes, error, overLimit };
+    };
+    try {
+      for (;;) {
+        const { done: end, value } = await this.#idleRead(reader, abort, endpoint);
+        if (end) return done();
+        chunks.push(value);
+        size += value.byteLength;
+        if (size > limit) {
+          await reader.cancel().catch(() => {});
+          abort(TIMER_DONE);
+          if (!partial) return done();
+          return done(undefined, true);
+        }
+      }
+    } catch (error) {
+      const failure = error instanceof RequestError ? error : new RequestError(endpoint, error);
+      if (!partial) throw failure;
+      return done(failure);
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  /** One read of a body, failing with a {@linkcode RequestError} past the idle deadline. */
+  async #idleRead(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    abort: (reason: unknown) => void,
+    endpoint: string,
+  ): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const stop = new AbortController();
+    let timedOut = false;
+    const idle = this.#idleTimeoutMs;
+    const timer = this.#clock.sleep(idle, stop.signal).then(() => {
+      timedOut = true;
+      const reason = new DOMException(`No data for ${idle} ms`, "TimeoutError");
+      abort(reason);
+      reader.cancel(reason).catch(() => {});
+    }, () => {});
+    try {
+      const result = await reader.read();
+      if (timedOut) throw new DOMException(`No data for ${idle} ms`, "TimeoutError");
+      return result;
+    } catch (error) {
+      throw new RequestError(
+        endpoint,
+        timedOut ? new DOMException(`No data for ${idle} ms`, "TimeoutError") : error,
+      );
+    } finally {
+      stop.abort(TIMER_DONE);
+      await timer;
+    }
+  }
+
+  /** A body stream whose reads fail past the idle deadline. */
+  #idleGuarded(
+    body: ReadableStream<Uint8Array>,
+    abort: (reason: unknown) => void,
+    endpoint: string,
+  ): ReadableStream<Uint8Array> {
+    const reader = body.getReader();
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const { done, value } = await this.#idleRead(reader, abort, endpoint);
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * The 201 payload: at most `maxPayloadBytes`, each read within the idle deadline. A payload
+   * that is too large or stalls is not lost: its first bytes name the job's id and token, so
+   * the job can be failed with the reason.
+   */
+  async #readPayload(
+    response: Response,
+    abort: (reason: unknown) => void,
+    endpoint: string,
+  ): Promise<ParseResult> {
+    const limit = this.#maxPayloadBytes;
+    const declared = Number(response.headers.get("content-length"));
+    let prefix: Uint8Array;
+    let why: string | undefined;
+    if (Number.isFinite(declared) && declared > limit) {
+      // Only the head is read, for the id and token.
+      ({ bytes: prefix } = await this.#readBytes(response, abort, endpoint, 64 * 1024, true));
+      why = `the job payload of ${declared} bytes exceeds the limit of ${limit} bytes`;
+    } else {
+      const read = await this.#readBytes(response, abort, endpoint, limit, true);
+      prefix = read.bytes;
+      if (read.overLimit) why = `the job payload exceeds the limit of ${limit} bytes`;
+      else if (read.error) why = `the job payload could not be read: ${read.error.message}`;
+      else return parseJobPayloadText(new TextDecoder().decode(prefix));
+    }
+    const head = new TextDecoder().decode(prefix.subarray(0, 64 * 1024));
+    const parsed = parseJobPayloadText(head);
+    if (parsed.ok) {
+      return { ok: false, error: why, id: parsed.payload.id, token: parsed.payload.token };
+    }
+    return { ...parsed, error: why };
+  }
+
+  /** An {@linkcode ApiError} with the start of the body, tokens masked (C9.4). */
+  async #apiError(response: Response, endpoint: string, secrets: readonly string[]) {
+    let body = "";
+    try {
+      body = await this.#readText(response, () => {}, endpoint, ERROR_BODY_READ, secrets);
+    } catch {
+      body = "";
+    }
+    return new ApiError({ status: response.status, endpoint, body });
+  }
+}
+
+/** The token headers a cross-origin hop of a download never carries. */
+const CREDENTIAL_HEADERS = new Set(["job-token", "runner-token", "private-token", "authorization"]);
+
+/** Masks the given secrets and every GitLab token-shaped string (C9.4). */
+export function maskSecrets(text: string, secrets: readonly string[]): string {
+  if (text === "") return text;
+  return new Masker({ secrets: secrets.filter((s) => s.length > 0) }).mask(text);
+}
+
+function positiveOr(value: number | undefined, fallback: number): number {
+  return value !== undefined && value > 0 ? value : fallback;
+}
+
+interface Attempt {
+  response: Response;
+  /** Aborts the attempt's request (its body). */
+  abort: (reason: unknown) => void;
 }
 
 interface CallRequest {
@@ -686,9 +927,13 @@ interface CallRequest {
   headers?: Record<string, string>;
   json?: unknown;
   body?: BodyInit | (() => Promise<BodyInit>);
-  signal?: AbortSignal;
-  timeoutMs?: number;
-  redirect?: RequestRedirect;
+  /** Tokens this call carries (masked in error bodies). */
+  secrets?: readonly string[];
+  /**
+   * A redirect to another origin: an error (default), or followed without the token headers
+   * (artifact downloads from object storage).
+   */
+  crossOrigin?: "error" | "strip-credentials";
 }
 
 function isRedirect(status: number): boolean {

@@ -1,29 +1,64 @@
 /**
- * The generic retry policy of the official runner's `retry_requester.go` (PROTOCOL §7): every
- * HTTP call is retried on 408, 429, 500, 502, 503, 504 and any status ≥ 512, at most 5 attempts;
- * the wait comes from `RateLimit-ResetTime` (an HTTP date), else `Retry-After` (whole seconds),
- * else exponential backoff from 100 ms to 60 s with jitter. Transport errors are not retried
- * here: they go to the caller, whose own policy decides.
+ * The one retry policy every call to GitLab goes through (CONFORMANCE C1.6, C8.1, C8.4):
+ * {@linkcode retry} runs an attempt until it succeeds, fails for good, runs out of attempts, or
+ * would wait past its deadline; waits come from `RateLimit-ResetTime` / `Retry-After` when GitLab
+ * names one, else exponential backoff with jitter; a stop signal ends the retries (the attempt
+ * in flight is left to finish) and an abort signal ends everything. All waits are on the
+ * injected clock.
+ *
+ * The statuses retried are those of the official runner's `retry_requester.go` (PROTOCOL §7):
+ * 408, 429, 500, 502, 503, 504 and any status ≥ 512. Unlike it, transport errors and missed
+ * deadlines are retried too (C8.1: a call that got no answer in time is a transient failure).
  *
  * @module
  */
 
 import type { Clock } from "../clock.ts";
 
-/** Options of {@linkcode fetchWithRetry}. */
-export interface RetryOptions {
-  /** Where waits happen. */
-  clock: Clock;
-  /** Random numbers in [0, 1) for the jitter. */
-  random?: () => number;
-  /** Attempts in total, the first included (default 5). */
-  maxAttempts?: number;
+/**
+ * How a call is retried (see `CallOptions.retry`).
+ *
+ * @example Retry for up to an hour, waiting at most a minute between attempts
+ * ```ts
+ * import type { RetryPolicy } from "@x/gitlab-runner";
+ * const policy: RetryPolicy = { attempts: Infinity, deadlineMs: 3_600_000, maxBackoffMs: 60_000 };
+ * console.log(policy.deadlineMs); // 3600000
+ * ```
+ */
+export interface RetryPolicy {
+  /** Attempts in total, the first included (default 5; `Infinity` with a deadline). */
+  attempts?: number;
+  /**
+   * No attempt starts later than this many milliseconds after the first one (default: none;
+   * the attempts bound the retries).
+   */
+  deadlineMs?: number;
   /** First backoff step in milliseconds (default 100). */
   minBackoffMs?: number;
   /** Largest wait in milliseconds (default 60 000). */
   maxBackoffMs?: number;
-  /** Aborts the waits between attempts. */
+}
+
+/** Options of {@linkcode retry}. */
+export interface RetryOptions extends RetryPolicy {
+  /** Where waits happen. */
+  clock: Clock;
+  /** Random numbers in [0, 1) for the jitter. */
+  random?: () => number;
+  /** Aborts the attempt in flight and the waits: `retry` rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Ends the retries: no attempt starts after it aborts, a wait is cut short, and `retry`
+   * rejects with the last attempt's error. The attempt in flight is not aborted.
+   */
+  stop?: AbortSignal;
+  /**
+   * Whether an attempt's error is worth another attempt: `false` to fail at once, `true` to
+   * retry after the backoff, or a number of milliseconds to wait (e.g. from `Retry-After`).
+   */
+  retryable: (error: unknown) => boolean | number;
+  /** Called before each wait, with the error and the wait (for diagnostics). */
+  onRetry?: (error: unknown, waitMs: number, attempt: number) => void;
 }
 
 /** Whether the generic policy retries a response with this status. */
@@ -64,24 +99,82 @@ export function backoffMs(
 }
 
 /**
+ * Runs `attempt(n)` (n counts from 0) until it resolves, or its error is not retryable, or the
+ * attempts or the deadline run out, or `stop` aborts: then rejects with the last error.
+ */
+export async function retry<T>(
+  attempt: (n: number) => Promise<T>,
+  options: RetryOptions,
+): Promise<T> {
+  const max = Math.max(1, options.attempts ?? 5);
+  const maxWait = options.maxBackoffMs ?? 60_000;
+  const start = options.clock.now();
+  const end = options.deadlineMs === undefined ? Infinity : start + options.deadlineMs;
+  for (let n = 0;; n++) {
+    options.signal?.throwIfAborted();
+    try {
+      return await attempt(n);
+    } catch (error) {
+      options.signal?.throwIfAborted();
+      const verdict = options.retryable(error);
+      if (verdict === false || n + 1 >= max || options.stop?.aborted) throw error;
+      const backoff = backoffMs(n, {
+        min: options.minBackoffMs,
+        max: maxWait,
+        random: options.random,
+      });
+      const wait = Math.min(typeof verdict === "number" ? verdict : backoff, maxWait);
+      if (options.clock.now() + wait > end) throw error;
+      options.onRetry?.(error, wait, n);
+      const signals = [options.signal, options.stop].filter((s): s is AbortSignal => !!s);
+      try {
+        await options.clock.sleep(
+          wait,
+          signals.length > 1 ? AbortSignal.any(signals) : signals[0],
+        );
+      } catch (reason) {
+        if (options.signal?.aborted) throw reason;
+        throw error;
+      }
+    }
+  }
+}
+
+/** A response with a retryable status, thrown inside {@linkcode fetchWithRetry}'s attempts. */
+class RetryableResponse {
+  constructor(readonly response: Response, readonly waitMs: number | undefined) {}
+}
+
+/**
  * Runs `attempt()` until it answers with a status the policy does not retry or the attempts run
- * out; returns the last response. Bodies of the discarded responses are cancelled.
+ * out; returns the last response. Bodies of the discarded responses are cancelled. Errors of
+ * `attempt()` are retried when `retryError` says so (default: never).
  */
 export async function fetchWithRetry(
   attempt: () => Promise<Response>,
-  options: RetryOptions,
+  options: Omit<RetryOptions, "retryable"> & { retryError?: (error: unknown) => boolean },
 ): Promise<Response> {
-  const max = Math.max(1, options.maxAttempts ?? 5);
-  for (let i = 0;; i++) {
-    const response = await attempt();
-    if (!isRetryableStatus(response.status) || i + 1 >= max) return response;
-    const wait = requestedWaitMs(response.headers, options.clock.now()) ??
-      backoffMs(i, {
-        min: options.minBackoffMs,
-        max: options.maxBackoffMs,
-        random: options.random,
-      });
-    await response.body?.cancel().catch(() => {});
-    await options.clock.sleep(Math.min(wait, options.maxBackoffMs ?? 60_000), options.signal);
+  const max = Math.max(1, options.attempts ?? 5);
+  try {
+    return await retry(async (n) => {
+      const response = await attempt();
+      if (!isRetryableStatus(response.status) || n + 1 >= max) return response;
+      throw new RetryableResponse(response, requestedWaitMs(response.headers, options.clock.now()));
+    }, {
+      ...options,
+      retryable: (error) => {
+        if (error instanceof RetryableResponse) return error.waitMs ?? true;
+        return options.retryError?.(error) ?? false;
+      },
+      onRetry: (error, waitMs, n) => {
+        // Another attempt follows: the body of this answer is not needed, free the connection.
+        if (error instanceof RetryableResponse) error.response.body?.cancel().catch(() => {});
+        options.onRetry?.(error, waitMs, n);
+      },
+    });
+  } catch (error) {
+    // Out of time or stopped while a retryable answer was the last one: that answer it is.
+    if (error instanceof RetryableResponse) return error.response;
+    throw error;
   }
 }
