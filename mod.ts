@@ -55,7 +55,7 @@ export {
 export type { RetryPolicy } from "./src/api/retry.ts";
 export * from "./src/api/payload.ts";
 export { mapFailureReason } from "./src/api/failure_reasons.ts";
-export { RunnerBuilder, VERSION } from "./src/builder.ts";
+export { type Deadlines, RunnerBuilder, VERSION } from "./src/builder.ts";
 export { ALL_FEATURES, LIBRARY_FEATURES, Runner, type RunOptions } from "./src/runner.ts";
 export type { JobOutcome } from "./src/run.ts";
 export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";

@@ -6,7 +6,16 @@
 
 import { type Clock, systemClock } from "./clock.ts";
 import { apiBaseUrl, Client, type RunnerMetadata } from "./api/client.ts";
-import { DEFAULT_OUTPUT_LIMIT } from "./log/job_log.ts";
+import {
+  DEFAULT_FINAL_UPDATE_DEADLINE_MS,
+  DEFAULT_FLUSH_DEADLINE_MS,
+  DEFAULT_OUTPUT_LIMIT,
+} from "./log/job_log.ts";
+import {
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+} from "./api/client.ts";
 import { ALL_FEATURES, LIBRARY_FEATURES, Runner } from "./runner.ts";
 import { generateSystemId } from "./system_id.ts";
 
@@ -37,6 +46,45 @@ interface BuilderState {
   unhealthyRequestsLimit: number;
   unhealthyIntervalMs: number;
   machineIdPath: string;
+  deadlines: Required<Deadlines>;
+  payloadLimit: number;
+}
+
+/**
+ * The deadlines of a runner (CONFORMANCE C8), all in milliseconds, measured on the runner's
+ * clock. Every wait is bounded by one of them:
+ *
+ * ```text
+ * headerTimeoutMs  10 min  a call's wait for GitLab's response headers (redirects included);
+ *                          then it is aborted and retried like a 5xx. Keep it above GitLab's
+ *                          long-poll hold (~50 s).
+ * idleTimeoutMs     2 min  a response body's wait for its next bytes (job payload, artifact
+ *                          download, error bodies).
+ * finalUpdateMs     1 h    how long a job's final state is retried (outages, 202s) before it
+ *                          is given up; GitLab's sweeper fails a silent job after about 1 h.
+ * flushMs           5 min  how long sending the end of a job's log may fail before the final
+ *                          state is sent without it (the diagnostics say how many bytes).
+ * ```
+ *
+ * @example Shorter deadlines for a GitLab on the same network
+ * ```ts
+ * import { RunnerBuilder, type Deadlines } from "@x/gitlab-runner";
+ * import assert from "node:assert/strict";
+ * const deadlines: Deadlines = { headerTimeoutMs: 120_000, finalUpdateMs: 30 * 60_000 };
+ * const builder = new RunnerBuilder("https://gitlab.example.com", "glrt-x", "builds")
+ *   .deadlines(deadlines);
+ * assert.ok(builder instanceof RunnerBuilder);
+ * ```
+ */
+export interface Deadlines {
+  /** A call's wait for response headers (default 10 min). */
+  headerTimeoutMs?: number;
+  /** A response body's wait for its next bytes (default 2 min). */
+  idleTimeoutMs?: number;
+  /** How long a job's final update is retried (default 1 h). */
+  finalUpdateMs?: number;
+  /** How long the end of a job's log may fail to send before the state goes without it (default 5 min). */
+  flushMs?: number;
 }
 
 function truncate(value: string | undefined, max: number): string | undefined {
@@ -104,6 +152,13 @@ export class RunnerBuilder {
       unhealthyRequestsLimit: 3,
       unhealthyIntervalMs: 60 * 60_000,
       machineIdPath: "/etc/machine-id",
+      deadlines: {
+        headerTimeoutMs: DEFAULT_HEADER_TIMEOUT_MS,
+        idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+        finalUpdateMs: DEFAULT_FINAL_UPDATE_DEADLINE_MS,
+        flushMs: DEFAULT_FLUSH_DEADLINE_MS,
+      },
+      payloadLimit: DEFAULT_MAX_PAYLOAD_BYTES,
     };
   }
 
@@ -203,6 +258,27 @@ export class RunnerBuilder {
     return this.#with({ keepAliveMs: positive("keepAliveInterval", ms) });
   }
 
+  /**
+   * The runner's deadlines (see {@linkcode Deadlines} for each and its default); those not
+   * given keep their value.
+   */
+  deadlines(value: Deadlines): RunnerBuilder {
+    const next = { ...this.#state.deadlines };
+    for (const key of Object.keys(next) as (keyof Deadlines)[]) {
+      const v = value[key];
+      if (v !== undefined) next[key] = positive(`deadlines.${key}`, v);
+    }
+    return this.#with({ deadlines: next });
+  }
+
+  /**
+   * The largest job payload read, in bytes (default 64 MiB). A larger one is not read whole:
+   * the job is failed (`runner_system_failure`) with a line saying why (CONFORMANCE C10.3).
+   */
+  payloadLimit(bytes: number): RunnerBuilder {
+    return this.#with({ payloadLimit: positive("payloadLimit", bytes) });
+  }
+
   /** How long an aborted step may take to settle before the job moves on (default 30 s). */
   abortGrace(ms: number): RunnerBuilder {
     return this.#with({ abortGraceMs: positive("abortGrace", ms) });
@@ -250,6 +326,9 @@ export class RunnerBuilder {
       userAgent: `@x/gitlab-runner ${VERSION} (${detected.platform ?? "unknown"}/${
         detected.architecture ?? "unknown"
       })`,
+      headerTimeoutMs: s.deadlines.headerTimeoutMs,
+      idleTimeoutMs: s.deadlines.idleTimeoutMs,
+      maxPayloadBytes: s.payloadLimit,
     });
     return new Runner({
       client,
@@ -268,6 +347,8 @@ export class RunnerBuilder {
       unhealthyRequestsLimit: s.unhealthyRequestsLimit,
       unhealthyIntervalMs: s.unhealthyIntervalMs,
       version: VERSION,
+      finalUpdateDeadlineMs: s.deadlines.finalUpdateMs,
+      flushDeadlineMs: s.deadlines.flushMs,
     });
   }
 }

@@ -81,6 +81,8 @@ export interface JobOptions {
   log: JobLog;
   /** The job's dependencies. */
   dependencies?: readonly Dependency[];
+  /** The job's abort signal (default: one that never aborts). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -101,6 +103,7 @@ export class Job {
   #log: JobLog;
   #variables: Map<string, Variable>;
   #dependencies: readonly Dependency[];
+  #signal: AbortSignal;
 
   /** Made by the runner. */
   constructor(options: JobOptions) {
@@ -109,6 +112,44 @@ export class Job {
     this.#log = options.log;
     this.#variables = new Map(options.payload.variables.map((v) => [v.key, new Variable(v)]));
     this.#dependencies = options.dependencies ?? [];
+    this.#signal = options.signal ?? new AbortController().signal;
+  }
+
+  /**
+   * The job's abort signal: it aborts when the job must stop — its timeout, a cancel by GitLab
+   * (hard or graceful), a hard stop of the runner — with the reason as `signal.reason`. The
+   * factory runs under it (a factory that does not settle within the abort grace after it
+   * aborts is left behind), and so should anything a handler starts outside a step, such as
+   * downloads, provisioning a VM or a container (CONFORMANCE C8.3). Steps get their own
+   * signal, which aborts on the same events and on step timeouts.
+   *
+   * @example Provision in the factory, abandoning the work when the job is stopped
+   * ```ts
+   * import { RunnerBuilder, type Job } from "@x/gitlab-runner";
+   * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import assert from "node:assert/strict";
+   * const mock = new GitLabMock();
+   * mock.job().script(["make"]).timeout(1).enqueue();
+   * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+   *   .fetch(mock.fetch)
+   *   .build();
+   * await runner.requestJob(async (job: Job) => {
+   *   // A slow provisioning step that listens to the job's signal.
+   *   await new Promise((resolve, reject) => {
+   *     const timer = setTimeout(resolve, 60_000);
+   *     job.signal.addEventListener("abort", () => {
+   *       clearTimeout(timer);
+   *       reject(job.signal.reason);
+   *     });
+   *   });
+   *   return { step: async () => {} };
+   * });
+   * await runner.drain();
+   * assert.equal(mock.jobs[0].failureReason, "job_execution_timeout");
+   * ```
+   */
+  get signal(): AbortSignal {
+    return this.#signal;
   }
 
   /** The job id. */

@@ -39,6 +39,10 @@ export interface RunContext {
   logger: Logger;
   version: string;
   systemId: string;
+  /** Deadline of the final update (C8.4). */
+  finalUpdateDeadlineMs?: number;
+  /** How long the final flush may fail before the state goes without the log's end (C8.5). */
+  flushDeadlineMs?: number;
 }
 
 /** How a job ended, for the runner's bookkeeping and tests. */
@@ -153,6 +157,8 @@ async function failUnparsed(
     masking: { secrets: [parsed.token] },
     info: ctx.info,
     random: ctx.random,
+    finalUpdateDeadlineMs: ctx.finalUpdateDeadlineMs,
+    flushDeadlineMs: ctx.flushDeadlineMs,
   });
   log.write(
     `${RED}ERROR: Job failed (system failure): the job payload could not be read: ${parsed.error}${RESET}\n`,
@@ -191,6 +197,8 @@ async function runParsed(
     keepAliveMs: ctx.keepAliveMs,
     info: ctx.info,
     random: ctx.random,
+    finalUpdateDeadlineMs: ctx.finalUpdateDeadlineMs,
+    flushDeadlineMs: ctx.flushDeadlineMs,
     onAbort: (result) => {
       gitlabAbort = true;
       logger.info("GitLab stopped job {jobId} (status {status}, Job-Status {jobStatus})", {
@@ -273,9 +281,19 @@ async function runParsed(
       random: ctx.random,
       log: logLine,
     });
-    const job = new Job({ payload, buildDir, log, dependencies });
+    const job = new Job({ payload, buildDir, log, dependencies, signal: mainCtl.signal });
     try {
-      handler = await ctx.factory(job);
+      // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
+      // and one that does not settle within the abort grace is left behind (C8.3).
+      const made = await settleUnder(
+        ctx,
+        (async () => await ctx.factory(job))(),
+        mainCtl.signal,
+        "The job factory",
+      );
+      if (!made.settled) throw mainCtl.signal.reason;
+      if ("error" in made) throw made.error;
+      handler = made.value;
     } catch (error) {
       logger.error("The job factory failed: {error}", { error: safe(error) });
       failure = error instanceof JobFailure ? classify(error) : {
@@ -405,6 +423,45 @@ async function runParsed(
   };
 }
 
+type Settled<T> = { settled: true; value: T } | { settled: true; error: unknown } | {
+  settled: false;
+};
+
+/**
+ * Waits for `work`; once `signal` aborts, for at most the abort grace more. Resolves to how it
+ * settled, or `settled: false` when it was left behind.
+ */
+async function settleUnder<T>(
+  ctx: RunContext,
+  work: Promise<T>,
+  signal: AbortSignal,
+  what: string,
+): Promise<Settled<T>> {
+  const outcome: Promise<Settled<T>> = work.then(
+    (value) => ({ settled: true, value }),
+    (error: unknown) => ({ settled: true, error }),
+  );
+  const aborted = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  const first = await Promise.race([outcome, aborted.then(() => undefined)]);
+  if (first) return first;
+  // Aborted: give the work a grace period to settle, then move on without it.
+  const graceStop = new AbortController();
+  const settled = await Promise.race([
+    outcome,
+    ctx.clock.sleep(ctx.abortGraceMs, graceStop.signal).then(() => undefined, () => undefined),
+  ]);
+  graceStop.abort(TIMER_DONE);
+  if (settled) return settled;
+  ctx.logger.warn("{what} did not stop within {ms} ms of being aborted", {
+    what,
+    ms: ctx.abortGraceMs,
+  });
+  return { settled: false };
+}
+
 /** Runs a step; resolves to undefined on success or to the error. */
 async function runStep(
   ctx: RunContext,
@@ -428,30 +485,11 @@ async function runStep(
     );
   }
   try {
-    const run = (async () => await handler.step(step.script, step.name, ctl.signal))().then(
-      () => undefined,
-      (error: unknown) => error ?? new Error("The step failed"),
-    );
-    const aborted = new Promise<void>((resolve) => {
-      if (ctl.signal.aborted) resolve();
-      else ctl.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-    const first = await Promise.race([run.then((r) => ({ r })), aborted.then(() => undefined)]);
-    if (first) return first.r === undefined || !ctl.signal.aborted ? first.r : ctl.signal.reason;
-    // Aborted: give the handler a grace period to settle, then move on without it.
-    const graceStop = new AbortController();
-    const settled = await Promise.race([
-      run.then((r) => ({ r })),
-      ctx.clock.sleep(ctx.abortGraceMs, graceStop.signal).then(() => undefined, () => undefined),
-    ]);
-    graceStop.abort(TIMER_DONE);
-    if (!settled) {
-      ctx.logger.warn("A step did not stop within {ms} ms of being aborted", {
-        ms: ctx.abortGraceMs,
-      });
-      return ctl.signal.reason;
-    }
-    return settled.r === undefined ? undefined : ctl.signal.reason;
+    const run = (async () => await handler.step(step.script, step.name, ctl.signal))();
+    const settled = await settleUnder(ctx, run, ctl.signal, "A step");
+    if (!settled.settled) return ctl.signal.reason;
+    if (ctl.signal.aborted) return "error" in settled ? ctl.signal.reason : undefined;
+    return "error" in settled ? settled.error ?? new Error("The step failed") : undefined;
   } finally {
     timerStop.abort(TIMER_DONE);
     parent.removeEventListener("abort", onParent);

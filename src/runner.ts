@@ -113,6 +113,23 @@ export interface RunnerSettings {
   unhealthyRequestsLimit: number;
   unhealthyIntervalMs: number;
   version: string;
+  /** Deadline of each job's final update (C8.4). */
+  finalUpdateDeadlineMs?: number;
+  /** How long a job's final flush may fail before its state goes without the log's end (C8.5). */
+  flushDeadlineMs?: number;
+}
+
+/**
+ * The longest `X-GitLab-Last-Update` echoed as `last_update` (C8.9): Workhorse refuses request
+ * bodies over 32 KiB, so a huge value would make every later request fail.
+ */
+const MAX_LAST_UPDATE = 1024;
+
+/** An already aborted signal, for jobs that arrive after a hard stop (C8.7). */
+function abortedSignal(): AbortSignal {
+  const ctl = new AbortController();
+  ctl.abort(new DOMException("The runner was stopped", "AbortError"));
+  return ctl.signal;
 }
 
 /**
@@ -192,7 +209,7 @@ export class Runner {
       lastUpdate: this.#lastUpdate,
     });
     if (result.type === "none") {
-      if (result.lastUpdate) this.#lastUpdate = result.lastUpdate;
+      this.#adoptLastUpdate(result.lastUpdate);
       return false;
     }
     if (result.type === "conflict") return false;
@@ -230,11 +247,19 @@ export class Runner {
   async run(factory: JobFactory, maximum: number, options: RunOptions = {}): Promise<void> {
     if (!(maximum >= 1)) throw new RangeError(`maximum must be at least 1, got ${maximum}`);
     const { signal, cancelSignal } = options;
-    const onCancel = () => this.cancelAll();
+    // After a hard stop, jobs that requests in flight still return start already aborted and
+    // are failed (C8.7).
+    let stoppedHard = false;
+    const onCancel = () => {
+      stoppedHard = true;
+      this.cancelAll();
+    };
     if (cancelSignal?.aborted) onCancel();
     else cancelSignal?.addEventListener("abort", onCancel, { once: true });
     let errors = 0;
     let forbidden = 0;
+    let conflicts = 0;
+    let reasked = false;
     try {
       while (!signal?.aborted) {
         try {
@@ -248,22 +273,37 @@ export class Runner {
             systemId: this.#s.systemId,
             info: this.#s.info,
             lastUpdate: this.#lastUpdate,
+            // A stop ends the retries; the attempt in flight may be assigning a job (C8.7).
+            stop: signal,
           });
           errors = 0;
           forbidden = 0;
+          if (result.type === "conflict") {
+            // 409: GitLab had a conflict. Once at once, then back off up to the check
+            // interval: never a hot loop (C1.6, C8.6).
+            wait = conflicts++ === 0 ? 0 : backoffMs(conflicts - 2, {
+              min: 100,
+              max: this.#s.checkIntervalMs,
+              random: this.#s.random,
+            });
+          } else {
+            conflicts = 0;
+          }
+          if (result.type !== "none") reasked = false;
           if (result.type === "job") {
-            this.#start(factory, result.job, options);
+            this.#start(factory, result.job, options, stoppedHard);
           } else if (result.type === "none") {
-            const changed = result.lastUpdate !== undefined &&
-              result.lastUpdate !== this.#lastUpdate;
-            if (result.lastUpdate) this.#lastUpdate = result.lastUpdate;
+            const changed: boolean = this.#adoptLastUpdate(result.lastUpdate) && !reasked;
             // Ask again at once when GitLab ended a long poll (a job may have arrived) or
             // handed out a new queue value (asking with it is held by a long-polling GitLab);
-            // else wait the check interval.
+            // else wait the check interval. A new value right after such a re-ask waits: a
+            // GitLab that changes it on every answer gets no hot loop (C8.6).
             if (!result.longPolled && !changed) wait = this.#s.checkIntervalMs;
+            reasked = changed;
           }
-          // 409: GitLab had a conflict; ask again at once.
         } catch (error) {
+          conflicts = 0;
+          reasked = false;
           wait = this.#errorWait(error, ++errors, () => ++forbidden);
         }
         if (wait > 0) {
@@ -278,6 +318,13 @@ export class Runner {
     } finally {
       cancelSignal?.removeEventListener("abort", onCancel);
     }
+  }
+
+  /** Keeps GitLab's queue value for long polling; true when it changed (C1.4, C8.9). */
+  #adoptLastUpdate(value: string | undefined): boolean {
+    if (!value || value.length > MAX_LAST_UPDATE || value === this.#lastUpdate) return false;
+    this.#lastUpdate = value;
+    return true;
   }
 
   /** Cancels every running job now; they are reported failed (`runner_system_failure`). */
@@ -327,6 +374,7 @@ export class Runner {
     factory: JobFactory,
     job: Parameters<typeof runJob>[1],
     hooks: Pick<RunOptions, "onJobStart" | "onJobEnd"> = {},
+    stoppedHard = false,
   ): void {
     const info = job.ok
       ? { id: job.payload.id, name: job.payload.jobInfo.name }
@@ -344,10 +392,12 @@ export class Runner {
       keepAliveMs: this.#s.keepAliveMs,
       abortGraceMs: this.#s.abortGraceMs,
       factory,
-      hardStop: this.#hardStop.signal,
+      hardStop: stoppedHard ? abortedSignal() : this.#hardStop.signal,
       logger: getLogger(["gitlab-runner", "job"]),
       version: this.#s.version,
       systemId: this.#s.systemId,
+      finalUpdateDeadlineMs: this.#s.finalUpdateDeadlineMs,
+      flushDeadlineMs: this.#s.flushDeadlineMs,
     };
     const promise: Promise<JobOutcome> = runJob(ctx, job).then((outcome) => {
       this.#outcomes.push(outcome);

@@ -151,18 +151,35 @@ Deno.test("C1.5 no job: wait the check interval; a job: ask again at once", asyn
   await done;
 });
 
-Deno.test("C1.6 a 409 is retried at once", async () => {
+Deno.test("C1.6 C8.6 a 409 is retried once at once, then with backoff up to the check interval", async () => {
   await using h = await harness();
   const runner = await h.builder.build();
-  h.mock.fault({ route: "request", status: 409, times: 2 });
+  h.mock.fault({ route: "request", status: 409, times: 8 });
   const job = h.mock.job().script(["a"]).enqueue();
   const stop = new AbortController();
+  const t0 = h.clock.now();
   const done = runner.run(() => ok, 1, { signal: stop.signal });
-  // 409, 409, 201, then at once 204 (new queue value) and 204 (same value)
-  await atOnce(() => requests(h).length === 5);
   await until(h.clock, () => job.state === "success");
+  const at = h.mock.requests.filter((r) => r.route === "request").map((r) => r.at - t0);
+  // random 0.5: each wait is 3/4 of min(3000, 100 × 2^n) ms after the first, immediate retry
+  assert.deepEqual(at.slice(0, 9), [0, 0, 75, 225, 525, 1125, 2325, 4575, 6825]);
   stop.abort();
   await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
+Deno.test("C8.6 a 409 storm is never a hot loop: at most one request at once per conflict run", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.fault({ route: "request", status: 409, times: Infinity });
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await h.clock.advance(60_000);
+  const n = h.mock.requests.filter((r) => r.route === "request").length;
+  // One minute of conflicts: backoff reaches the 3 s check interval, about 25 requests.
+  assert.ok(n > 15 && n < 40, `${n} requests in a minute of 409s`);
+  stop.abort();
+  await h.clock.advance(0);
   await done;
 });
 

@@ -19,8 +19,10 @@ export const DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024;
 export const PATCH_LIMIT = 1024 * 1024;
 const INITIAL_INTERVAL_MS = 3_000;
 const KEEP_ALIVE_MS = 30_000;
-const FINAL_ATTEMPTS = 10;
-const MAX_ACCEPTED_REPEATS = 200;
+/** Default deadline of the final update (C8.4): GitLab's sweeper fails a job after 1 h. */
+export const DEFAULT_FINAL_UPDATE_DEADLINE_MS = 60 * 60_000;
+/** Default time the final flush may keep failing before the state is sent without it (C8.5). */
+export const DEFAULT_FLUSH_DEADLINE_MS = 5 * 60_000;
 /** The reason the pump's sleep is cut short with (made once: wake-ups are frequent). */
 const WAKE = new Error("Woken");
 /** Storage block size: one patch at most. */
@@ -71,6 +73,16 @@ export interface JobLogOptions {
   onCancelRequested?: () => void;
   /** Called for diagnostics (never with tokens or log contents). */
   onDiagnostic?: (message: string, properties?: Record<string, unknown>) => void;
+  /**
+   * How long the final update is retried (transient failures, 202s) before it is given up, in
+   * milliseconds (default 1 h, see {@linkcode DEFAULT_FINAL_UPDATE_DEADLINE_MS}).
+   */
+  finalUpdateDeadlineMs?: number;
+  /**
+   * How long sending the rest of the log may keep failing at the end before the final state is
+   * sent with the size GitLab acknowledged, in milliseconds (default 5 min).
+   */
+  flushDeadlineMs?: number;
 }
 
 /** The final state to report. */
@@ -89,6 +101,8 @@ export interface FinalResult {
   outcome: "done" | "aborted" | "failed";
   /** The last `Job-Status` GitLab reported. */
   jobStatus?: string;
+  /** Log bytes GitLab never acknowledged (the final state was sent without them). */
+  undelivered?: number;
 }
 
 /**
@@ -114,10 +128,14 @@ export class JobLog {
   #aborted: JobCallResult | undefined;
   #cancelRequested = false;
   #wake = new AbortController();
+  /** Aborted once by finish()/stop(): ends waits that a backpressure wake-up must not cut. */
+  #stop = new AbortController();
   #loop: Promise<void> | undefined;
   #drainWaiters: (() => void)[] = [];
   #highWater: number;
   #patches = 0;
+  /** Set when the final state goes without the log's end: the bytes never acknowledged. */
+  #undelivered: number | undefined;
 
   /** Creates the log; call {@linkcode JobLog.start} to begin sending. */
   constructor(options: JobLogOptions) {
@@ -213,67 +231,119 @@ export class JobLog {
 
   /**
    * Stops the pump, sends the rest of the log and then the final state, repeating on 202 and
-   * retrying failures (up to 10 attempts with backoff). Skips it all if GitLab stopped the job.
+   * retrying transient failures with backoff until GitLab took it or the final-update deadline
+   * passed (C8.4). When the log cannot be flushed for the flush deadline, the state goes with the
+   * size GitLab acknowledged (C8.5). A retry that finds GitLab already holding the state sent
+   * (its answer to an earlier attempt was lost) counts as delivered (C8.8). Skips it all if
+   * GitLab stopped the job.
    */
   async finish(final: FinalState): Promise<FinalResult> {
     this.#stopping = true;
+    this.#stop.abort(WAKE);
     this.#wakeUp();
     await this.#loop;
     this.#store(this.#masker.flush());
     this.#releaseWriters();
-    if (this.#aborted) return { outcome: "aborted", jobStatus: this.#aborted.jobStatus };
-    let accepted = 0;
+    const clock = this.#o.clock;
+    const deadline = clock.now() +
+      (this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS);
+    const flushDeadlineMs = this.#o.flushDeadlineMs ?? DEFAULT_FLUSH_DEADLINE_MS;
+    /** The job stopped, or GitLab already holds the state sent: the answer to return. */
+    const ended = (): FinalResult | undefined => {
+      const aborted = this.#aborted;
+      if (!aborted) return undefined;
+      // 403/200 + Job-Status equal to the state sent: GitLab has it (C5.1, C8.8).
+      if (aborted.jobStatus === final.state) {
+        return { outcome: "done", jobStatus: aborted.jobStatus, undelivered: this.#undelivered };
+      }
+      return { outcome: "aborted", jobStatus: aborted.jobStatus };
+    };
+    let attempt = 0;
     let probe = false;
-    for (let attempt = 0; attempt < FINAL_ATTEMPTS;) {
+    let flushFailingSince: number | undefined;
+    /** Sleeps a backoff step; false when the deadline would pass first. */
+    const backoff = async (): Promise<boolean> => {
+      const wait = this.#finalBackoff(attempt++);
+      if (clock.now() + wait > deadline) return false;
+      await clock.sleep(wait);
+      return true;
+    };
+    for (;;) {
+      const stopped = ended();
+      if (stopped) return stopped;
+      if (clock.now() > deadline) break;
       if (probe && !(await this.#probe())) {
-        await this.#o.clock.sleep(this.#finalBackoff(attempt++));
+        if (!(await backoff())) break;
         continue;
       }
       probe = false;
-      const flushed = await this.#sendPending(true);
-      const aborted = this.#aborted as JobCallResult | undefined;
-      if (aborted) return { outcome: "aborted", jobStatus: aborted.jobStatus };
-      if (!flushed) {
-        await this.#o.clock.sleep(this.#finalBackoff(attempt++));
-        continue;
+      if (this.#undelivered === undefined) {
+        const flushed = await this.#sendPending(true);
+        const after = ended();
+        if (after) return after;
+        if (!flushed) {
+          flushFailingSince ??= clock.now();
+          if (clock.now() - flushFailingSince < flushDeadlineMs) {
+            if (!(await backoff())) break;
+            continue;
+          }
+          // The log cannot be delivered: the state matters more (C8.5).
+          this.#undelivered = this.#size - this.#sent;
+          this.#diag("The job log could not be sent; sending the final state without its end", {
+            undelivered: this.#undelivered,
+            acknowledged: this.#sent,
+          });
+        } else {
+          flushFailingSince = undefined;
+        }
       }
+      const bytesize = this.#undelivered === undefined ? this.#size : this.#sent;
       try {
         const result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
           state: final.state,
           failureReason: final.failureReason,
           exitCode: final.exitCode,
-          output: { checksum: this.checksum, bytesize: this.#size },
+          output: { checksum: this.#checksumOf(bytesize), bytesize },
           info: this.#o.info,
-        });
+        }, { retry: { deadlineMs: Math.max(0, deadline - clock.now()) } });
         this.#adoptInterval(result.updateInterval);
-        if (result.outcome === "ok") return { outcome: "done", jobStatus: result.jobStatus };
+        if (result.outcome === "ok") {
+          return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
+        }
         if (result.outcome === "abort") {
-          // 200 + Job-Status: failed after a final "failed" is GitLab confirming it (§3.5.1).
-          const confirmed = result.status < 300 && result.jobStatus === final.state;
-          return { outcome: confirmed ? "done" : "aborted", jobStatus: result.jobStatus };
+          // 200/403 + Job-Status equal to the state sent: GitLab has it, also when the answer
+          // to an earlier attempt was lost (C5.1, C8.8).
+          if (result.jobStatus === final.state) {
+            return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
+          }
+          return { outcome: "aborted", jobStatus: result.jobStatus };
         }
         if (result.outcome === "reset") {
           this.#sent = 0;
+          this.#undelivered = undefined;
           continue;
         }
         // 202: GitLab is still persisting the log; repeat after its backoff.
-        if (++accepted > MAX_ACCEPTED_REPEATS) break;
-        await this.#o.clock.sleep(
-          (result.updateInterval ?? this.#intervalMs / 1000) * 1000,
-        );
+        const wait = (result.updateInterval ?? this.#intervalMs / 1000) * 1000;
+        if (clock.now() + wait > deadline) break;
+        await clock.sleep(wait);
       } catch (error) {
         this.#diag("Final update failed, will retry", { error: String(error) });
         // GitLab may have lost log chunks meanwhile: check its size before trying again.
-        probe = true;
-        await this.#o.clock.sleep(this.#finalBackoff(attempt++));
+        probe = this.#undelivered === undefined;
+        if (!(await backoff())) break;
       }
     }
+    this.#diag("The final state could not be delivered before the deadline", {
+      deadlineMs: this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS,
+    });
     return { outcome: "failed" };
   }
 
   /** Stops the pump without a final update (after GitLab cancelled the job). */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#stop.abort(WAKE);
     this.#wakeUp();
     await this.#loop;
     this.#releaseWriters();
@@ -308,6 +378,18 @@ export class JobLog {
       this.#diag("Checking the log size with GitLab failed", { error: String(error) });
       return false;
     }
+  }
+
+  /** `crc32:%08x` of the first `size` stored bytes. */
+  #checksumOf(size: number): string {
+    if (size === this.#size) return this.checksum;
+    const crc = new Crc32();
+    for (let at = 0; at < size;) {
+      const end = Math.min(size, (Math.floor(at / BLOCK) + 1) * BLOCK);
+      crc.update(this.#range(at, end));
+      at = end;
+    }
+    return `crc32:${crc.hex()}`;
   }
 
   #finalBackoff(attempt: number): number {
@@ -383,17 +465,24 @@ export class JobLog {
 
   async #run(): Promise<void> {
     let hurry = false;
+    let failed = false;
     while (!this.#stopping && !this.#aborted) {
-      if (!hurry) {
-        if (this.#wake.signal.aborted) this.#wake = new AbortController();
-        try {
-          await this.#o.clock.sleep(this.#intervalMs, this.#wake.signal);
-        } catch {
-          // woken early: backpressure or finish
+      if (failed) {
+        // GitLab did not take the log: wait a whole interval (only stopping cuts it short), so
+        // a chatty job cannot turn a failing GitLab into a hot loop.
+        await this.#o.clock.sleep(this.#intervalMs, this.#stop.signal).catch(() => {});
+      } else if (!hurry) {
+        // A wake-up that came while the pump was busy (a patch, a keep-alive) is not lost: the
+        // pump goes on at once (C8.10).
+        const woken = this.#wake.signal.aborted;
+        this.#wake = woken ? new AbortController() : this.#wake;
+        if (!woken) {
+          await this.#o.clock.sleep(this.#intervalMs, this.#wake.signal).catch(() => {});
         }
       }
       if (this.#stopping || this.#aborted) break;
       const sent = await this.#sendPending(false);
+      failed = !sent && !this.#aborted && this.#sent < this.#size;
       // Writers are waiting and GitLab takes the log: go on without waiting an interval.
       hurry = sent && this.#size - this.#sent > this.#highWater;
       if (this.#aborted) break;

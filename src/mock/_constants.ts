@@ -159,6 +159,8 @@ export const TRACE_UPDATE_INTERVAL_WATCHED = 3;
 
 /** Default plan limit `ci_jobs_trace_size_limit`: 100 MB. */
 export const TRACE_SIZE_LIMIT = 100 * 1024 * 1024;
+/** A running job without contact this long is failed by GitLab's sweeper (1 h, PROTOCOL §3.5.2). */
+export const STUCK_AFTER_MS = 60 * 60_000;
 
 /** Default `max_artifacts_size`: 100 MB. */
 export const MAX_ARTIFACT_SIZE = 100 * 1024 * 1024;

@@ -189,3 +189,33 @@ export function anySignal(signals: readonly (AbortSignal | undefined)[]): AbortS
   if (list.length === 1) return list[0];
   return AbortSignal.any(list);
 }
+
+/**
+ * The same answer, whose body sends `bytes` bytes (`true`: half of it) and then never ends until
+ * the reader cancels (a fault: a stalled connection).
+ */
+export async function stalledResponse(response: Response, bytes: true | number): Promise<Response> {
+  const body = new Uint8Array(await response.arrayBuffer());
+  const cut = bytes === true ? Math.floor(body.byteLength / 2) : Math.min(bytes, body.byteLength);
+  let sent = false;
+  let wake: (() => void) | undefined;
+  const headers = new Headers(response.headers);
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        if (cut > 0) controller.enqueue(body.slice(0, cut));
+        return;
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+    },
+    cancel() {
+      wake?.();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(stream, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
+}

@@ -95,6 +95,8 @@ export class JobState implements MockJob {
   readonly enqueuedAt: number;
   pickedAt?: number;
   finishedAt?: number;
+  /** Time of the last job-token call the job accepted (the sweeper's `updated_at`). */
+  contactAt?: number;
   readonly spec: Readonly<MockJobSpec>;
 
   /** Payload editor from the builder. */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { type Clock, systemClock } from "../clock.ts";
 import {
   ARTIFACT_FORMATS,
@@ -12,6 +13,7 @@ import {
   FAILURE_REASONS,
   MAX_ARTIFACT_SIZE,
   MAX_REGISTER_BODY_SIZE,
+  STUCK_AFTER_MS,
   TRACE_SIZE_LIMIT,
   TRACE_UPDATE_INTERVAL,
   TRACE_UPDATE_INTERVAL_WATCHED,
@@ -30,6 +32,7 @@ import {
   randomAlphanumeric,
   randomHex,
   rubyToI,
+  stalledResponse,
   statusText,
   textResponse,
 } from "./_util.ts";
@@ -231,6 +234,7 @@ export class GitLabMock {
   #queueValue: string;
   #holds = new Set<() => void>();
   #faults: ActiveFault[] = [];
+  #stuckAfterMs: number;
   #requests: MockRequest[] = [];
   #counts = new Map<string, number>();
   #waiters = new Set<() => void>();
@@ -256,6 +260,7 @@ export class GitLabMock {
     this.#random = options.random ?? mulberry32(0x5eed);
     this.#dependencyToken = options.dependencyToken ?? "dependency";
     this.#recordRequests = options.recordRequests ?? true;
+    this.#stuckAfterMs = options.stuckAfterMs ?? STUCK_AFTER_MS;
     this.#nextId = options.firstJobId ?? 1;
     const base = new URL(options.baseUrl ?? "http://gitlab.mock");
     this.#origin = base.origin;
@@ -365,6 +370,7 @@ export class GitLabMock {
    * ```
    */
   get jobs(): readonly MockJob[] {
+    this.#sweep();
     return this.#jobs;
   }
 
@@ -380,6 +386,7 @@ export class GitLabMock {
    * ```
    */
   getJob(id: number): MockJob | undefined {
+    this.#sweep();
     return this.#byId.get(id);
   }
 
@@ -515,8 +522,11 @@ export class GitLabMock {
     ) {
       throw new RangeError(`Fault status must be an integer in 200..599, got ${fault.status}`);
     }
-    if (fault.status === undefined && !fault.drop && fault.delayMs === undefined) {
-      throw new TypeError("A fault needs a status, drop or delayMs");
+    if (
+      fault.status === undefined && !fault.drop && fault.delayMs === undefined && !fault.hang &&
+      fault.stallBody === undefined
+    ) {
+      throw new TypeError("A fault needs a status, drop, delayMs, hang or stallBody");
     }
     const times = fault.times ?? 1;
     if (!(times > 0)) throw new RangeError(`Fault times must be positive, got ${times}`);
@@ -744,6 +754,9 @@ export class GitLabMock {
   }
 
   async #fetch(input: Request | string | URL, init?: RequestInit): Promise<Response> {
+    // Like a socket, every call yields to the event loop first: a client's hot loop shows up as
+    // a failing test, not as a hung one (M12).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     let request = new Request(input, init);
     const signal = request.signal;
     const bodySource = init?.body !== undefined && init.body !== null &&
@@ -873,6 +886,7 @@ export class GitLabMock {
   }
 
   async #serve(request: Request, ctx: ServeContext): Promise<Response | null> {
+    this.#sweep();
     const url = new URL(request.url);
     const { route, jobId, badId, badMethod } = this.#classify(request.method, url.pathname);
     const record: MockRequest = {
@@ -925,6 +939,15 @@ export class GitLabMock {
         const signal = anySignal([request.signal, ctx.signal]);
         if (!(await this.#delay(fault.delayMs, signal))) return null;
       }
+      if (fault.hang) {
+        await request.body?.cancel().catch(() => {});
+        await new Promise<void>((resolve) => {
+          const signal = anySignal([request.signal, ctx.signal]);
+          if (signal.aborted) resolve();
+          else signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+        return null;
+      }
       if (fault.drop === true || fault.drop === "before") {
         await request.body?.cancel().catch(() => {});
         return null;
@@ -938,6 +961,9 @@ export class GitLabMock {
     if (fault?.drop === "after") {
       await response?.body?.cancel().catch(() => {});
       return null;
+    }
+    if (fault?.stallBody !== undefined && fault.stallBody !== false && response) {
+      return await stalledResponse(response, fault.stallBody);
     }
     return response;
   }
@@ -1075,11 +1101,32 @@ export class GitLabMock {
     });
   }
 
+  /**
+   * The stuck-job sweeper (M11): fails running jobs that no call reached for `stuckAfterMs`.
+   * Run lazily, whenever the mock is asked or inspected, so it needs no timer of its own.
+   */
+  #sweep(): void {
+    if (!(this.#stuckAfterMs > 0)) return;
+    const now = this.#clock.now();
+    let swept = false;
+    for (const job of this.#jobs) {
+      if (!job.executing) continue;
+      const since = job.contactAt ?? job.pickedAt ?? job.enqueuedAt;
+      if (now - since < this.#stuckAfterMs) continue;
+      this.#finish(job, "failed", "stuck_or_timeout_failure");
+      swept = true;
+    }
+    if (swept) this.#notify();
+  }
+
   /** Job-token authentication (`authenticate_job!`): the job, or the 403 to answer. */
   #authJob(id: number, token: string | null | undefined, route: MockRoute): JobState | Response {
     const job = this.#byId.get(id);
     if (!job || !token || token !== job.token) return errorResponse(403, "403 Forbidden");
-    if (job.executing) return job;
+    if (job.executing) {
+      job.contactAt = this.#clock.now();
+      return job;
+    }
     if (job.state === "pending" && job.assigned && route === "update") return job;
     if (job.state === "canceled") {
       if (this.#cancelResponse === "bare-forbidden") return errorResponse(403, "403 Forbidden");

@@ -113,6 +113,12 @@ export interface MockOptions {
   dependencyToken?: "dependency" | "job";
   /** Keep every request in {@linkcode GitLabMock.requests} (default true; counts are always kept). */
   recordRequests?: boolean;
+  /**
+   * The stuck-job sweeper (GitLab's `DropRunningService`): a running job that no runner call
+   * reached for this long is failed `stuck_or_timeout_failure`, and later calls with its token
+   * get 403 + `Job-Status: failed` (default 1 h, like GitLab; 0 turns the sweeper off).
+   */
+  stuckAfterMs?: number;
 }
 
 /**
@@ -463,6 +469,16 @@ export interface MockFault {
   drop?: boolean | "before" | "after";
   /** Wait this long (on the mock's clock) before answering. */
   delayMs?: number;
+  /**
+   * Accept the request and never answer (until the client gives up or the mock closes): a
+   * GitLab or proxy that hangs.
+   */
+  hang?: boolean;
+  /**
+   * Handle the request, send the answer's headers and this many bytes of its body (`true`:
+   * half of it), then stall: the body never ends until the client gives up.
+   */
+  stallBody?: boolean | number;
 }
 
 /**
