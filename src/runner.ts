@@ -7,7 +7,7 @@
 
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
-import type { Client, RunnerMetadata, VerifyResult } from "./api/client.ts";
+import type { CallOptions, Client, RunnerMetadata, VerifyResult } from "./api/client.ts";
 import { backoffMs } from "./api/retry.ts";
 import { ApiError } from "./errors.ts";
 import type { JobFactory } from "./handler.ts";
@@ -188,12 +188,16 @@ export class Runner {
     return this.#outcomes;
   }
 
-  /** Checks the runner token with GitLab (`POST /runners/verify`). */
-  verify(options: { signal?: AbortSignal } = {}): Promise<VerifyResult> {
+  /**
+   * Checks the runner token with GitLab (`POST /runners/verify`). Bounded like every call: the
+   * header deadline (`options.timeoutMs`, default the runner's) and the retry policy
+   * (`options.retry`) limit how long it may take; then it throws `RequestError`.
+   */
+  verify(options: CallOptions = {}): Promise<VerifyResult> {
     return this.#s.client.verify(this.#s.token, {
+      ...options,
       systemId: this.#s.systemId,
       info: this.#s.info,
-      signal: options.signal,
     });
   }
 

@@ -245,96 +245,119 @@ export class JobLog {
     this.#store(this.#masker.flush());
     this.#releaseWriters();
     const clock = this.#o.clock;
-    const deadline = clock.now() +
-      (this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS);
+    const deadlineMs = this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS;
+    const deadline = clock.now() + deadlineMs;
+    // Every call of the final update ends at its deadline, a hanging one included (C8.4) …
+    const overall = new Watchdog(clock, deadlineMs);
+    // … and the final flush ends once it kept failing for the flush deadline (C8.5): the clock
+    // starts at its first failure (a hanging PATCH fails at its header deadline) and stops at
+    // any progress.
     const flushDeadlineMs = this.#o.flushDeadlineMs ?? DEFAULT_FLUSH_DEADLINE_MS;
-    /** The job stopped, or GitLab already holds the state sent: the answer to return. */
-    const ended = (): FinalResult | undefined => {
-      const aborted = this.#aborted;
-      if (!aborted) return undefined;
-      // 403/200 + Job-Status equal to the state sent: GitLab has it (C5.1, C8.8).
-      if (aborted.jobStatus === final.state) {
-        return { outcome: "done", jobStatus: aborted.jobStatus, undelivered: this.#undelivered };
-      }
-      return { outcome: "aborted", jobStatus: aborted.jobStatus };
+    let flush: Watchdog | undefined;
+    const progress = () => {
+      flush?.stop();
+      flush = undefined;
     };
-    let attempt = 0;
-    let probe = false;
-    let flushFailingSince: number | undefined;
-    /** Sleeps a backoff step; false when the deadline would pass first. */
-    const backoff = async (): Promise<boolean> => {
-      const wait = this.#finalBackoff(attempt++);
-      if (clock.now() + wait > deadline) return false;
-      await clock.sleep(wait);
-      return true;
-    };
-    for (;;) {
-      const stopped = ended();
-      if (stopped) return stopped;
-      if (clock.now() > deadline) break;
-      if (probe && !(await this.#probe())) {
-        if (!(await backoff())) break;
-        continue;
-      }
-      probe = false;
-      if (this.#undelivered === undefined) {
-        const flushed = await this.#sendPending(true);
-        const after = ended();
-        if (after) return after;
-        if (!flushed) {
-          flushFailingSince ??= clock.now();
-          if (clock.now() - flushFailingSince < flushDeadlineMs) {
+    try {
+      /** The job stopped, or GitLab already holds the state sent: the answer to return. */
+      const ended = (): FinalResult | undefined => {
+        const aborted = this.#aborted;
+        if (!aborted) return undefined;
+        // 403/200 + Job-Status equal to the state sent: GitLab has it (C5.1, C8.8).
+        if (aborted.jobStatus === final.state) {
+          return { outcome: "done", jobStatus: aborted.jobStatus, undelivered: this.#undelivered };
+        }
+        return { outcome: "aborted", jobStatus: aborted.jobStatus };
+      };
+      let attempt = 0;
+      let probe = false;
+      /** Sleeps a backoff step; false when the deadline would pass first. */
+      const backoff = async (): Promise<boolean> => {
+        const wait = this.#finalBackoff(attempt++);
+        if (clock.now() + wait > deadline) return false;
+        await clock.sleep(wait);
+        return true;
+      };
+      for (;;) {
+        const stopped = ended();
+        if (stopped) return stopped;
+        if (clock.now() >= deadline) break;
+        if (probe && !(await this.#probe(overall.signal))) {
+          if (!(await backoff())) break;
+          continue;
+        }
+        probe = false;
+        if (this.#undelivered === undefined) {
+          const signal = flush ? AbortSignal.any([overall.signal, flush.signal]) : overall.signal;
+          const flushed = await this.#sendPending(true, signal, progress);
+          const after = ended();
+          if (after) return after;
+          if (overall.signal.aborted) break;
+          if (!flushed) flush ??= new Watchdog(clock, flushDeadlineMs);
+          if (!flushed && !flush!.signal.aborted) {
             if (!(await backoff())) break;
             continue;
           }
-          // The log cannot be delivered: the state matters more (C8.5).
-          this.#undelivered = this.#size - this.#sent;
-          this.#diag("The job log could not be sent; sending the final state without its end", {
-            undelivered: this.#undelivered,
-            acknowledged: this.#sent,
+          if (!flushed) {
+            // The log cannot be delivered: the state matters more (C8.5).
+            this.#undelivered = this.#size - this.#sent;
+            this.#diag(
+              "The job log could not be sent; sending the final state without its last {undelivered} bytes",
+              { undelivered: this.#undelivered, acknowledged: this.#sent },
+            );
+          }
+        }
+        const bytesize = this.#undelivered === undefined ? this.#size : this.#sent;
+        try {
+          const result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
+            state: final.state,
+            failureReason: final.failureReason,
+            exitCode: final.exitCode,
+            output: { checksum: this.#checksumOf(bytesize), bytesize },
+            info: this.#o.info,
+          }, {
+            signal: overall.signal,
+            retry: { deadlineMs: Math.max(0, deadline - clock.now()) },
           });
-        } else {
-          flushFailingSince = undefined;
-        }
-      }
-      const bytesize = this.#undelivered === undefined ? this.#size : this.#sent;
-      try {
-        const result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
-          state: final.state,
-          failureReason: final.failureReason,
-          exitCode: final.exitCode,
-          output: { checksum: this.#checksumOf(bytesize), bytesize },
-          info: this.#o.info,
-        }, { retry: { deadlineMs: Math.max(0, deadline - clock.now()) } });
-        this.#adoptInterval(result.updateInterval);
-        if (result.outcome === "ok") {
-          return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
-        }
-        if (result.outcome === "abort") {
-          // 200/403 + Job-Status equal to the state sent: GitLab has it, also when the answer
-          // to an earlier attempt was lost (C5.1, C8.8).
-          if (result.jobStatus === final.state) {
+          this.#adoptInterval(result.updateInterval);
+          if (result.outcome === "ok") {
             return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
           }
-          return { outcome: "aborted", jobStatus: result.jobStatus };
+          if (result.outcome === "abort") {
+            // 200/403 + Job-Status equal to the state sent: GitLab has it, also when the
+            // answer to an earlier attempt was lost (C5.1, C8.8).
+            if (result.jobStatus === final.state) {
+              return {
+                outcome: "done",
+                jobStatus: result.jobStatus,
+                undelivered: this.#undelivered,
+              };
+            }
+            return { outcome: "aborted", jobStatus: result.jobStatus };
+          }
+          if (result.outcome === "reset") {
+            this.#sent = 0;
+            this.#undelivered = undefined;
+            progress();
+            continue;
+          }
+          // 202: GitLab is still persisting the log; repeat after its backoff.
+          const wait = (result.updateInterval ?? this.#intervalMs / 1000) * 1000;
+          if (clock.now() + wait > deadline) break;
+          await clock.sleep(wait);
+        } catch (error) {
+          if (overall.signal.aborted) break;
+          this.#diag("Final update failed, will retry", { error: String(error) });
+          // GitLab may have lost log chunks meanwhile: check its size before trying again.
+          probe = this.#undelivered === undefined;
+          if (!(await backoff())) break;
         }
-        if (result.outcome === "reset") {
-          this.#sent = 0;
-          this.#undelivered = undefined;
-          continue;
-        }
-        // 202: GitLab is still persisting the log; repeat after its backoff.
-        const wait = (result.updateInterval ?? this.#intervalMs / 1000) * 1000;
-        if (clock.now() + wait > deadline) break;
-        await clock.sleep(wait);
-      } catch (error) {
-        this.#diag("Final update failed, will retry", { error: String(error) });
-        // GitLab may have lost log chunks meanwhile: check its size before trying again.
-        probe = this.#undelivered === undefined;
-        if (!(await backoff())) break;
       }
+    } finally {
+      overall.stop();
+      flush?.stop();
     }
-    this.#diag("The final state could not be delivered before the deadline", {
+    this.#diag("The final state could not be delivered within {deadlineMs} ms", {
       deadlineMs: this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS,
     });
     return { outcome: "failed" };
@@ -354,13 +377,14 @@ export class JobLog {
    * with its size unless it holds exactly one byte less (then it takes the byte). Returns
    * false when the probe itself failed.
    */
-  async #probe(): Promise<boolean> {
+  async #probe(signal: AbortSignal): Promise<boolean> {
     if (this.#size === 0 || this.#sent < this.#size) return true;
     const offset = this.#size - 1;
     try {
       const result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, {
         offset,
         data: this.#range(offset, this.#size, true),
+        signal,
       });
       this.#react(result);
       if (
@@ -506,7 +530,11 @@ export class JobLog {
   }
 
   /** Sends everything not yet acknowledged. Returns true when all of it was taken. */
-  async #sendPending(final: boolean): Promise<boolean> {
+  async #sendPending(
+    final: boolean,
+    signal?: AbortSignal,
+    onProgress?: () => void,
+  ): Promise<boolean> {
     let resyncs = 0;
     while (this.#sent < this.#size) {
       const offset = this.#sent;
@@ -519,7 +547,11 @@ export class JobLog {
       const data = this.#range(offset, end);
       let result;
       try {
-        result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, { offset, data });
+        result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, {
+          offset,
+          data,
+          signal,
+        });
       } catch (error) {
         this.#diag("Sending the job log failed, will retry", { error: String(error), offset });
         return false;
@@ -527,6 +559,7 @@ export class JobLog {
       this.#react(result);
       if (result.abort) return false;
       if (result.outcome === "accepted") {
+        onProgress?.();
         this.#patches++;
         this.#lastContact = this.#o.clock.now();
         const server = result.serverOffset ?? end;
@@ -545,7 +578,9 @@ export class JobLog {
           return false;
         }
         this.#sent = server;
-        if (final && resyncs > 1) await this.#o.clock.sleep(this.#intervalMs);
+        if (final && resyncs > 1) {
+          await this.#o.clock.sleep(this.#intervalMs, signal).catch(() => {});
+        }
         continue;
       }
       // 404: the job is not found; retried next tick (the final flush gives up on it).
@@ -573,6 +608,48 @@ export class JobLog {
 
   #diag(message: string, properties?: Record<string, unknown>): void {
     this.#o.onDiagnostic?.(message, { jobId: this.#o.jobId, ...properties });
+  }
+}
+
+/**
+ * An abort signal that fires once `ms` passed without a {@linkcode Watchdog.kick}, on the
+ * injected clock.
+ */
+class Watchdog {
+  #ctl = new AbortController();
+  #stop = new AbortController();
+  #last: number;
+
+  constructor(readonly clock: Clock, readonly ms: number) {
+    this.#last = clock.now();
+    this.#watch();
+  }
+
+  get signal(): AbortSignal {
+    return this.#ctl.signal;
+  }
+
+  kick(): void {
+    this.#last = this.clock.now();
+  }
+
+  stop(): void {
+    this.#stop.abort(WAKE);
+  }
+
+  async #watch(): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      const left = this.#last + this.ms - this.clock.now();
+      if (left <= 0) {
+        this.#ctl.abort(new DOMException(`No progress for ${this.ms} ms`, "TimeoutError"));
+        return;
+      }
+      try {
+        await this.clock.sleep(left, this.#stop.signal);
+      } catch {
+        return;
+      }
+    }
   }
 }
 
