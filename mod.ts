@@ -59,6 +59,11 @@ export { ALL_FEATURES, LIBRARY_FEATURES, Runner, type RunOptions } from "./src/r
 export type { JobOutcome } from "./src/run.ts";
 export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable } from "./src/job.ts";
+export {
+  expandVariables,
+  type ExpandVariablesOptions,
+  type VariableLike,
+} from "./src/variables.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
 export { runScript, type RunScriptOptions } from "./src/script/run_script.ts";

@@ -312,7 +312,6 @@ async function runParsed(
     }
     if (payload.artifacts.length > 0 && !gitlabAbort && !runnerStopped) {
       const h = handler;
-      const variables = new Map(payload.variables.map((v) => [v.key, v.value]));
       try {
         const result = await uploadArtifacts({
           client: ctx.client,
@@ -321,7 +320,7 @@ async function runParsed(
           specs: payload.artifacts,
           files: () => h.uploadableFiles?.() ?? filesUnder(buildDir),
           scriptFailed: failure !== undefined || timedOut || graceful,
-          variables,
+          variables: payload.variables,
           log: logLine,
           clock: ctx.clock,
           random: ctx.random,
