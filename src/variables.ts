@@ -22,6 +22,11 @@ export interface VariableLike {
   readonly raw?: boolean;
   /** A masked variable: `[MASKED]` instead of its value with `{ masked: true }`. */
   readonly masked?: boolean;
+  /**
+   * The value with secrets hidden (a `Variable` has it: the job token inside
+   * `CI_REPOSITORY_URL` too), used instead of `value` with `{ masked: true }`.
+   */
+  readonly maskedValue?: string;
 }
 
 /** Options of {@linkcode expandVariables}. */
@@ -33,8 +38,9 @@ export interface ExpandVariablesOptions {
    */
   fileDir?: string;
   /**
-   * `true`: masked variables expand to `[MASKED]`, for text that goes to another system or a
-   * log (see `Variable.maskedValue`). Default `false`.
+   * `true`: masked variables expand to `[MASKED]`, and a variable's `maskedValue` is used when
+   * it has one (the `Variable`s of a job: no job token inside `CI_REPOSITORY_URL`), for text
+   * that goes to another system or a log. Default `false`.
    */
   masked?: boolean;
 }
@@ -170,11 +176,13 @@ export function expandVariables(
   if (!text.includes("$")) return text;
   const last = lastOfEachKey(variables);
   const { fileDir, masked = false } = options;
+  const base = (v: VariableLike) =>
+    masked ? v.maskedValue ?? (v.masked ? "[MASKED]" : v.value) : v.value;
   // One level, like `Variables.Expand`: a value is expanded against the unexpanded values.
-  const inner = variableLookup(last, (v) => masked && v.masked ? "[MASKED]" : v.value, fileDir);
+  const inner = variableLookup(last, base, fileDir);
   const outer = variableLookup(last, (v) => {
     if (masked && v.masked) return "[MASKED]";
-    return v.raw ? v.value : osExpand(v.value, inner);
+    return v.raw ? base(v) : osExpand(base(v), inner);
   }, fileDir);
   return osExpand(text, outer);
 }

@@ -123,3 +123,34 @@ Deno.test("C12.3 artifact names, paths and excludes are expanded with GitLab's r
   assert.ok(log.includes("out/arm64: found 1 matching artifact files and directories"), log);
   assert.ok(log.includes("out/arm64/*.log: excluded 1 files"), log);
 });
+
+Deno.test("C12.3 Variable.maskedValue: [MASKED] for masked values, job secrets hidden inside others", async () => {
+  await using h = await harness();
+  h.mock.job()
+    .variable("API_KEY", "s3cr3t-value", { masked: true })
+    .variable("BOARD", "rpi4")
+    .variable("URL", "https://x.example/?key=s3cr3t-value")
+    .enqueue();
+  const runner = await h.builder.build();
+  const seen: Record<string, string> = {};
+  let token = "";
+  await runner.requestJob((job) => {
+    token = job.payload.token;
+    for (const k of ["API_KEY", "BOARD", "URL", "CI_REPOSITORY_URL", "CI_JOB_TOKEN"]) {
+      seen[k] = job.variable(k)!.maskedValue;
+    }
+    seen.expanded = expandVariables("$BOARD $API_KEY $CI_REPOSITORY_URL", job.variables, {
+      masked: true,
+    });
+    return { step: async () => {} };
+  });
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(seen.API_KEY, "[MASKED]");
+  assert.equal(seen.BOARD, "rpi4");
+  assert.equal(seen.URL, "https://x.example/?key=[MASKED]");
+  assert.equal(seen.CI_JOB_TOKEN, "[MASKED]");
+  assert.ok(!seen.CI_REPOSITORY_URL.includes(token), seen.CI_REPOSITORY_URL);
+  assert.ok(seen.CI_REPOSITORY_URL.includes("gitlab-ci-token:[MASKED]@"), seen.CI_REPOSITORY_URL);
+  assert.equal(seen.expanded.split(" ")[1], "[MASKED]");
+  assert.ok(!seen.expanded.includes(token), seen.expanded);
+});
