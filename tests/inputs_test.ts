@@ -490,3 +490,11 @@ Deno.test("C12 the mock sends git_info.repo_object_format (sha256 repositories)"
   await until(h.clock, () => runner.running === 0);
   assert.deepEqual(formats, ["sha256", "sha1"]);
 });
+
+Deno.test("C12.1 job_inputs is announced by default and the steps are interpolated without opting in", async () => {
+  await using h = await harness();
+  h.mock.job().input("v", "V").script(["echo ${{ job.inputs.v }}"]).enqueue();
+  const seen = await runJobs(h, []);
+  assert.deepEqual(seen.scripts[0][1], ["echo V"]);
+  assert.equal(h.mock.jobs[0].runnerFeatures?.job_inputs, true);
+});
