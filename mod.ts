@@ -34,7 +34,13 @@
  * @module
  */
 export { type Clock, FakeClock, systemClock } from "./src/clock.ts";
-export { ApiError, JobFailure, RequestError, ScriptFailure } from "./src/errors.ts";
+export {
+  ApiError,
+  InputInterpolationError,
+  JobFailure,
+  RequestError,
+  ScriptFailure,
+} from "./src/errors.ts";
 export {
   type CallOptions,
   Client,
@@ -54,12 +60,24 @@ export {
 } from "./src/api/client.ts";
 export type { RetryPolicy } from "./src/api/retry.ts";
 export * from "./src/api/payload.ts";
-export { mapFailureReason } from "./src/api/failure_reasons.ts";
+export {
+  ALWAYS_SUPPORTED_FAILURE_REASONS,
+  FAILURE_REASON_COMPATIBILITY_MAP,
+  mapFailureReason,
+  RUNNER_FAILURE_REASONS,
+  type RunnerFailureReason,
+} from "./src/api/failure_reasons.ts";
 export { type Deadlines, RunnerBuilder, VERSION } from "./src/builder.ts";
 export { ALL_FEATURES, LIBRARY_FEATURES, Runner, type RunOptions } from "./src/runner.ts";
 export type { JobOutcome } from "./src/run.ts";
 export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
-export { Job, Variable } from "./src/job.ts";
+export { Job, Variable, type VariableOptions } from "./src/job.ts";
+export {
+  expandVariables,
+  type ExpandVariablesOptions,
+  type VariableLike,
+} from "./src/variables.ts";
+export { interpolateInputs, MAX_INTERPOLATED_LENGTH } from "./src/inputs.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
 export { runScript, type RunScriptOptions } from "./src/script/run_script.ts";

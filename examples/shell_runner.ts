@@ -38,6 +38,8 @@ Options (each falls back to an environment variable):
   --token TOKEN        runner authentication token, glrt-…  (RUNNER_TOKEN)
   --concurrency N      jobs run at once (default 4)         (RUNNER_CONCURRENCY)
   --build-dir DIR      where jobs run (default ./builds)    (RUNNER_BUILD_DIR)
+  --state-dir DIR      keeps .runner_system_id, so restarts  (RUNNER_STATE_DIR)
+                       stay one runner (default: build dir)
   --name NAME          runner name shown in GitLab          (RUNNER_NAME)
   --verify             check the token with GitLab and exit
   --verbose            print the runner's diagnostics (debug level)
@@ -55,6 +57,8 @@ export interface ShellRunnerConfig {
   concurrency: number;
   /** Build directory. */
   buildDir: string;
+  /** Where `.runner_system_id` is kept (default: the build directory). */
+  stateDir: string;
   /** Runner name. */
   name?: string;
   /** Only verify the token. */
@@ -97,6 +101,7 @@ export function parseConfig(
         token: { type: "string" },
         concurrency: { type: "string" },
         "build-dir": { type: "string" },
+        "state-dir": { type: "string" },
         name: { type: "string" },
         verify: { type: "boolean" },
         verbose: { type: "boolean" },
@@ -124,11 +129,13 @@ export function parseConfig(
       `--concurrency must be a whole number of at least 1, got ${rawConcurrency}`,
     );
   }
+  const buildDir = values["build-dir"] ?? env.RUNNER_BUILD_DIR ?? "builds";
   return {
     url,
     token,
     concurrency,
-    buildDir: values["build-dir"] ?? env.RUNNER_BUILD_DIR ?? "builds",
+    buildDir,
+    stateDir: values["state-dir"] ?? env.RUNNER_STATE_DIR ?? buildDir,
     name: values.name ?? env.RUNNER_NAME,
     verifyOnly: values.verify ?? false,
     verbose: values.verbose ?? false,
@@ -236,7 +243,8 @@ export async function main(
     reset: true,
   });
 
-  let builder = new RunnerBuilder(config.url, config.token, config.buildDir).shell("bash");
+  let builder = new RunnerBuilder(config.url, config.token, config.buildDir).shell("bash")
+    .systemIdState(`${config.stateDir}/.runner_system_id`);
   if (config.name) builder = builder.name(config.name);
   const runner = await builder.build();
 

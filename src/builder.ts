@@ -17,7 +17,7 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
 } from "./api/client.ts";
 import { ALL_FEATURES, LIBRARY_FEATURES, Runner } from "./runner.ts";
-import { generateSystemId } from "./system_id.ts";
+import { generateSystemId, persistedSystemId } from "./system_id.ts";
 
 /** The library's version, sent in `info.version` unless the application sets its own. */
 export const VERSION = "0.1.0";
@@ -48,6 +48,7 @@ interface BuilderState {
   machineIdPath: string;
   deadlines: Required<Deadlines>;
   payloadLimit: number;
+  systemIdState?: string;
 }
 
 /**
@@ -297,12 +298,49 @@ export class RunnerBuilder {
     return this.#with({ machineIdPath: path });
   }
 
+  /**
+   * Keeps the generated system id in a state file, like the official runner's
+   * `.runner_system_id` next to its `config.toml`: the first start writes the id there, later
+   * starts read it back, so a runner restarted in a container without `/etc/machine-id` (whose
+   * id would otherwise be random each time) stays the same runner manager in GitLab instead of
+   * adding one per restart. An explicit {@linkcode RunnerBuilder.systemId} wins over the file.
+   * A file that exists but cannot be read makes `build()` reject; one that cannot be written,
+   * holds no valid id, or is a symbolic link is logged as a warning (category
+   * `["gitlab-runner", "system-id"]`) and the id is used for this run only.
+   *
+   * @param path The state file, e.g. `/var/lib/my-runner/.runner_system_id`; its directory is
+   *   created (mode `0700`) when missing.
+   * @returns A new builder.
+   *
+   * @example Keep the id in the build directory's parent
+   * ```ts
+   * import { RunnerBuilder } from "@x/gitlab-runner";
+   * const dir = await Deno.makeTempDir();
+   * const builder = new RunnerBuilder("https://gitlab.example.com", "glrt-example", `${dir}/builds`)
+   *   .systemIdState(`${dir}/.runner_system_id`);
+   * const first = await builder.build();
+   * const again = await builder.build();
+   * console.log(first.systemId === again.systemId); // true
+   * ```
+   */
+  systemIdState(path: string): RunnerBuilder {
+    if (!path) throw new TypeError("The system id state file path must not be empty");
+    return this.#with({ systemIdState: path });
+  }
+
   /** Makes the runner (generates the system id if none was set). */
   async build(): Promise<Runner> {
     const s = this.#state;
     const clock = s.clock ?? systemClock;
     const random = s.random ?? Math.random;
-    const systemId = truncate(s.systemId ?? await generateSystemId(s.machineIdPath), 64)!;
+    const generate = () => generateSystemId(s.machineIdPath);
+    const systemId = truncate(
+      s.systemId ??
+        (s.systemIdState === undefined
+          ? await generate()
+          : await persistedSystemId(s.systemIdState, generate)),
+      64,
+    )!;
     const announced = new Set([...LIBRARY_FEATURES, ...s.features]);
     const features: Record<string, boolean> = {};
     for (const f of ALL_FEATURES) features[f] = announced.has(f);

@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { RunnerFailureReason } from "./api/failure_reasons.ts";
+
 /**
  * GitLab answered, but with a status the call cannot use. Carries the status, the endpoint
  * (method and path, never a token) and the response body text (cut to 1 KiB).
@@ -113,21 +115,69 @@ export class ScriptFailure extends Error {
  * const failure = new JobFailure("runner_system_failure", { message: "Board did not boot" });
  * console.log(failure.reason); // "runner_system_failure"
  * ```
+ *
+ * @example A reason newer than some GitLab versions (sent as `script_failure` to those)
+ * ```ts
+ * import { JobFailure, mapFailureReason } from "@x/gitlab-runner";
+ * const failure = new JobFailure("runner_configuration_error", { message: "No board named x" });
+ * console.log(mapFailureReason(failure.reason, ["script_failure"])); // "script_failure"
+ * ```
  */
 export class JobFailure extends Error {
-  /** The failure reason to report (a GitLab `failure_reason`). */
-  readonly reason: string;
+  /**
+   * The failure reason to report (a GitLab `failure_reason`): one the runner produces
+   * ({@linkcode RunnerFailureReason}, e.g. `runner_configuration_error`,
+   * `runner_external_dependency_failure`, `runner_interrupted`) or any other GitLab reason.
+   * A reason the job's GitLab does not list is mapped down before sending
+   * (`mapFailureReason`).
+   */
+  readonly reason: RunnerFailureReason | (string & Record<never, never>);
   /** Exit code to report, if any. */
   readonly exitCode?: number;
 
   /** Creates the failure with `reason`. */
   constructor(
-    reason: string,
+    reason: RunnerFailureReason | (string & Record<never, never>),
     options: { message?: string; exitCode?: number; cause?: unknown } = {},
   ) {
     super(options.message ?? `Job failed: ${reason}`, { cause: options.cause });
     this.name = "JobFailure";
     this.reason = reason;
     this.exitCode = options.exitCode;
+  }
+}
+
+/**
+ * A job's `${{ job.inputs.NAME }}` could not be interpolated: malformed (`${{` not closed,
+ * nested), an expression this library does not evaluate, or an input the job does not have.
+ * A {@linkcode JobFailure} with reason `runner_configuration_error`, like the official
+ * runner's `InputInterpolationError` (gitlab-runner `common/build.go` `expandInputs`); GitLab
+ * versions that do not know that reason get `script_failure`.
+ *
+ * @example
+ * ```ts
+ * import { InputInterpolationError, interpolateInputs } from "@x/gitlab-runner";
+ * try {
+ *   interpolateInputs("echo ${{ job.inputs.nope }}", [
+ *     { key: "env", value: { type: "string", content: "prod", sensitive: false } },
+ *   ]);
+ * } catch (error) {
+ *   console.log(error instanceof InputInterpolationError, (error as InputInterpolationError).reason);
+ *   // true "runner_configuration_error"
+ * }
+ * ```
+ */
+export class InputInterpolationError extends JobFailure {
+  /** What is wrong, without the "Failed to interpolate job inputs" prefix. */
+  readonly detail: string;
+
+  /** Creates the error; `detail` says what is wrong and where. */
+  constructor(detail: string, options: { cause?: unknown } = {}) {
+    super("runner_configuration_error", {
+      message: `Failed to interpolate job inputs: ${detail}`,
+      cause: options.cause,
+    });
+    this.name = "InputInterpolationError";
+    this.detail = detail;
   }
 }

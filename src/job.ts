@@ -4,19 +4,29 @@
  * @module
  */
 
-import type { JobPayload, JobVariable } from "./api/payload.ts";
+import type { JobInput, JobPayload, JobVariable } from "./api/payload.ts";
 import type { JobLog } from "./log/job_log.ts";
 import type { Dependency } from "./artifacts/download.ts";
 
+/** Options of the {@linkcode Variable} constructor. */
+export interface VariableOptions {
+  /**
+   * Hides secrets in a value that is not itself masked (the job's masked values, its token,
+   * token-shaped strings), like the job log does. `Job` passes its log's masking. Default: none.
+   */
+  mask?: (text: string) => string;
+}
+
 /**
  * A job variable. A masked variable prints as `[MASKED]` (in template strings, `String()`,
- * `JSON.stringify` and `console.log`), so it does not leak by accident; read `value` to use it.
+ * `JSON.stringify` and `console.log`), so it does not leak by accident; read `value` to use it,
+ * and {@linkcode Variable.maskedValue} to put it in text for other systems.
  *
  * @example
  * ```ts
  * import { Variable } from "@x/gitlab-runner";
  * const v = new Variable({ key: "TOKEN", value: "s3cr3t-value", masked: true, public: false, file: false, raw: false });
- * console.log(`${v}`, v.value); // "[MASKED]" "s3cr3t-value"
+ * console.log(`${v}`, v.value, v.maskedValue); // "[MASKED]" "s3cr3t-value" "[MASKED]"
  * ```
  */
 export class Variable {
@@ -33,8 +43,11 @@ export class Variable {
   /** Not to be expanded. */
   readonly raw: boolean;
 
-  /** Wraps a variable of the payload. */
-  constructor(variable: JobVariable) {
+  #mask?: (text: string) => string;
+
+  /** Wraps a variable of the payload; `options.mask` hides secrets inside other values. */
+  constructor(variable: JobVariable, options: VariableOptions = {}) {
+    this.#mask = options.mask;
     this.key = variable.key;
     this.value = variable.value;
     this.masked = variable.masked;
@@ -43,9 +56,30 @@ export class Variable {
     this.raw = variable.raw;
   }
 
-  /** The value, or `[MASKED]` for a masked variable. */
+  /**
+   * The value as it may appear in text that leaves the runner (a request to another system, a
+   * report, a log line): `[MASKED]` for a masked variable; for the others, the value with the
+   * secrets the job log would hide replaced by `[MASKED]` (for a variable of a `Job`: masked
+   * values, the job token, token-shaped strings, so `CI_REPOSITORY_URL` does not carry the
+   * token).
+   *
+   * @example Build a command line for another system
+   * ```ts
+   * import { Variable } from "@x/gitlab-runner";
+   * const key = new Variable({ key: "API_KEY", value: "s3cr3t-value", masked: true, public: false, file: false, raw: false });
+   * const board = new Variable({ key: "BOARD", value: "rpi4", masked: false, public: true, file: false, raw: false });
+   * console.log(`submit --board ${board.maskedValue} --key ${key.maskedValue}`);
+   * // "submit --board rpi4 --key [MASKED]"
+   * ```
+   */
+  get maskedValue(): string {
+    if (this.masked) return "[MASKED]";
+    return this.#mask ? this.#mask(this.value) : this.value;
+  }
+
+  /** The value, or `[MASKED]` where it is or holds a secret ({@linkcode Variable.maskedValue}). */
   toString(): string {
-    return this.masked ? "[MASKED]" : this.value;
+    return this.maskedValue;
   }
 
   /** The JSON form, with `[MASKED]` as the value of a masked variable. */
@@ -96,6 +130,18 @@ export interface JobOptions {
  *   return { step: async () => job.trace(`using board ${board}\n`) };
  * }
  * ```
+ *
+ * @example Use job inputs and expand variables for another system
+ * ```ts
+ * import { expandVariables, type Job, type JobHandler } from "@x/gitlab-runner";
+ * function factory(job: Job): JobHandler {
+ *   // `${{ job.inputs.NAME }}` in the scripts is already replaced; the typed values are here:
+ *   const replicas = job.input("replicas")?.value.content ?? 1;
+ *   // `$VAR` with GitLab's rules, masked values as [MASKED], for a request to another system:
+ *   const summary = expandVariables("deploy $CI_COMMIT_REF_NAME", job.variables, { masked: true });
+ *   return { step: async () => job.trace(`${summary} x${replicas}\n`) };
+ * }
+ * ```
  */
 export class Job {
   #payload: JobPayload;
@@ -110,7 +156,10 @@ export class Job {
     this.#payload = options.payload;
     this.#buildDir = options.buildDir;
     this.#log = options.log;
-    this.#variables = new Map(options.payload.variables.map((v) => [v.key, new Variable(v)]));
+    const mask = (text: string) => options.log.mask(text);
+    this.#variables = new Map(
+      options.payload.variables.map((v) => [v.key, new Variable(v, { mask })]),
+    );
     this.#dependencies = options.dependencies ?? [];
     this.#signal = options.signal ?? new AbortController().signal;
   }
@@ -175,6 +224,22 @@ export class Job {
   /** One variable by name. */
   variable(key: string): Variable | undefined {
     return this.#variables.get(key);
+  }
+
+  /**
+   * The job's inputs (`inputs:` of the job, GitLab 18.x+), typed. By the time the handler
+   * runs, `${{ job.inputs.NAME }}` in the step scripts, artifacts, caches, image and services
+   * has been replaced with their values (when the runner announces `job_inputs`, which it does
+   * by default); the values of `sensitive` inputs are masked in the job log. Use
+   * `interpolateInputs` for other text.
+   */
+  get inputs(): readonly JobInput[] {
+    return this.#payload.inputs;
+  }
+
+  /** One input by name (the first, if GitLab sent the name twice). */
+  input(key: string): JobInput | undefined {
+    return this.#payload.inputs.find((i) => i.key === key);
   }
 
   /**

@@ -20,6 +20,7 @@ import { withJobLog } from "./output.ts";
 import { createDependencies } from "./artifacts/download.ts";
 import { filesUnder } from "./artifacts/files.ts";
 import { uploadArtifacts } from "./artifacts/upload.ts";
+import { applyJobInputs } from "./inputs.ts";
 
 /** What the runner gives each job run. */
 export interface RunContext {
@@ -173,8 +174,12 @@ async function failUnparsed(
 
 async function runParsed(
   ctx: RunContext,
-  payload: Extract<ParseResult, { ok: true }>["payload"],
+  parsed: Extract<ParseResult, { ok: true }>["payload"],
 ): Promise<Ended> {
+  // Job inputs (C12.1, src/inputs.ts): `${{ job.inputs.NAME }}` interpolated into the payload
+  // when `job_inputs` is announced; `inputs.secrets` are masked; `inputs.error` fails the job.
+  const inputs = applyJobInputs(parsed, ctx.features.job_inputs === true);
+  const payload = inputs.payload;
   const id = payload.id;
   const logger = ctx.logger.with({ jobId: id });
   const mainCtl = new AbortController();
@@ -185,7 +190,7 @@ async function runParsed(
   let runnerStopped = false;
 
   const secrets = payload.variables.filter((v) => v.masked && v.value).map((v) => v.value);
-  secrets.push(payload.token);
+  secrets.push(payload.token, ...inputs.secrets);
   const log = new JobLog({
     client: ctx.client,
     jobId: id,
@@ -254,6 +259,11 @@ async function runParsed(
         ctx.info.name ?? "runner"
       } ${ctx.systemId}\n`,
     );
+    if (inputs.error) {
+      const message = `failed to interpolate job inputs: ${inputs.error.detail}`;
+      failure = { reason: inputs.error.reason, message };
+      return;
+    }
     const steps = payload.steps;
     if (!steps) {
       failure = {
@@ -330,7 +340,6 @@ async function runParsed(
     }
     if (payload.artifacts.length > 0 && !gitlabAbort && !runnerStopped) {
       const h = handler;
-      const variables = new Map(payload.variables.map((v) => [v.key, v.value]));
       try {
         const result = await uploadArtifacts({
           client: ctx.client,
@@ -339,7 +348,7 @@ async function runParsed(
           specs: payload.artifacts,
           files: () => h.uploadableFiles?.() ?? filesUnder(buildDir),
           scriptFailed: failure !== undefined || timedOut || graceful,
-          variables,
+          variables: payload.variables,
           log: logLine,
           clock: ctx.clock,
           random: ctx.random,

@@ -55,7 +55,8 @@ export const ALL_FEATURES: readonly string[] = [
  * The features this library implements itself, and so announces: variables reach the handler,
  * artifacts are uploaded (several per job, raw and gzip formats, `exclude`), logs are masked,
  * 412 resets the log, checksums and sizes are sent, cancel (hard and graceful) works, exit
- * codes are reported, and `release` steps run.
+ * codes are reported, `release` steps run, and `${{ job.inputs.NAME }}` is interpolated
+ * (`job_inputs`: the official runner announces it always and interpolates by default).
  */
 export const LIBRARY_FEATURES: readonly string[] = [
   "variables",
@@ -71,6 +72,7 @@ export const LIBRARY_FEATURES: readonly string[] = [
   "cancel_gracefully",
   "return_exit_code",
   "multi_build_steps",
+  "job_inputs",
 ];
 
 /** Options of {@linkcode Runner.run}. */

@@ -206,7 +206,7 @@ Deno.test("C2.3 cache, credentials, features and dependencies", () => {
   ]);
   assert.equal(payload.secrets, undefined);
   assert.equal(payload.policyOptions, undefined);
-  assert.equal(payload.inputs, undefined);
+  assert.deepEqual(payload.inputs, []);
 });
 
 Deno.test("C2.3 EE and newer keys: secrets, policy_options, inputs, token_mask_prefixes, tracing", () => {
@@ -220,7 +220,9 @@ Deno.test("C2.3 EE and newer keys: secrets, policy_options, inputs, token_mask_p
   assert.deepEqual(warnings, []);
   assert.deepEqual(payload.secrets, { DB: { vault: { path: "db", field: "pw" }, file: false } });
   assert.deepEqual(payload.policyOptions, { execution_policy_job: true, policy_name: "scan" });
-  assert.deepEqual(payload.inputs, [{ key: "env", value: { type: "string", content: "prod" } }]);
+  assert.deepEqual(payload.inputs, [
+    { key: "env", value: { type: "string", content: "prod", sensitive: false } },
+  ]);
   assert.deepEqual(payload.features.tokenMaskPrefixes, ["glpat-", "glcbt-"]);
   assert.deepEqual(payload.features.tracing, { trace_id: "abc" });
 });

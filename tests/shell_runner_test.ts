@@ -28,6 +28,14 @@ Deno.test("C7 example: bad command lines give a clear message and a non-zero exi
   assert.equal(fromEnv?.url, "https://x.org");
   assert.equal(fromEnv?.token, "glrt-x");
   assert.equal(parseConfig(["--help"], {}), undefined);
+  // C12.4: the system id is kept in the build dir unless --state-dir says otherwise.
+  const base = ["--url", "https://x.org", "--token", "t", "--build-dir", "/b"];
+  assert.equal(parseConfig(base, {})?.stateDir, "/b");
+  assert.equal(parseConfig(base, { RUNNER_STATE_DIR: "/s" })?.stateDir, "/s");
+  assert.equal(
+    parseConfig([...base, "--state-dir", "/t"], { RUNNER_STATE_DIR: "/s" })?.stateDir,
+    "/t",
+  );
 
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "examples/shell_runner.ts", "--url", "https://x.org"],
@@ -124,6 +132,11 @@ Deno.test("C7 example end to end: artifacts, a dependency, an exit code, a cance
     }
     assert.deepEqual(pids.filter(alive), [], "processes of the cancelled job are still running");
     assert.equal(build.artifacts[0]?.filename, "app.zip");
+    // C12.4: the example keeps its system id in the build dir (no --state-dir given).
+    assert.match(
+      await Deno.readTextFile(`${buildDir}/.runner_system_id`),
+      /^[sr]_[0-9a-zA-Z]{12}$/,
+    );
   } finally {
     child.kill("SIGTERM"); // stop taking jobs…
     await new Promise((r) => setTimeout(r, 200));

@@ -75,10 +75,48 @@ export interface JobPayload {
   secrets?: Record<string, unknown>;
   /** `policy_options` (EE): security-policy job settings, kept as sent. `undefined` when absent. */
   policyOptions?: Record<string, unknown>;
-  /** `inputs` (newer GitLab): job inputs, kept as sent. `undefined` when absent or `null`. */
-  inputs?: unknown;
+  /**
+   * `inputs` (GitLab 18.x+, job `inputs:`): the job's typed inputs, referenced in its scripts
+   * as `${{ job.inputs.NAME }}`. `[]` when absent. Entries the official runner would refuse (no
+   * key, `null` content, an unknown type, content not of the announced type) are dropped with
+   * a warning. The runner interpolates them into the steps (see `Job.inputs`).
+   */
+  inputs: JobInput[];
   /** The decoded JSON object exactly as received, unknown keys included (forward compatibility). */
   raw: Record<string, unknown>;
+}
+
+/** The type of a job input (`inputs[].value.type`): what its `content` holds. */
+export type JobInputType = "string" | "number" | "boolean" | "array" | "struct";
+
+/**
+ * A job input's content: a string, a finite number, a boolean, an array (`array`) or an object
+ * (`struct`) of such values (`null` only inside an array or object).
+ */
+export type JobInputContent =
+  | string
+  | number
+  | boolean
+  | null
+  | JobInputContent[]
+  | { [key: string]: JobInputContent };
+
+/**
+ * One job input (`inputs[]`), as GitLab sends it: `{key, value: {type, content, sensitive}}`
+ * (gitlab-runner `common/spec/inputs.go` `JobInput`).
+ */
+export interface JobInput {
+  /** `key`: the input's name, as in `${{ job.inputs.NAME }}`. Never empty. */
+  key: string;
+  /** `value`: the typed content. */
+  value: {
+    /** `type`: the announced type; `content` has it. */
+    type: JobInputType;
+    /** `content`: the value (never `null` at the top level). */
+    content: JobInputContent;
+    /** `sensitive`: the value must not appear in the job log. `false` when absent. */
+    sensitive: boolean;
+  };
 }
 
 /** `job_info`: descriptive data about the job. Ids GitLab did not send are `undefined`. */
@@ -667,6 +705,72 @@ function parseVariables(v: unknown, w: string[]): JobVariable[] {
   return out;
 }
 
+const INPUT_TYPES: readonly string[] = ["string", "number", "boolean", "array", "struct"];
+
+/** The `JobInputType` `v` has, if it is valid input content. */
+function contentKind(v: unknown, depth = 0): JobInputType | "null" | undefined {
+  if (depth > 64) return undefined; // deeper than any CI configuration: refuse, never recurse on
+  if (v === null) return "null";
+  if (typeof v === "string") return "string";
+  if (typeof v === "boolean") return "boolean";
+  if (typeof v === "number") return Number.isFinite(v) ? "number" : undefined;
+  if (Array.isArray(v)) {
+    return v.every((item) => contentKind(item, depth + 1) !== undefined) ? "array" : undefined;
+  }
+  if (isObject(v)) {
+    return Object.values(v).every((item) => contentKind(item, depth + 1) !== undefined)
+      ? "struct"
+      : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * `inputs[]`, validated like the official runner's `JobInput.validate` (a key; content not
+ * `null`; a known type; content of that type). Warnings name the key and the kinds only, never
+ * the content (it may be sensitive).
+ */
+function parseInputs(v: unknown, w: string[]): JobInput[] {
+  const out: JobInput[] = [];
+  for (const [o, path] of objList(v, "inputs", w)) {
+    const key = field(o, "key");
+    if (typeof key !== "string" || key === "") {
+      w.push(`${path}: input without a key; dropped`);
+      continue;
+    }
+    const value = field(o, "value");
+    const content = isObject(value) ? field(value, "content") : undefined;
+    if (!isObject(value) || isAbsent(content)) {
+      w.push(`${path}: input ${JSON.stringify(key)} has no content; dropped`);
+      continue;
+    }
+    const type = field(value, "type");
+    if (typeof type !== "string" || !INPUT_TYPES.includes(type)) {
+      const shown = typeof type === "string" ? JSON.stringify(type.slice(0, 40)) : kindOf(type);
+      w.push(`${path}: input ${JSON.stringify(key)} has an unknown type ${shown}; dropped`);
+      continue;
+    }
+    const kind = contentKind(content);
+    if (kind !== type) {
+      w.push(
+        `${path}: input ${JSON.stringify(key)} is announced as ${type} but holds ${
+          kind ?? "an unusable value"
+        }; dropped`,
+      );
+      continue;
+    }
+    out.push({
+      key,
+      value: {
+        type: type as JobInputType,
+        content: content as JobInputContent,
+        sensitive: bool(field(value, "sensitive"), `${path}.value.sensitive`, w),
+      },
+    });
+  }
+  return out;
+}
+
 function parseSteps(v: unknown, w: string[]): JobStep[] | undefined {
   if (isAbsent(v)) return undefined;
   if (!Array.isArray(v)) {
@@ -854,6 +958,7 @@ function parseValue(input: unknown): ParseResult {
     gitInfo: parseGitInfo(f("git_info"), w),
     runnerInfo: parseRunnerInfo(f("runner_info"), w),
     variables: effectiveVariables(parseVariables(f("variables"), w)),
+    inputs: parseInputs(f("inputs"), w),
     hooks: parseHooks(f("hooks"), w),
     services: parseServices(f("services"), w),
     artifacts: parseArtifacts(f("artifacts"), w),
@@ -873,8 +978,6 @@ function parseValue(input: unknown): ParseResult {
   if (secrets !== undefined) payload.secrets = secrets;
   const policyOptions = optObj(f("policy_options"), "policy_options", w);
   if (policyOptions !== undefined) payload.policyOptions = policyOptions;
-  const inputs = f("inputs");
-  if (!isAbsent(inputs)) payload.inputs = inputs;
   return { ok: true, payload, warnings: w };
 }
 

@@ -5,7 +5,8 @@
  *
  * - each `artifacts[]` entry whose `when` fits the script result is uploaded on its own, in
  *   payload order; an entry with neither `paths` nor `untracked` is skipped;
- * - `$VAR` and `${VAR}` in `name`, `paths` and `exclude` are expanded from the job variables;
+ * - `$VAR` and `${VAR}` in `name`, `paths` and `exclude` are expanded from the job variables
+ *   with GitLab's rules ({@link expandVariables});
  * - files are matched with doublestar semantics ({@link matchArtifactPaths}); nothing matched
  *   means no request at all;
  * - the archive (`zip` with deflate at `ARTIFACT_COMPRESSION_LEVEL`, multi-member `gzip`, or
@@ -40,6 +41,7 @@ import type { UploadableFile } from "./files.ts";
 import { matchArtifactPaths } from "./path_match.ts";
 import { cleanPath, compareCodePoints } from "./_path.ts";
 import { statusLine } from "./_http_status.ts";
+import { expandVariables, osExpand, type VariableLike } from "../variables.ts";
 
 /** Job variables, as a map or a lookup function. */
 export type VariableLookup = ReadonlyMap<string, string> | ((key: string) => string | undefined);
@@ -64,9 +66,11 @@ export interface UploadArtifactsOptions {
   scriptFailed: boolean;
   /**
    * The job variables: `ARTIFACT_COMPRESSION_LEVEL` and the values of `$VAR` / `${VAR}` in
-   * `name`, `paths` and `exclude` (an unknown variable expands to nothing, as in a shell).
+   * `name`, `paths` and `exclude`. The job's variables (a list) are expanded with GitLab's rules
+   * ({@link expandVariables}: values expanded once, raw ones verbatim, `$$` is `$`, unknown
+   * names empty); a map or a function gives values used as they are.
    */
-  variables?: VariableLookup;
+  variables?: VariableLookup | Iterable<VariableLike>;
   /** Writes one line to the job log (without the newline). */
   log: (line: string) => void;
   /** Clock for the waits between tries. */
@@ -135,24 +139,39 @@ const MAX_BACKOFF_MS = 5000;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
-function lookup(variables: VariableLookup | undefined): (key: string) => string | undefined {
-  if (variables === undefined) return () => undefined;
-  if (typeof variables === "function") return variables;
-  return (key) => variables.get(key);
+/** How `name`, `paths`, `exclude` and `ARTIFACT_COMPRESSION_LEVEL` are read from the variables. */
+interface Expander {
+  /** Expands `$VAR` / `${VAR}`. */
+  expand(text: string): string;
+  /** The (expanded) value of one variable, `undefined` when there is none. */
+  get(key: string): string | undefined;
 }
 
 /**
- * Expands `$NAME` and `${NAME}` like the official runner's `shell.Expand` (a subset: no
- * `${NAME:-default}` forms); `\$` is a literal `$`; unknown variables expand to nothing.
+ * The job's variables (a list) are expanded with {@link expandVariables}, GitLab's rules; a map
+ * or a function holds values that are used as they are, with the same `$` syntax (`os.Expand`:
+ * `$$` is `$`, unknown and special names are empty).
  */
-function expand(text: string, get: (key: string) => string | undefined): string {
-  return text.replace(
-    /\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
-    (match, braced: string | undefined, bare: string | undefined) => {
-      if (match === "\\$") return "$";
-      return get((braced ?? bare)!) ?? "";
-    },
-  );
+function expander(variables: UploadArtifactsOptions["variables"]): Expander {
+  if (variables === undefined) variables = [];
+  if (typeof variables === "function" || variables instanceof Map) {
+    const get: (key: string) => string | undefined = typeof variables === "function"
+      ? variables
+      : (key) => (variables as ReadonlyMap<string, string>).get(key);
+    const lookup = (name: string) =>
+      name === "$"
+        ? "$"
+        : name.length === 1 && "*#@!?0123456789".includes(name)
+        ? ""
+        : get(name) ?? "";
+    return { expand: (text) => osExpand(text, lookup), get };
+  }
+  const list = [...(variables as Iterable<VariableLike>)];
+  const known = new Set(list.map((v) => v.key));
+  return {
+    expand: (text) => expandVariables(text, list),
+    get: (key) => known.has(key) ? expandVariables(`\${${key}}`, list) : undefined,
+  };
 }
 
 function whenMatches(when: string, scriptFailed: boolean): boolean {
@@ -263,13 +282,13 @@ interface Prepared {
 async function prepare(
   spec: ArtifactSpec,
   options: UploadArtifactsOptions,
-  get: (key: string) => string | undefined,
+  x: Expander,
 ): Promise<Prepared | undefined> {
   const { log } = options;
-  const rawName = spec.name !== undefined ? expand(spec.name, get) : undefined;
+  const rawName = spec.name !== undefined ? x.expand(spec.name) : undefined;
   const name = rawName || spec.artifactType;
-  const paths = spec.paths.map((p) => expand(p, get));
-  const exclude = spec.exclude.map((p) => expand(p, get));
+  const paths = spec.paths.map((p) => x.expand(p));
+  const exclude = spec.exclude.map((p) => x.expand(p));
   const format = spec.artifactFormat || "zip";
   const projectDir = options.projectDir;
   const available = await collectFiles(options.files());
@@ -341,7 +360,7 @@ async function prepare(
       ...(file.mode !== undefined ? { mode: file.mode } : {}),
       ...(file.mtime !== undefined ? { mtime: file.mtime } : {}),
     })),
-    level: compressionLevelFromVariable(get("ARTIFACT_COMPRESSION_LEVEL")),
+    level: compressionLevelFromVariable(x.get("ARTIFACT_COMPRESSION_LEVEL")),
   };
 }
 
@@ -484,16 +503,16 @@ async function upload(
 export async function uploadArtifacts(
   options: UploadArtifactsOptions,
 ): Promise<UploadArtifactsResult> {
-  const get = lookup(options.variables);
+  const x = expander(options.variables);
   const result: UploadArtifactsResult = { ok: true, uploaded: [], failures: [] };
   for (const spec of options.specs) {
     options.signal?.throwIfAborted();
     if (!whenMatches(spec.when, options.scriptFailed)) continue;
     if (spec.paths.length === 0 && !spec.untracked) continue;
     options.log("Uploading artifacts...");
-    const name = (spec.name !== undefined ? expand(spec.name, get) : "") || spec.artifactType;
+    const name = (spec.name !== undefined ? x.expand(spec.name) : "") || spec.artifactType;
     try {
-      const prepared = await prepare(spec, options, get);
+      const prepared = await prepare(spec, options, x);
       if (prepared === undefined) continue;
       result.uploaded.push(await upload(prepared, options));
     } catch (err) {

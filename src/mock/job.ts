@@ -17,6 +17,7 @@ import type {
   MockCacheSpec,
   MockDependencySpec,
   MockJob,
+  MockJobInput,
   MockJobSpec,
   MockJobState,
   MockStep,
@@ -450,7 +451,7 @@ export function renderPayload(
           : `+refs/heads/${shortRef}:refs/remotes/origin/${shortRef}`,
       ],
       depth: spec.depth ?? 20,
-      repo_object_format: "sha1",
+      repo_object_format: spec.repoObjectFormat ?? "sha1",
       protected: spec.protected ?? false,
     },
     runner_info: {
@@ -459,6 +460,7 @@ export function renderPayload(
       runner_session_url: null,
     },
     variables: [...predefined, ...(spec.variables ?? [])].map(variable),
+    ...(spec.inputs ? { inputs: structuredClone(spec.inputs) } : {}),
     steps,
     hooks: (spec.hooks ?? []).map((h) => ({ name: h.name, script: [...h.script] })),
     image: spec.image ? image(spec.image) : null,
@@ -473,7 +475,11 @@ export function renderPayload(
       username: "gitlab-ci-token",
       password: token,
     }],
-    features: { trace_sections: true, failure_reasons: [...FAILURE_REASONS] },
+    features: {
+      trace_sections: true,
+      failure_reasons: [...(spec.failureReasons ?? FAILURE_REASONS)],
+      ...(spec.tokenMaskPrefixes ? { token_mask_prefixes: [...spec.tokenMaskPrefixes] } : {}),
+    },
     dependencies,
   };
   if (spec.secrets) payload.secrets = structuredClone(spec.secrets);
@@ -631,6 +637,50 @@ export class MockJobBuilder {
     (this.#spec.dependencies ??= []).push(
       options.artifacts === undefined ? ref : { job: ref, artifacts: options.artifacts },
     );
+    return this;
+  }
+
+  /**
+   * Adds a job input (`inputs[]`), referenced in scripts as `${{ job.inputs.KEY }}`.
+   *
+   * @param key The input's name.
+   * @param content Its value; the type is inferred (`string`, `number`, `boolean`, `array`,
+   *   `struct`) unless `options.type` says otherwise (to send a mismatching one on purpose).
+   * @param options `sensitive` (masked in the log), `type`.
+   */
+  input(
+    key: string,
+    content: unknown,
+    options: { sensitive?: boolean; type?: string } = {},
+  ): this {
+    const type = options.type ??
+      (Array.isArray(content)
+        ? "array"
+        : content !== null && typeof content === "object"
+        ? "struct"
+        : typeof content);
+    (this.#spec.inputs ??= []).push({
+      key,
+      value: { type, content, sensitive: options.sensitive ?? false },
+    });
+    return this;
+  }
+
+  /** Sets the raw `inputs` array (hostile shapes included), replacing earlier inputs. */
+  inputs(inputs: MockJobInput[]): this {
+    this.#spec.inputs = structuredClone(inputs);
+    return this;
+  }
+
+  /** Sets `features.failure_reasons`: the reasons this (older) GitLab knows. */
+  failureReasons(reasons: string[]): this {
+    this.#spec.failureReasons = [...reasons];
+    return this;
+  }
+
+  /** Sets `git_info.repo_object_format` (`sha1` or `sha256`). */
+  repoObjectFormat(format: string): this {
+    this.#spec.repoObjectFormat = format;
     return this;
   }
 

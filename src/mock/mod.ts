@@ -56,6 +56,7 @@ export type {
   MockDependencySpec,
   MockFault,
   MockJob,
+  MockJobInput,
   MockJobSpec,
   MockJobState,
   MockOptions,

@@ -243,6 +243,30 @@ export interface MockCacheSpec {
 }
 
 /**
+ * A job input as GitLab sends it (`inputs[]`). Not validated: hostile shapes go out as given.
+ *
+ * @example
+ * ```ts
+ * import type { MockJobInput } from "@x/gitlab-runner/mock";
+ * const input: MockJobInput = { key: "env", value: { type: "string", content: "prod", sensitive: false } };
+ * console.log(input.key);
+ * ```
+ */
+export interface MockJobInput {
+  /** The input's name. */
+  key: string;
+  /** Type, content and sensitivity. */
+  value: {
+    /** `string`, `number`, `boolean`, `array` or `struct`. */
+    type: string;
+    /** The content (of that type). */
+    content: unknown;
+    /** Masked in the job log. */
+    sensitive?: boolean;
+  };
+}
+
+/**
  * A job as plain JSON-able data (what the command's `--jobs` file holds). Every field is
  * optional; the rendered payload follows GitLab's shape (PROTOCOL §4).
  *
@@ -313,6 +337,20 @@ export interface MockJobSpec {
   artifactsFile?: Uint8Array | string;
   /** File name of {@linkcode MockJobSpec.artifactsFile} (default `artifacts.zip`). */
   artifactsFilename?: string;
+  /**
+   * Job inputs, sent as `inputs` exactly as given (`[{key, value: {type, content,
+   * sensitive}}]`, GitLab 18.x+); the key is left out when unset.
+   */
+  inputs?: MockJobInput[];
+  /**
+   * `features.failure_reasons` (default: every reason of current GitLab); set an older list to
+   * play a GitLab that does not know the 2026 reasons.
+   */
+  failureReasons?: string[];
+  /** `features.token_mask_prefixes` (left out when unset). */
+  tokenMaskPrefixes?: string[];
+  /** `git_info.repo_object_format` (default `sha1`; `sha256` for SHA-256 repositories). */
+  repoObjectFormat?: string;
   /** Top-level payload keys to set (a value of `undefined` removes the key). */
   payload?: Record<string, unknown>;
   /** Top-level payload keys to remove (JSON-friendly form of a removal). */

@@ -1,10 +1,12 @@
 /**
  * Job variables as the official runner turns them into a shell's environment (gitlab-runner
- * `common/spec/variables.go`: `Expand`, `ExpandWith`, `value`; `shells/bash.go`: `Variable`).
- * Internal.
+ * `common/spec/variables.go`: `Expand`, `ExpandWith`, `value`; `shells/bash.go`: `Variable`),
+ * with the expansion rules of `../variables.ts`. Internal.
  *
  * @module
  */
+
+import { lastOfEachKey, osExpand, variableLookup } from "../variables.ts";
 
 /** The fields of a job variable that matter here (`Variable` and `JobVariable` both have them). */
 export interface VariableLike {
@@ -28,58 +30,8 @@ export interface PreparedVariable {
   path?: string;
 }
 
-const SPECIAL = "*#$@!?-0123456789";
-
-function isAlphaNum(c: string): boolean {
-  return c === "_" || (c >= "0" && c <= "9") || (c >= "a" && c <= "z") || (c >= "A" && c <= "Z");
-}
-
-/** Go's `os.getShellName`: the name after a `$` and how many characters it takes. */
-function shellName(s: string, at: number): [string, number] {
-  if (s[at] === "{") {
-    if (s.length - at > 2 && SPECIAL.includes(s[at + 1]) && s[at + 2] === "}") {
-      return [s[at + 1], 3];
-    }
-    for (let i = at + 1; i < s.length; i++) {
-      if (s[i] === "}") {
-        if (i === at + 1) return ["", 2]; // "${}": bad syntax, eaten
-        return [s.slice(at + 1, i), i - at + 1];
-      }
-    }
-    return ["", 1]; // "${" without "}": bad syntax, "${" eaten
-  }
-  if (SPECIAL.includes(s[at])) return [s[at], 1];
-  let i = at;
-  while (i < s.length && isAlphaNum(s[i])) i++;
-  return [s.slice(at, i), i - at];
-}
-
-/**
- * Go's `os.Expand`: replaces `$NAME` and `${NAME}` with `lookup(NAME)`. A `$` not followed by
- * a name stays; `${}` and an unclosed `${` are dropped; `${A:-b}` looks up the name `A:-b`.
- */
-export function expand(value: string, lookup: (name: string) => string): string {
-  let out = "";
-  let changed = false;
-  let i = 0;
-  for (let j = 0; j < value.length; j++) {
-    if (value[j] === "$" && j + 1 < value.length) {
-      changed = true;
-      out += value.slice(i, j);
-      const [name, width] = shellName(value, j + 1);
-      if (name === "" && width > 0) {
-        // invalid syntax: eaten
-      } else if (name === "") {
-        out += "$";
-      } else {
-        out += lookup(name);
-      }
-      j += width;
-      i = j + 1;
-    }
-  }
-  return changed ? out + value.slice(i) : value;
-}
+/** Go's `os.Expand` (kept under this name for the tests of this module). */
+export const expand: (value: string, lookup: (name: string) => string) => string = osExpand;
 
 /**
  * Prepares variables like the official runner: the last one of a name wins; values of
@@ -92,19 +44,10 @@ export function prepareVariables(
   variables: readonly VariableLike[],
   fileDir: string | undefined,
 ): PreparedVariable[] {
-  const last = new Map<string, VariableLike>();
-  for (const v of variables) {
-    last.delete(v.key); // keep the order of the last occurrences
-    last.set(v.key, v);
-  }
+  const last = lastOfEachKey(variables);
   const pathOf = (key: string) => `${fileDir}/${key}`;
-  const lookup = (name: string): string => {
-    if (name === "$") return "$";
-    if ("*#@!?0123456789".includes(name) && name.length === 1) return "";
-    const v = last.get(name);
-    if (v === undefined) return "";
-    return v.file ? pathOf(v.key) : v.value;
-  };
+  // `fileDir` is set whenever there are file variables (runScript makes one).
+  const lookup = variableLookup(last, (v) => v.value, fileDir);
   const prepared: PreparedVariable[] = [];
   for (const v of last.values()) {
     const value = v.raw ? v.value : expand(v.value, lookup);
