@@ -1,4 +1,5 @@
 import { assert } from "./_deps.ts";
+import { assertRunning, isGone, until } from "./_processes.ts";
 import { FakeClock } from "../src/clock.ts";
 import { Client } from "../src/api/client.ts";
 import type { JobVariable } from "../src/api/payload.ts";
@@ -68,36 +69,8 @@ function collector(options: { countOnly?: boolean } = {}) {
   };
 }
 
-/**
- * Whether `pid` is gone. A zombie counts as gone: it runs no more, and orphans' zombies stay
- * where the init process does not reap them. `/proc` is read by `cat` because Deno wants
- * `--allow-all` for reading it itself.
- */
-async function isGone(pid: number): Promise<boolean> {
-  const { success, stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/stat`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!success) return true;
-  const stat = new TextDecoder().decode(stdout);
-  return stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z";
-}
-
-async function allGone(pids: number[]): Promise<boolean[]> {
-  return await Promise.all(pids.map(isGone));
-}
-
 async function readPid(path: string): Promise<number> {
   return Number((await Deno.readTextFile(path)).trim());
-}
-
-async function until(what: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await what())) {
-    if (Date.now() > end) throw new Error("Timed out waiting");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -177,6 +150,14 @@ Deno.test("C7.2 variables: last one wins, single-pass expansion against raw valu
     () => prepareVariables([variable("../x", "v", { file: true })], "/tmp/vars"),
     TypeError,
   );
+});
+
+Deno.test("C7.4 test helper: isGone refuses a pid it never saw running", async () => {
+  // A gone-check that passes for a process that never ran (or when /proc cannot be read)
+  // proves nothing.
+  await assert.rejects(isGone(2 ** 22 + 12345), /never seen running/);
+  await assertRunning(Deno.pid, "this test process");
+  assert.equal(await isGone(Deno.pid), false);
 });
 
 Deno.test("C7.1 runScript picks the runtime's backend and runs a script", async () => {
@@ -486,11 +467,10 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
         const pids = await Promise.all(
           ["shell", "bg", "fg", "gc"].map((f) => readPid(`${dir}/${f}`)),
         );
-        assert.ok(pids.every((pid) => pid > 1), String(pids));
-        assert.deepEqual(await allGone(pids), [false, false, false, false], "running before");
+        for (const pid of pids) await assertRunning(pid);
         controller.abort();
         assert.equal(await done, 143); // the shell died of SIGTERM
-        assert.deepEqual(await allGone(pids), [true, true, true, true], "gone after");
+        assert.deepEqual(await Promise.all(pids.map(isGone)), [true, true, true, true]);
         assert.ok(Date.now() - started < 4_000, "SIGTERM was enough: no wait for the grace");
       });
     });
@@ -527,6 +507,7 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
       await settle(controller, done, async () => {
         await until(() => exists(`${dir}/pid`));
         const pid = await readPid(`${dir}/pid`);
+        await assertRunning(pid, "the TERM-trapping process");
         const aborted = Date.now();
         controller.abort();
         assert.equal(await done, 143);
@@ -542,11 +523,17 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
   Deno.test(`C7.4 background processes left by the script are ended with it ${tag}`, async () => {
     await withTempDir(async (dir) => {
       const started = Date.now();
-      const code = await run([`sleep 1000 & echo $! > "${dir}/bg"`, "echo done"], {
-        output: new WritableStream(),
-      });
-      assert.equal(code, 0);
-      assert.ok(await isGone(await readPid(`${dir}/bg`)));
+      const done = run([
+        `sleep 1000 & echo $! > "${dir}/bg"`,
+        `while [ ! -e "${dir}/go" ]; do sleep 0.01; done`,
+        "echo done",
+      ], { output: new WritableStream() });
+      await until(() => exists(`${dir}/bg`));
+      const pid = await readPid(`${dir}/bg`);
+      await assertRunning(pid, "the background process");
+      await Deno.writeTextFile(`${dir}/go`, "");
+      assert.equal(await done, 0);
+      assert.ok(await isGone(pid));
       assert.ok(Date.now() - started < 3_000);
     });
   });
