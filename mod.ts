@@ -61,7 +61,11 @@ export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable } from "./src/job.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
-export { runScript, type RunScriptOptions } from "./src/script/run_script.ts";
+export {
+  DEFAULT_INHERITED_ENV,
+  runScript,
+  type RunScriptOptions,
+} from "./src/script/run_script.ts";
 export {
   filesUnder,
   type FilesUnderOptions,

@@ -10,7 +10,7 @@ import type { Backend } from "../src/script/_backend.ts";
 import { runWith } from "../src/script/_run.ts";
 import { backend as denoBackend } from "../src/script/_spawn.deno.ts";
 import { backend as nodeBackend } from "../src/script/_spawn.node.ts";
-import { expand, prepareVariables } from "../src/script/_variables.ts";
+import { expand, invalidKeys, prepareVariables } from "../src/script/_variables.ts";
 import { runScript, type RunScriptOptions } from "../src/script/run_script.ts";
 
 const GREEN = "\x1b[32;1m";
@@ -146,10 +146,14 @@ Deno.test("C7.2 variables: last one wins, single-pass expansion against raw valu
   assert.equal(byKey.R.value, "$A ${A}");
   assert.deepEqual(byKey.F, { key: "F", value: "content 1", path: "/tmp/vars/F" });
   assert.equal(byKey.P.value, "/tmp/vars/F");
-  assert.throws(
-    () => prepareVariables([variable("../x", "v", { file: true })], "/tmp/vars"),
-    TypeError,
-  );
+  // C9.5: keys that are not environment names take no part: not set, not a file, not expanded.
+  const hostile = [
+    variable("../x", "v", { file: true }),
+    variable("X=Y", "v"),
+    variable("OK", "${X=Y}"),
+  ];
+  assert.deepEqual(prepareVariables(hostile, "/tmp/vars"), [{ key: "OK", value: "" }]);
+  assert.deepEqual(invalidKeys([...hostile, variable("X=Y", "again")]), ["../x", "X=Y"]);
 });
 
 Deno.test("C7.4 test helper: isGone refuses a pid it never saw running", async () => {
@@ -301,7 +305,7 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
       const script = ['echo "inh=${RUN_SCRIPT_TEST_INHERITED:-unset} v=$V"'];
       const variables = [variable("V", "from-variable")];
       const texts: string[] = [];
-      for (const inheritEnv of [undefined, false, ["RUN_SCRIPT_TEST_INHERITED"]]) {
+      for (const inheritEnv of [true, false, ["RUN_SCRIPT_TEST_INHERITED"], undefined]) {
         const out = collector();
         await run(script, { output: out.stream, echo: false, variables, inheritEnv });
         texts.push(out.text);
@@ -310,9 +314,16 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
         "inh=yes v=from-variable\n",
         "inh=unset v=from-variable\n",
         "inh=yes v=from-variable\n",
+        "inh=unset v=from-variable\n", // not in the default allowlist (C9.3)
       ]);
       const out = collector();
-      await run(script, { output: out.stream, echo: false, variables, env: { V: "from-env" } });
+      await run(script, {
+        output: out.stream,
+        echo: false,
+        variables,
+        env: { V: "from-env" },
+        inheritEnv: true,
+      });
       assert.equal(out.text, "inh=yes v=from-env\n");
     } finally {
       Deno.env.delete("RUN_SCRIPT_TEST_INHERITED");

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { copiesChunks } from "../log/job_log.ts";
 import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
-import { prepareVariables } from "./_variables.ts";
+import { invalidKeys, prepareVariables } from "./_variables.ts";
 import type { RunScriptOptions } from "./run_script.ts";
 
 /** Default time between SIGTERM and SIGKILL. */
@@ -29,6 +29,8 @@ const READ_BUFFER_BYTES = 64 * 1024;
 
 /** gitlab-runner's `ANSI_BOLD_GREEN` and `ANSI_RESET` (helpers/ansi_colors.go). */
 const GREEN = "\x1b[32;1m";
+/** gitlab-runner's `ANSI_YELLOW` (warnings). */
+const YELLOW = "\x1b[0;33m";
 const RESET = "\x1b[0;m";
 
 const encoder = new TextEncoder();
@@ -73,6 +75,41 @@ export function generateScript(script: readonly string[], echo: boolean): string
     "exit 0\n";
 }
 
+/**
+ * The names of the runner's environment variables a script inherits by default
+ * (`RunScriptOptions.inheritEnv`): `PATH`, `HOME`, `LANG`, `LC_*` (every name that begins with
+ * `LC_`), `TZ`, `TMPDIR`, `USER`, `SHELL` and `TERM`. Everything else of the runner's
+ * environment (its token, the machine's credentials) stays out of jobs. Frozen.
+ *
+ * @example Extend the default list
+ * ```ts
+ * import { DEFAULT_INHERITED_ENV, runScript } from "@x/gitlab-runner";
+ * const code = await runScript(['test -n "$PATH"'], {
+ *   inheritEnv: [...DEFAULT_INHERITED_ENV, "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"],
+ *   output: new WritableStream(),
+ * });
+ * console.log(code); // 0
+ * ```
+ */
+export const DEFAULT_INHERITED_ENV: readonly string[] = Object.freeze([
+  "PATH",
+  "HOME",
+  "LANG",
+  "LC_*",
+  "TZ",
+  "TMPDIR",
+  "USER",
+  "SHELL",
+  "TERM",
+]);
+
+/** Whether `name` is matched by one of `patterns` (exact names, or prefixes ending in `*`). */
+export function matchesEnvPattern(name: string, patterns: readonly string[]): boolean {
+  return patterns.some((pattern) =>
+    pattern.endsWith("*") ? name.startsWith(pattern.slice(0, -1)) : name === pattern
+  );
+}
+
 function pickEnvironment(
   backend: Backend,
   inherit: boolean | readonly string[],
@@ -81,7 +118,9 @@ function pickEnvironment(
   const all = backend.environment();
   if (inherit === true) return all;
   const picked: Record<string, string> = {};
-  for (const name of inherit) if (name in all) picked[name] = all[name];
+  for (const [name, value] of Object.entries(all)) {
+    if (matchesEnvPattern(name, inherit)) picked[name] = value;
+  }
   return picked;
 }
 
@@ -120,6 +159,24 @@ function pipeReader(stream: ReadableStream<Uint8Array>, reuse: boolean): PipeRea
   return { byob: false, reader: stream.getReader() };
 }
 
+/** The longest part of a skipped key shown in the job log. */
+const SHOWN_KEY_CHARS = 64;
+
+/**
+ * The job log's line about variables left out for their keys (values are never shown): each key
+ * JSON-quoted, so control characters and escape sequences show as such, and cut when long.
+ */
+export function skippedLine(keys: readonly string[]): string {
+  const shown = keys.map((key) =>
+    key.length > SHOWN_KEY_CHARS
+      ? `${JSON.stringify(key.slice(0, SHOWN_KEY_CHARS))}…`
+      : JSON.stringify(key)
+  );
+  const what = keys.length === 1 ? "1 job variable" : `${keys.length} job variables`;
+  return `${YELLOW}WARNING: Skipped ${what} whose names are not valid environment variable ` +
+    `names ([A-Za-z_][A-Za-z0-9_]*): ${shown.join(", ")}${RESET}\n`;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -140,7 +197,7 @@ export async function runWith(
   const variables = options.variables ?? [];
   let fileDir = options.fileVariablesDir;
   let ownDir: string | undefined;
-  const environment = pickEnvironment(backend, options.inheritEnv ?? true);
+  const environment = pickEnvironment(backend, options.inheritEnv ?? DEFAULT_INHERITED_ENV);
   try {
     if (variables.some((v) => v.file) && fileDir === undefined) {
       ownDir = fileDir = await mkdtemp(join(tmpdir(), "gitlab-runner-vars-"));
@@ -159,6 +216,17 @@ export async function runWith(
     }
     Object.assign(environment, options.env);
 
+    const output = options.output ?? currentJobLog()?.writable;
+    const skipped = invalidKeys(variables);
+    if (skipped.length > 0 && output !== undefined) {
+      const writer = output.getWriter();
+      try {
+        await writer.write(encoder.encode(skippedLine(skipped)));
+      } finally {
+        writer.releaseLock();
+      }
+    }
+
     const stdin = encoder.encode(generateScript(script, options.echo ?? true));
     const spawnOptions = { args: [], cwd: options.cwd, env: environment, stdin };
     let child: SpawnedProcess;
@@ -173,7 +241,7 @@ export async function runWith(
       }
     }
     return await supervise(backend, child, {
-      output: options.output ?? currentJobLog()?.writable,
+      output,
       signal,
       graceMs,
     });

@@ -9,10 +9,12 @@
 import type { Variable } from "../job.ts";
 import type { JobVariable } from "../api/payload.ts";
 import type { Backend } from "./_backend.ts";
-import { runWith } from "./_run.ts";
+import { DEFAULT_INHERITED_ENV, runWith } from "./_run.ts";
 
 // Re-exported so this module's documentation is complete on its own (mod.ts exports them too).
 export type { JobVariable, Variable };
+
+export { DEFAULT_INHERITED_ENV };
 
 /**
  * Options of {@linkcode runScript}.
@@ -42,7 +44,11 @@ export interface RunScriptOptions {
    *   when there is no such variable (the process environment is not consulted); `$$` becomes
    *   `$`. A `raw` value is passed literally. The shell never expands values again;
    * - a `file` variable's (expanded) value is written to the file `<fileVariablesDir>/<key>`
-   *   (mode 0600) and the variable holds that path.
+   *   (mode 0600) and the variable holds that path;
+   * - a variable whose key is not a valid environment name (`[A-Za-z_][A-Za-z0-9_]*`) is left
+   *   out, and a warning line in the output names the keys left out (never their values): a key
+   *   like `PATH=/tmp/evil:` or `X=Y` would otherwise set another variable, `../x` would put a
+   *   file variable outside its folder.
    *
    * Values are not masked here: the job log masks them (see `output`).
    */
@@ -57,10 +63,15 @@ export interface RunScriptOptions {
   /** More environment variables; they win over `variables` and the inherited environment. */
   env?: Record<string, string>;
   /**
-   * Which variables of this process's environment the shell inherits: `true` (the default) all
-   * of them, like the official shell executor; `false` none (the shell then uses its built-in
-   * `PATH`); or a list of names, e.g. `["PATH", "HOME", "LANG"]`. Job variables and `env` are
-   * set on top. Reading the environment needs `--allow-env` on Deno.
+   * Which variables of this process's environment (the runner's) the shell inherits. Default:
+   * {@linkcode DEFAULT_INHERITED_ENV}, i.e. only `PATH`, `HOME`, `LANG`, `LC_*`, `TZ`, `TMPDIR`,
+   * `USER`, `SHELL` and `TERM`, so that the runner's own secrets (a `RUNNER_TOKEN`, cloud
+   * credentials) never reach a job. A list replaces the default: names, and prefixes ending in
+   * `*` (`"AWS_*"`); extend the default with `[...DEFAULT_INHERITED_ENV, "HTTP_PROXY"]`. `true`
+   * inherits everything, like the official shell executor (only for runners whose environment
+   * holds nothing a job must not see); `false` nothing (the shell then uses its built-in
+   * `PATH`). Job variables and `env` are set on top. Reading the environment needs
+   * `--allow-env` on Deno.
    */
   inheritEnv?: boolean | readonly string[];
   /**
@@ -107,6 +118,11 @@ picked.catch(() => {}); // reported by runScript when it is called
 
 /**
  * Runs the lines of a job step in one shell session and resolves with its exit code.
+ *
+ * The shell's environment is the job's variables, on top of an allowlisted part of this
+ * process's environment ({@linkcode DEFAULT_INHERITED_ENV}: `PATH`, `HOME`, `LANG`, `LC_*`, `TZ`,
+ * `TMPDIR`, `USER`, `SHELL`, `TERM`; see {@linkcode RunScriptOptions.inheritEnv}), so the
+ * runner's own secrets do not reach the job.
  *
  * All lines run in one session of `bash` (else `sh`): a variable set or a `cd` in one line is
  * seen by the next. Like the official runner's bash script, the shell runs with `errexit` and
