@@ -1,8 +1,10 @@
 // What a job's script must not get from the runner, and must not leave behind (CONFORMANCE C9.3,
 // C9.5, C9.6), on both process backends. Real processes, hostile scripts.
 import { assert } from "./_deps.ts";
+import { assertRunning, groupAndSession, isGone, killAll, readStat, until } from "./_processes.ts";
 import type { JobVariable } from "../src/api/payload.ts";
 import type { Backend } from "../src/script/_backend.ts";
+import { environHas, MARKER_VARIABLE, MarkerScan, newMarker } from "../src/script/_marker.ts";
 import { runWith } from "../src/script/_run.ts";
 import { backend as denoBackend } from "../src/script/_spawn.deno.ts";
 import { backend as nodeBackend } from "../src/script/_spawn.node.ts";
@@ -40,6 +42,16 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Waits for a pid file with a pid in it (a shell creates the file before it writes to it). */
+async function readPid(path: string): Promise<number> {
+  let pid = 0;
+  await until(async () => {
+    pid = await exists(path) ? Number((await Deno.readTextFile(path)).trim()) : 0;
+    return pid > 0;
+  });
+  return pid;
 }
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -94,6 +106,92 @@ Deno.test("C9.3 runScript (the public entry) gives a script no runner secret by 
     assert.equal(out.text.includes("RUNNER_TOKEN"), false);
   });
 });
+
+Deno.test("C9.6 the marker matches whole environment entries only", () => {
+  const enc = new TextEncoder();
+  const entry = "GITLAB_RUNNER_JOB_MARKER=abc";
+  assert.equal(environHas(enc.encode(`A=1\0${entry}\0B=2\0`), entry), true);
+  assert.equal(environHas(enc.encode(`${entry}`), entry), true); // no NUL at the end
+  assert.equal(environHas(enc.encode(`A=1\0${entry}`), entry), true);
+  assert.equal(environHas(enc.encode(`A=1\0${entry}d\0`), entry), false);
+  assert.equal(environHas(enc.encode(`X${entry}\0`), entry), false);
+  assert.equal(environHas(enc.encode(`FOO=${entry}\0`), entry), false);
+  assert.equal(environHas(new Uint8Array(0), entry), false);
+  assert.match(newMarker(), /^[0-9a-f]{32}$/);
+  assert.notEqual(newMarker(), newMarker());
+});
+
+Deno.test("C9.6 MarkerScan reads /proc in-process where it may, never reporting itself", async () => {
+  const enc = new TextEncoder();
+  const entry = `${MARKER_VARIABLE}=${newMarker()}`;
+  const environs: Record<number, string | undefined> = {
+    1: `${entry}\0`, // init: never reported
+    10: `PATH=/bin\0${entry}\0`,
+    11: "PATH=/bin\0",
+    12: undefined, // another user's: unreadable
+    13: `${entry}x\0`,
+    99: `${entry}\0`, // this process
+  };
+  let spawned = 0;
+  const fake = {
+    ...denoBackend,
+    listProcesses: () => Promise.resolve(Object.keys(environs).map(Number)),
+    readProcFile: (path: string) => {
+      const text = environs[Number(/^\/proc\/([0-9]+)\/environ$/.exec(path)![1])];
+      return Promise.resolve(text === undefined ? undefined : enc.encode(text));
+    },
+    spawn: () => {
+      spawned++;
+      return Promise.reject(new Error("no helper wanted"));
+    },
+  } as Backend;
+  const scan = new MarkerScan(fake, entry, "sh", undefined, 99);
+  assert.deepEqual(await scan.find(), [10]);
+  assert.equal(spawned, 0);
+  // Where /proc cannot be read here, the helper (the script's shell with grep -z) does it.
+  const noProc = { ...denoBackend, listProcesses: () => Promise.resolve(undefined) } as Backend;
+  const viaHelper = new MarkerScan(noProc, entry, "sh", Deno.env.get("PATH"), 99);
+  assert.deepEqual(await viaHelper.find(), []);
+  const marked = new Deno.Command("sleep", {
+    args: ["30"],
+    env: { [MARKER_VARIABLE]: entry.slice(MARKER_VARIABLE.length + 1) },
+  }).spawn();
+  try {
+    assert.deepEqual(await viaHelper.find(), [marked.pid]);
+  } finally {
+    marked.kill("SIGKILL");
+    await marked.status;
+  }
+});
+
+/**
+ * A script that starts daemons which leave its process group: `setsid sleep` (its own session,
+ * holding no pipe), a double fork through `setsid sh` (an orphan in another session, holding
+ * the output pipe) and a job-control group in the same session (`set -m`). Each writes its
+ * pid to `<dir>/<name>`; then the script waits for `<dir>/go`.
+ */
+function daemonScript(dir: string): string[] {
+  return [
+    `setsid sleep 1000 > /dev/null 2>&1 < /dev/null & echo $! > "${dir}/setsid"`,
+    `setsid sh -c 'sleep 1000 & echo $! > "$1/double"' sh "${dir}" &`,
+    `(set -m; sleep 1000 > /dev/null 2>&1 & echo $! > "${dir}/jobgroup")`,
+    `echo $$ > "${dir}/shell"`,
+    `while [ ! -e "${dir}/go" ]; do sleep 0.01; done`,
+  ];
+}
+const DAEMONS = ["setsid", "double", "jobgroup"];
+
+async function startedDaemons(dir: string): Promise<number[]> {
+  const shell = await readPid(`${dir}/shell`);
+  const shellGroup = await groupAndSession(shell);
+  const pids = await Promise.all(DAEMONS.map((name) => readPid(`${dir}/${name}`)));
+  for (const [i, pid] of pids.entries()) {
+    await assertRunning(pid, `the ${DAEMONS[i]} daemon`);
+    // Hostile for real: none of them is in the script's process group any more.
+    assert.notEqual((await groupAndSession(pid)).pgrp, shellGroup.pgrp, DAEMONS[i]);
+  }
+  return pids;
+}
 
 for (const backend of [denoBackend, nodeBackend] as Backend[]) {
   const tag = `(${backend.name})`;
@@ -227,5 +325,82 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
       for await (const entry of Deno.readDir(fileDir)) written.push(entry.name);
       assert.deepEqual(written, ["GOOD"]);
     });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // C9.6 processes that left the script's process group
+  // -------------------------------------------------------------------------------------------
+
+  Deno.test(`C9.6 daemons that left the process group are ended when the script ends ${tag}`, async () => {
+    await withTempDir(async (dir) => {
+      const started = Date.now();
+      const done = run(daemonScript(dir), { output: new WritableStream(), killGraceMs: 2_000 });
+      let pids: number[] = [];
+      try {
+        pids = await startedDaemons(dir);
+        await Deno.writeTextFile(`${dir}/go`, "");
+        assert.equal(await done, 0);
+        assert.deepEqual(await Promise.all(pids.map(isGone)), [true, true, true], DAEMONS.join());
+        assert.ok(Date.now() - started < 4_000, "SIGTERM was enough: no wait for the grace");
+      } finally {
+        killAll(pids);
+        await done.catch(() => {});
+      }
+    });
+  });
+
+  Deno.test(`C9.6 daemons that left the process group are ended on abort ${tag}`, async () => {
+    await withTempDir(async (dir) => {
+      const controller = new AbortController();
+      const done = run(daemonScript(dir), {
+        output: new WritableStream(),
+        signal: controller.signal,
+        killGraceMs: 2_000,
+      });
+      let pids: number[] = [];
+      try {
+        pids = await startedDaemons(dir);
+        controller.abort();
+        assert.equal(await done, 143);
+        assert.deepEqual(await Promise.all(pids.map(isGone)), [true, true, true], DAEMONS.join());
+      } finally {
+        controller.abort();
+        killAll(pids);
+        await done.catch(() => {});
+      }
+    });
+  });
+
+  Deno.test(`C9.6 a daemon that ignores SIGTERM gets SIGKILL after the grace ${tag}`, async () => {
+    await withTempDir(async (dir) => {
+      const done = run([
+        `setsid sh -c 'trap "" TERM; echo $$ > "$1/stubborn"; while :; do sleep 0.02; done' sh "${dir}" > /dev/null 2>&1 &`,
+        `while [ ! -e "${dir}/stubborn" ]; do sleep 0.01; done`,
+      ], { output: new WritableStream(), killGraceMs: 300 });
+      let pid = 0;
+      try {
+        pid = await readPid(`${dir}/stubborn`);
+        await assertRunning(pid, "the TERM-ignoring daemon");
+        const before = Date.now();
+        assert.equal(await done, 0);
+        const elapsed = Date.now() - before;
+        assert.ok(await isGone(pid), "the TERM-ignoring daemon survived");
+        assert.ok(elapsed >= 250, `ended after ${elapsed} ms: before the grace period`);
+        assert.ok(elapsed < 3_000, `ended after ${elapsed} ms`);
+      } finally {
+        killAll([pid]);
+        await done.catch(() => {});
+      }
+    });
+  });
+
+  Deno.test(`C9.6 a script that starts no daemon is not slowed down ${tag}`, async () => {
+    const started = Date.now();
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await run(["true"], { output: new WritableStream() }), 0);
+    }
+    assert.ok(Date.now() - started < 2_000, `${Date.now() - started} ms for 5 scripts`);
+    // The stat reader works here (else the tests above prove nothing).
+    assert.ok(await readStat(Deno.pid));
   });
 }

@@ -8,9 +8,11 @@
 import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { copiesChunks } from "../log/job_log.ts";
 import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
+import { MARKER_VARIABLE, MarkerScan, newMarker } from "./_marker.ts";
 import { invalidKeys, prepareVariables } from "./_variables.ts";
 import type { RunScriptOptions } from "./run_script.ts";
 
@@ -215,6 +217,9 @@ export async function runWith(
       }
     }
     Object.assign(environment, options.env);
+    // C9.6: what the script starts carries this, also after it left the process group.
+    const marker = `${MARKER_VARIABLE}=${newMarker()}`;
+    environment[MARKER_VARIABLE] = marker.slice(MARKER_VARIABLE.length + 1);
 
     const output = options.output ?? currentJobLog()?.writable;
     const skipped = invalidKeys(variables);
@@ -230,21 +235,20 @@ export async function runWith(
     const stdin = encoder.encode(generateScript(script, options.echo ?? true));
     const spawnOptions = { args: [], cwd: options.cwd, env: environment, stdin };
     let child: SpawnedProcess;
+    let shell = options.shell ?? "bash";
     if (options.shell !== undefined) {
-      child = await backend.spawn({ ...spawnOptions, command: options.shell });
+      child = await backend.spawn({ ...spawnOptions, command: shell });
     } else {
       try {
-        child = await backend.spawn({ ...spawnOptions, command: "bash" });
+        child = await backend.spawn({ ...spawnOptions, command: shell });
       } catch (error) {
         if (!(error instanceof CommandNotFound)) throw error;
-        child = await backend.spawn({ ...spawnOptions, command: "sh" });
+        shell = "sh";
+        child = await backend.spawn({ ...spawnOptions, command: shell });
       }
     }
-    return await supervise(backend, child, {
-      output,
-      signal,
-      graceMs,
-    });
+    const scan = new MarkerScan(backend, marker, shell, environment.PATH, process.pid);
+    return await supervise(backend, child, { output, signal, graceMs, scan });
   } finally {
     if (ownDir !== undefined) await rm(ownDir, { recursive: true, force: true });
   }
@@ -255,15 +259,20 @@ export async function runWith(
  * its process group is gone and the output is read.
  *
  * Termination (on abort, on a failing output, and after the shell exited while processes of its
- * group are left, e.g. `sleep 1000 &`): SIGTERM to the group, then SIGKILL when the grace period
- * is over, or earlier once nothing of the group is left but processes that do not hold the
+ * group are left, e.g. `sleep 1000 &`, or processes carrying its marker, e.g. `setsid daemon`):
+ * SIGTERM to the group and to each marked process, then SIGKILL when the grace period is over, or earlier once nothing of the group is left but processes that do not hold the
  * output pipes and cannot be told apart from zombies (see `groupAlive`). Processes that hold
  * the pipes keep them open until they exit, so the pipes' end tells when they are gone.
  */
 async function supervise(
   backend: Backend,
   child: SpawnedProcess,
-  options: { output?: WritableStream<Uint8Array>; signal?: AbortSignal; graceMs: number },
+  options: {
+    output?: WritableStream<Uint8Array>;
+    signal?: AbortSignal;
+    graceMs: number;
+    scan: MarkerScan;
+  },
 ): Promise<number> {
   const output = options.output;
   // The job log's stream is done with a chunk once its write resolved (it copies it at once):
@@ -279,10 +288,25 @@ async function supervise(
   let killTimer: ReturnType<typeof setTimeout> | undefined;
   let onKilled!: () => void;
   const killedPromise = new Promise<void>((resolve) => (onKilled = resolve));
-  const signalAll = (sig: "SIGTERM" | "SIGKILL") => {
+  const signalGroup = (sig: "SIGTERM" | "SIGKILL") => {
     if (child.kill(sig, true)) return;
     // No group of its own (Deno before `detached` existed): the shell alone, while it is ours.
     if (!shellExited) child.kill(sig, false);
+  };
+  // Processes that left the group, found by the marker: each gets SIGTERM once, SIGKILL after.
+  const termed = new Set<number>();
+  const signalMarked = async (sig: "SIGTERM" | "SIGKILL"): Promise<boolean | undefined> => {
+    const pids = await options.scan.find();
+    if (pids === undefined) return undefined;
+    for (const pid of pids) {
+      if (sig === "SIGKILL" || !termed.has(pid)) backend.signal(pid, sig);
+      termed.add(pid);
+    }
+    return pids.length > 0;
+  };
+  const signalAll = (sig: "SIGTERM" | "SIGKILL") => {
+    signalGroup(sig);
+    signalMarked(sig).catch(() => {});
   };
   const forceKill = () => {
     if (killed) return;
@@ -296,6 +320,15 @@ async function supervise(
     terminating = true;
     signalAll("SIGTERM");
     killTimer = setTimeout(forceKill, options.graceMs);
+  };
+  /**
+   * Whether something the script started is left: its group (see `groupAlive`) or a marked
+   * process, which gets `sig` (marked processes seen the first time get SIGTERM before the kill).
+   */
+  const leftAlive = async (sig: "SIGTERM" | "SIGKILL"): Promise<boolean | undefined> => {
+    const marked = await signalMarked(sig);
+    const group = await groupAlive(backend, child);
+    return marked === true || group === true ? true : group;
   };
   const onAbort = () => terminate();
   options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -345,18 +378,20 @@ async function supervise(
   try {
     const code = await child.exited;
     shellExited = true;
-    if (child.kill(0, true)) {
-      // Processes of the group are left (or only their zombies): end them too.
+    const marked = await signalMarked("SIGTERM");
+    if (child.kill(0, true) || marked === true) {
+      // Processes of the group are left (or only their zombies), or processes that left the
+      // group: end them too.
       terminate();
       await Promise.race([pumps, killedPromise]);
       // The pipes are closed: wait for the rest while it can be seen, else kill it now.
-      while (!killed && (await groupAlive(backend, child)) === true) {
+      while (!killed && (await leftAlive("SIGTERM")) === true) {
         await Promise.race([sleep(POLL_MS), killedPromise]);
       }
       forceKill();
       const killedAt = Date.now();
       while (true) {
-        const alive = await groupAlive(backend, child);
+        const alive = await leftAlive("SIGKILL");
         if (alive === false) break;
         const waited = Date.now() - killedAt;
         // SIGKILL ends a process at once (unless it sleeps uninterruptibly in the kernel).

@@ -81,8 +81,9 @@ export interface RunScriptOptions {
    */
   shell?: string;
   /**
-   * Aborting it terminates the script's whole process tree: SIGTERM to its process group, then
-   * SIGKILL after {@linkcode RunScriptOptions.killGraceMs}. `runScript` still resolves with the
+   * Aborting it terminates the script's whole process tree: SIGTERM to its process group and to
+   * the processes that left it (see {@linkcode runScript}), then SIGKILL after
+   * {@linkcode RunScriptOptions.killGraceMs}. `runScript` still resolves with the
    * exit code (typically 143) once every process is gone. Use `AbortSignal.timeout(ms)` for a
    * timeout. Already aborted: `runScript` rejects with the signal's reason and runs nothing.
    */
@@ -129,12 +130,25 @@ picked.catch(() => {}); // reported by runScript when it is called
  * `pipefail` (where the shell has it) and stops at the first failing line; its exit code is
  * the result (128 + n when signal n killed the shell). Commands read an empty stdin.
  *
- * The shell runs in a process group (and session) of its own. When it has exited, whatever it
- * left running in the group (e.g. `server &`) is terminated too: SIGTERM, then SIGKILL after the
- * grace period (the official shell executor kills the group with SIGKILL at once). A process
- * that must outlive the script has to leave the group itself (`setsid`). On Linux, `/proc` is read to tell live processes
- * from zombies (Deno allows that only with `--allow-all`; without it, processes that neither
- * hold the output pipes nor end on SIGTERM get SIGKILL once the pipes are closed).
+ * The shell runs in a process group (and session) of its own. When it has exited, or on abort,
+ * whatever it left running is terminated too: SIGTERM, then SIGKILL after the grace period (the
+ * official shell executor kills the group with SIGKILL at once). That is its process group
+ * (e.g. `server &`) and, on Linux, every process that left the group (`setsid`, a daemon that
+ * double-forks, a job-control group of `set -m`): the script's environment holds
+ * `GITLAB_RUNNER_JOB_MARKER=<random>`, which its processes inherit, and `/proc/<pid>/environ`
+ * shows who carries it. Nothing the script starts outlives it, with these exceptions, which no
+ * marker can catch:
+ * - a process started with an environment that lacks the marker (`env -i cmd`, or `unset
+ *   GITLAB_RUNNER_JOB_MARKER` before starting it): a script that wants to escape can;
+ * - processes of another user (`sudo -u`) when the runner is not root: their `environ` cannot
+ *   be read (nor could they be signalled);
+ * - without `/proc` (macOS) only the process group is terminated.
+ *
+ * `/proc` is read by this process where allowed (Node; Deno with `--allow-all`), else by a small
+ * helper run with the script's shell (`grep -z`). It also tells live processes from zombies
+ * (without it, processes that neither hold the output pipes nor end on SIGTERM get SIGKILL
+ * once the pipes are closed). A cgroup would catch everything, but making one needs privileges
+ * a runner does not usually have: it is not used.
  *
  * POSIX only (Linux, macOS): process groups and POSIX shells.
  *
