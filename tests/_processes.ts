@@ -78,6 +78,23 @@ export async function until(what: () => boolean | Promise<boolean>, ms = 5_000):
   }
 }
 
+/**
+ * Reads the pid a script wrote to `path`, waiting until it is there: a shell creates the file
+ * (`echo $$ > file`) before it writes to it, so a reader may see it empty.
+ */
+export async function readPid(path: string, ms = 5_000): Promise<number> {
+  let pid = 0;
+  await until(async () => {
+    try {
+      pid = Number((await Deno.readTextFile(path)).trim());
+    } catch {
+      pid = 0;
+    }
+    return Number.isInteger(pid) && pid > 0;
+  }, ms);
+  return pid;
+}
+
 /** Kills `pids` with SIGKILL, ignoring those that are gone: the clean-up of a failed test. */
 export function killAll(pids: readonly number[]): void {
   for (const pid of pids) {

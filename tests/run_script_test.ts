@@ -1,5 +1,5 @@
 import { assert } from "./_deps.ts";
-import { assertRunning, isGone, until } from "./_processes.ts";
+import { assertRunning, isGone, readPid, until } from "./_processes.ts";
 import { FakeClock } from "../src/clock.ts";
 import { Client } from "../src/api/client.ts";
 import type { JobVariable } from "../src/api/payload.ts";
@@ -67,10 +67,6 @@ function collector(options: { countOnly?: boolean } = {}) {
       open?.();
     },
   };
-}
-
-async function readPid(path: string): Promise<number> {
-  return Number((await Deno.readTextFile(path)).trim());
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,7 +1,14 @@
 // What a job's script must not get from the runner, and must not leave behind (CONFORMANCE C9.3,
 // C9.5, C9.6), on both process backends. Real processes, hostile scripts.
 import { assert } from "./_deps.ts";
-import { assertRunning, groupAndSession, isGone, killAll, readStat, until } from "./_processes.ts";
+import {
+  assertRunning,
+  groupAndSession,
+  isGone,
+  killAll,
+  readPid,
+  readStat,
+} from "./_processes.ts";
 import type { JobVariable } from "../src/api/payload.ts";
 import type { Backend } from "../src/script/_backend.ts";
 import { environHas, MARKER_VARIABLE, MarkerScan, newMarker } from "../src/script/_marker.ts";
@@ -42,16 +49,6 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Waits for a pid file with a pid in it (a shell creates the file before it writes to it). */
-async function readPid(path: string): Promise<number> {
-  let pid = 0;
-  await until(async () => {
-    pid = await exists(path) ? Number((await Deno.readTextFile(path)).trim()) : 0;
-    return pid > 0;
-  });
-  return pid;
 }
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
