@@ -80,7 +80,11 @@ export {
 export { interpolateInputs, MAX_INTERPOLATED_LENGTH } from "./src/inputs.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
 export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
-export { runScript, type RunScriptOptions } from "./src/script/run_script.ts";
+export {
+  DEFAULT_INHERITED_ENV,
+  runScript,
+  type RunScriptOptions,
+} from "./src/script/run_script.ts";
 export {
   filesUnder,
   type FilesUnderOptions,

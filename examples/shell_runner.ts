@@ -2,8 +2,17 @@
  * A complete shell runner: turns this machine into a GitLab runner for shell jobs.
  *
  * ```sh
- * deno run -A jsr:@x/gitlab-runner/example --url https://gitlab.example.com --token glrt-…
+ * deno run -A jsr:@x/gitlab-runner/example --url https://gitlab.example.com --token-file ./token
  * ```
+ *
+ * The runner token never needs to be in the command line, which every process on the machine,
+ * jobs included, can read (`ps`, `/proc/<pid>/cmdline`): give it with `--token-file` (a file or
+ * a pipe such as `--token-file <(pass show runner)`) or in `RUNNER_TOKEN`. A `RUNNER_TOKEN` is
+ * removed at start, also from the process's initial environment block, which `/proc/<pid>/environ`
+ * would otherwise show to jobs (the runner refuses to start where it cannot do that); jobs never
+ * get the runner's environment beyond `DEFAULT_INHERITED_ENV`. Jobs run as the runner's user:
+ * they can read every file that user can, a token file too, unless it is a pipe or it is made
+ * unreadable after start. `--token` still works, with a warning.
  *
  * Each job runs in `<build dir>/<job id>`: dependency artifacts are downloaded and extracted
  * there first, then every step's script runs in one shell session (bash, else sh) with the
@@ -14,6 +23,8 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
+import { open, readFile } from "node:fs/promises";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink } from "@logtape/logtape";
@@ -35,7 +46,10 @@ A GitLab runner for shell jobs, built on @x/gitlab-runner.
 
 Options (each falls back to an environment variable):
   --url URL            GitLab URL                           (CI_SERVER_URL)
-  --token TOKEN        runner authentication token, glrt-…  (RUNNER_TOKEN)
+  --token-file PATH    file holding the runner authentication token, glrt-…
+                       (RUNNER_TOKEN_FILE; or the token itself in RUNNER_TOKEN)
+  --token TOKEN        the token itself: NOT RECOMMENDED, the command line is
+                       visible to every process, jobs included (ps)
   --concurrency N      jobs run at once (default 4)         (RUNNER_CONCURRENCY)
   --build-dir DIR      where jobs run (default ./builds)    (RUNNER_BUILD_DIR)
   --state-dir DIR      keeps .runner_system_id, so restarts  (RUNNER_STATE_DIR)
@@ -45,7 +59,15 @@ Options (each falls back to an environment variable):
   --verbose            print the runner's diagnostics (debug level)
   -h, --help           show this help
 
+The token: jobs run as this runner's user, so they can read its command line
+(ps, /proc/<pid>/cmdline) and its initial environment (/proc/<pid>/environ).
+Use --token-file (a pipe works: --token-file <(pass show runner)) or RUNNER_TOKEN,
+which the runner removes from its environment, initial one included, at start.
+
 Stop with SIGINT or SIGTERM: running jobs finish first; a second signal cancels them.`;
+
+/** Where the runner token came from. */
+export type TokenSource = "file" | "argument" | "environment";
 
 /** What the command line says. */
 export interface ShellRunnerConfig {
@@ -53,6 +75,11 @@ export interface ShellRunnerConfig {
   url: string;
   /** Runner token. */
   token: string;
+  /**
+   * Where the token came from: `--token-file`/`RUNNER_TOKEN_FILE` (`"file"`), `--token`
+   * (`"argument"`, visible to every process on the machine) or `RUNNER_TOKEN`.
+   */
+  tokenSource: TokenSource;
   /** Jobs at once. */
   concurrency: number;
   /** Build directory. */
@@ -99,6 +126,7 @@ export function parseConfig(
       options: {
         url: { type: "string" },
         token: { type: "string" },
+        "token-file": { type: "string" },
         concurrency: { type: "string" },
         "build-dir": { type: "string" },
         "state-dir": { type: "string" },
@@ -113,7 +141,32 @@ export function parseConfig(
   }
   if (values.help) return undefined;
   const url = values.url ?? env.CI_SERVER_URL;
-  const token = values.token ?? env.RUNNER_TOKEN;
+  if (values.token !== undefined && values["token-file"] !== undefined) {
+    throw new UsageError("Pass either --token-file or --token, not both");
+  }
+  let token: string | undefined;
+  let tokenSource: TokenSource;
+  const tokenFile = values["token-file"] ??
+    (values.token === undefined ? env.RUNNER_TOKEN_FILE || undefined : undefined);
+  if (tokenFile !== undefined) {
+    tokenSource = "file";
+    try {
+      token = readFileSync(tokenFile, "utf8").trim();
+    } catch (cause) {
+      throw new UsageError(
+        `Cannot read the token file ${tokenFile}: ${
+          cause instanceof Error ? cause.message : cause
+        }`,
+      );
+    }
+    if (!token) throw new UsageError(`The token file ${tokenFile} is empty`);
+  } else if (values.token !== undefined) {
+    tokenSource = "argument";
+    token = values.token;
+  } else {
+    tokenSource = "environment";
+    token = env.RUNNER_TOKEN;
+  }
   if (!url) throw new UsageError("Missing GitLab URL: pass --url or set CI_SERVER_URL");
   try {
     const parsed = new URL(url);
@@ -121,7 +174,9 @@ export function parseConfig(
   } catch {
     throw new UsageError(`Invalid GitLab URL: ${url} (expected http:// or https://)`);
   }
-  if (!token) throw new UsageError("Missing runner token: pass --token or set RUNNER_TOKEN");
+  if (!token) {
+    throw new UsageError("Missing runner token: pass --token-file or set RUNNER_TOKEN");
+  }
   const rawConcurrency = values.concurrency ?? env.RUNNER_CONCURRENCY ?? "4";
   const concurrency = Number(rawConcurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) {
@@ -133,6 +188,7 @@ export function parseConfig(
   return {
     url,
     token,
+    tokenSource,
     concurrency,
     buildDir,
     stateDir: values["state-dir"] ?? env.RUNNER_STATE_DIR ?? buildDir,
@@ -195,6 +251,54 @@ export class ShellJob implements JobHandler {
   }
 }
 
+/** Where the NUL-separated `block` has entries `NAME=…`. */
+function findEntries(block: Uint8Array, name: string): { at: number; length: number }[] {
+  const prefix = new TextEncoder().encode(`${name}=`);
+  const found = [];
+  let at = 0;
+  while (at < block.length) {
+    let end = block.indexOf(0, at);
+    if (end === -1) end = block.length;
+    if (end - at >= prefix.length && prefix.every((byte, i) => block[at + i] === byte)) {
+      found.push({ at, length: end - at });
+    }
+    at = end + 1;
+  }
+  return found;
+}
+
+/**
+ * Removes `name` from this process's environment, and from its initial environment block, which
+ * the kernel shows in `/proc/<pid>/environ` to every process of the same user (jobs included)
+ * whatever the process does to its environment later. The block is overwritten with zeros
+ * through `/proc/self/mem` (at `env_start`, field 50 of `/proc/self/stat`); the strings there
+ * are no longer used once the variable is unset. Linux only (Deno: needs `--allow-all`). Throws
+ * when the variable stays readable.
+ */
+async function eraseFromEnvironment(name: string): Promise<void> {
+  delete process.env[name];
+  const stat = await readFile("/proc/self/stat", "latin1");
+  const envStart = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[47]);
+  if (!Number.isSafeInteger(envStart) || envStart <= 0) {
+    throw new Error("/proc/self/stat shows no env_start (Linux 3.5 or later needed)");
+  }
+  const entries = findEntries(await readFile("/proc/self/environ"), name);
+  if (entries.length > 0) {
+    const mem = await open("/proc/self/mem", "r+");
+    try {
+      for (const { at, length } of entries) {
+        await mem.write(new Uint8Array(length), 0, length, envStart + at);
+      }
+    } finally {
+      await mem.close();
+    }
+  }
+  if (findEntries(await readFile("/proc/self/environ"), name).length > 0) {
+    throw new Error(`${name} is still in /proc/self/environ after overwriting it`);
+  }
+  if (process.env[name] !== undefined) throw new Error(`${name} is still set`);
+}
+
 function describeOutcome(o: JobOutcome): string {
   const seconds = (o.durationMs / 1000).toFixed(1);
   const what = o.state === "failed"
@@ -230,6 +334,27 @@ export async function main(
     console.log(USAGE);
     return 0;
   }
+  if (env === process.env && process.env.RUNNER_TOKEN !== undefined) {
+    // C9.3: a job must not find the token in our environment, initial one included.
+    try {
+      await eraseFromEnvironment("RUNNER_TOKEN");
+    } catch (error) {
+      console.error(
+        "shell_runner: cannot remove RUNNER_TOKEN from this process's initial environment, " +
+          "which jobs could read in /proc/<pid>/environ " +
+          `(${error instanceof Error ? error.message : error}). ` +
+          "Pass the token with --token-file instead (Deno needs --allow-all for this).",
+      );
+      return 1;
+    }
+  }
+  if (config.tokenSource === "argument") {
+    console.error(
+      "shell_runner: warning: --token puts the runner token in the command line, which every " +
+        "process on this machine can read, jobs included (ps, /proc/<pid>/cmdline): " +
+        "use --token-file or RUNNER_TOKEN instead",
+    );
+  }
   await configure({
     sinks: { console: getConsoleSink() },
     loggers: [
@@ -261,7 +386,7 @@ export async function main(
   }
   if (!verified.valid) {
     console.error(
-      `shell_runner: GitLab rejected the runner token (HTTP ${verified.status}): check --token`,
+      `shell_runner: GitLab rejected the runner token (HTTP ${verified.status}): check the token`,
     );
     return 1;
   }

@@ -1,7 +1,10 @@
 // The built npm package on Node: artifacts (upload and dependency download) and runScript
 // (node:child_process backend) in jobs against the mock served by node:http.
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import { runScript, ScriptFailure } from "@x/gitlab-runner";
 import { served } from "./_helpers.mjs";
@@ -77,6 +80,45 @@ test("a hard cancel kills the script's processes on Node", async () => {
     assert.ok(gone, `background process ${pid} survived the cancel`);
   } finally {
     await ctx.close();
+  }
+});
+
+test("C9.6 on Node: a setsid daemon and the runner's secrets stay out of a job's life", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "glr-node-daemon-"));
+  process.env.NODE_TWIN_SECRET = "node-twin-secret-value";
+  try {
+    let text = "";
+    const output = new WritableStream({
+      write: (chunk) => void (text += new TextDecoder().decode(chunk)),
+    });
+    const done = runScript([
+      `setsid sleep 1000 > /dev/null 2>&1 < /dev/null & echo $! > "${dir}/pid.tmp"`,
+      `mv "${dir}/pid.tmp" "${dir}/pid"`,
+      "echo secret=${NODE_TWIN_SECRET:-unset}",
+      `while [ ! -e "${dir}/go" ]; do sleep 0.01; done`,
+    ], { output, echo: false, killGraceMs: 500 });
+    let pid = 0;
+    for (let i = 0; i < 500 && pid === 0; i++) {
+      pid = Number(await readFile(join(dir, "pid"), "utf8").catch(() => "0"));
+      if (pid === 0) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(pid > 1, "the daemon's pid was written");
+    const state = async () => {
+      try {
+        const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+        return /^\d+ \(.*\) [ZX]/.test(stat) ? "zombie" : "running";
+      } catch {
+        return "gone";
+      }
+    };
+    assert.equal(await state(), "running", "the daemon runs while the script does");
+    await writeFile(join(dir, "go"), "");
+    assert.equal(await done, 0);
+    assert.notEqual(await state(), "running", `the setsid daemon ${pid} survived the script`);
+    assert.match(text, /secret=unset\n/);
+  } finally {
+    delete process.env.NODE_TWIN_SECRET;
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

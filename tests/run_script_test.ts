@@ -1,4 +1,5 @@
 import { assert } from "./_deps.ts";
+import { assertRunning, isGone, readPid, until } from "./_processes.ts";
 import { FakeClock } from "../src/clock.ts";
 import { Client } from "../src/api/client.ts";
 import type { JobVariable } from "../src/api/payload.ts";
@@ -9,7 +10,7 @@ import type { Backend } from "../src/script/_backend.ts";
 import { runWith } from "../src/script/_run.ts";
 import { backend as denoBackend } from "../src/script/_spawn.deno.ts";
 import { backend as nodeBackend } from "../src/script/_spawn.node.ts";
-import { expand, prepareVariables } from "../src/script/_variables.ts";
+import { expand, invalidKeys, prepareVariables } from "../src/script/_variables.ts";
 import { runScript, type RunScriptOptions } from "../src/script/run_script.ts";
 
 const GREEN = "\x1b[32;1m";
@@ -66,38 +67,6 @@ function collector(options: { countOnly?: boolean } = {}) {
       open?.();
     },
   };
-}
-
-/**
- * Whether `pid` is gone. A zombie counts as gone: it runs no more, and orphans' zombies stay
- * where the init process does not reap them. `/proc` is read by `cat` because Deno wants
- * `--allow-all` for reading it itself.
- */
-async function isGone(pid: number): Promise<boolean> {
-  const { success, stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/stat`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!success) return true;
-  const stat = new TextDecoder().decode(stdout);
-  return stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z";
-}
-
-async function allGone(pids: number[]): Promise<boolean[]> {
-  return await Promise.all(pids.map(isGone));
-}
-
-async function readPid(path: string): Promise<number> {
-  return Number((await Deno.readTextFile(path)).trim());
-}
-
-async function until(what: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await what())) {
-    if (Date.now() > end) throw new Error("Timed out waiting");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -173,10 +142,22 @@ Deno.test("C7.2 variables: last one wins, single-pass expansion against raw valu
   assert.equal(byKey.R.value, "$A ${A}");
   assert.deepEqual(byKey.F, { key: "F", value: "content 1", path: "/tmp/vars/F" });
   assert.equal(byKey.P.value, "/tmp/vars/F");
-  assert.throws(
-    () => prepareVariables([variable("../x", "v", { file: true })], "/tmp/vars"),
-    TypeError,
-  );
+  // C9.5: keys that are not environment names take no part: not set, not a file, not expanded.
+  const hostile = [
+    variable("../x", "v", { file: true }),
+    variable("X=Y", "v"),
+    variable("OK", "${X=Y}"),
+  ];
+  assert.deepEqual(prepareVariables(hostile, "/tmp/vars"), [{ key: "OK", value: "" }]);
+  assert.deepEqual(invalidKeys([...hostile, variable("X=Y", "again")]), ["../x", "X=Y"]);
+});
+
+Deno.test("C7.4 test helper: isGone refuses a pid it never saw running", async () => {
+  // A gone-check that passes for a process that never ran (or when /proc cannot be read)
+  // proves nothing.
+  await assert.rejects(isGone(2 ** 22 + 12345), /never seen running/);
+  await assertRunning(Deno.pid, "this test process");
+  assert.equal(await isGone(Deno.pid), false);
 });
 
 Deno.test("C7.1 runScript picks the runtime's backend and runs a script", async () => {
@@ -320,7 +301,7 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
       const script = ['echo "inh=${RUN_SCRIPT_TEST_INHERITED:-unset} v=$V"'];
       const variables = [variable("V", "from-variable")];
       const texts: string[] = [];
-      for (const inheritEnv of [undefined, false, ["RUN_SCRIPT_TEST_INHERITED"]]) {
+      for (const inheritEnv of [true, false, ["RUN_SCRIPT_TEST_INHERITED"], undefined]) {
         const out = collector();
         await run(script, { output: out.stream, echo: false, variables, inheritEnv });
         texts.push(out.text);
@@ -329,9 +310,16 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
         "inh=yes v=from-variable\n",
         "inh=unset v=from-variable\n",
         "inh=yes v=from-variable\n",
+        "inh=unset v=from-variable\n", // not in the default allowlist (C9.3)
       ]);
       const out = collector();
-      await run(script, { output: out.stream, echo: false, variables, env: { V: "from-env" } });
+      await run(script, {
+        output: out.stream,
+        echo: false,
+        variables,
+        env: { V: "from-env" },
+        inheritEnv: true,
+      });
       assert.equal(out.text, "inh=yes v=from-env\n");
     } finally {
       Deno.env.delete("RUN_SCRIPT_TEST_INHERITED");
@@ -486,11 +474,10 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
         const pids = await Promise.all(
           ["shell", "bg", "fg", "gc"].map((f) => readPid(`${dir}/${f}`)),
         );
-        assert.ok(pids.every((pid) => pid > 1), String(pids));
-        assert.deepEqual(await allGone(pids), [false, false, false, false], "running before");
+        for (const pid of pids) await assertRunning(pid);
         controller.abort();
         assert.equal(await done, 143); // the shell died of SIGTERM
-        assert.deepEqual(await allGone(pids), [true, true, true, true], "gone after");
+        assert.deepEqual(await Promise.all(pids.map(isGone)), [true, true, true, true]);
         assert.ok(Date.now() - started < 4_000, "SIGTERM was enough: no wait for the grace");
       });
     });
@@ -527,6 +514,7 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
       await settle(controller, done, async () => {
         await until(() => exists(`${dir}/pid`));
         const pid = await readPid(`${dir}/pid`);
+        await assertRunning(pid, "the TERM-trapping process");
         const aborted = Date.now();
         controller.abort();
         assert.equal(await done, 143);
@@ -542,11 +530,17 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
   Deno.test(`C7.4 background processes left by the script are ended with it ${tag}`, async () => {
     await withTempDir(async (dir) => {
       const started = Date.now();
-      const code = await run([`sleep 1000 & echo $! > "${dir}/bg"`, "echo done"], {
-        output: new WritableStream(),
-      });
-      assert.equal(code, 0);
-      assert.ok(await isGone(await readPid(`${dir}/bg`)));
+      const done = run([
+        `sleep 1000 & echo $! > "${dir}/bg"`,
+        `while [ ! -e "${dir}/go" ]; do sleep 0.01; done`,
+        "echo done",
+      ], { output: new WritableStream() });
+      await until(() => exists(`${dir}/bg`));
+      const pid = await readPid(`${dir}/bg`);
+      await assertRunning(pid, "the background process");
+      await Deno.writeTextFile(`${dir}/go`, "");
+      assert.equal(await done, 0);
+      assert.ok(await isGone(pid));
       assert.ok(Date.now() - started < 3_000);
     });
   });

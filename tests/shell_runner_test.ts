@@ -45,7 +45,10 @@ Deno.test("C7 example: bad command lines give a clear message and a non-zero exi
     stderr: "piped",
   }).output();
   assert.equal(out.code, 2);
-  assert.match(dec.decode(out.stderr), /Missing runner token: pass --token or set RUNNER_TOKEN/);
+  assert.match(
+    dec.decode(out.stderr),
+    /Missing runner token: pass --token-file or set RUNNER_TOKEN/,
+  );
 });
 
 Deno.test("C7 example: an invalid token is refused at start-up with exit code 1", async () => {
@@ -149,5 +152,173 @@ Deno.test("C7 example end to end: artifacts, a dependency, an exit code, a cance
     await Deno.remove(buildDir, { recursive: true }).catch(() => {});
     await Deno.remove(pidDir, { recursive: true }).catch(() => {});
     assert.match(stdout, /job \d+ failing failed \(script_failure, exit code 7\)/);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// C9.3 the runner token never reaches a job
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A job that looks for the runner token everywhere a process of the same user can: its own
+ * environment (`env`), the runner's (`/proc/$PPID/environ`, `cmdline`), every ancestor's and
+ * every process's `environ` and `cmdline`. It gets the token in two halves, `N1` and `N2`, so
+ * its own environment never holds it whole, and never prints it: it prints where it found it.
+ * It also prints proof that it could read what it searched (else finding nothing proves nothing).
+ */
+const HUNT = [
+  'needle="$N1$N2"',
+  'case "$(env)" in *"$needle"*) echo "FOUND in env";; esac',
+  'ppid_env=$(tr "\\0" "\\n" < /proc/$PPID/environ)',
+  'case "$ppid_env" in *"$needle"*) echo "FOUND in /proc/$PPID/environ";; esac',
+  'case "$ppid_env" in *HOME=*) echo "runner environ readable";; esac',
+  'case "$(tr "\\0" " " < /proc/$PPID/cmdline)" in *shell_runner.ts*) echo "runner cmdline readable";; esac',
+  [
+    "p=$$; ancestors=0",
+    'while [ "$p" -gt 1 ]; do',
+    "  for f in environ cmdline; do",
+    '    case "$(tr "\\0" "\\n" < /proc/$p/$f)" in *"$needle"*) echo "FOUND in ancestor /proc/$p/$f";; esac',
+    "  done",
+    "  ancestors=$((ancestors + 1))",
+    "  p=$(sed 's/.*) [A-Za-z] \\([0-9]*\\).*/\\1/' /proc/$p/stat)",
+    "done",
+    'echo "ancestors read: $ancestors"',
+  ].join("\n"),
+  [
+    "walked=0",
+    "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do",
+    '  c=$(tr "\\0" "\\n" < "$f" 2>/dev/null) || continue',
+    "  walked=$((walked + 1))",
+    '  case "$c" in *"$needle"*) echo "FOUND in $f";; esac',
+    "done",
+    'echo "walked: $walked"',
+  ].join("\n"),
+];
+
+/** Runs the example with `args` and `env` against a mock whose token is `token`; runs HUNT. */
+async function huntFor(
+  token: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ log: string; stderr: string }> {
+  const mock = new GitLabMock({ runnerToken: token });
+  const server = await mock.listen({ hostname: "127.0.0.1", port: 0 });
+  const buildDir = await Deno.makeTempDir({ prefix: "glr-token-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "examples/shell_runner.ts",
+      "--url",
+      server.url,
+      "--build-dir",
+      buildDir,
+      ...args,
+    ],
+    cwd: root,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = Promise.all([child.stdout, child.stderr].map((s) => new Response(s).text()));
+  const half = Math.floor(token.length / 2);
+  try {
+    const job = mock.job().name("hunt")
+      .variable("N1", token.slice(0, half))
+      .variable("N2", token.slice(half))
+      .script(HUNT)
+      .enqueue();
+    await mock.waitFor(() => job.state !== "pending" && job.state !== "running", {
+      timeoutMs: 20_000,
+    });
+    assert.equal(job.state, "success", job.logText);
+    return { log: job.logText, stderr: "" };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    const [, stderr] = await output;
+    await server.close();
+    await Deno.remove(buildDir, { recursive: true }).catch(() => {});
+    lastStderr = stderr;
+  }
+}
+let lastStderr = "";
+
+function assertNotFound(log: string): void {
+  assert.equal(/^FOUND/m.test(log), false, log);
+  assert.match(log, /^runner environ readable$/m);
+  assert.match(log, /^runner cmdline readable$/m);
+  const ancestors = Number(/^ancestors read: (\d+)/m.exec(log)?.[1]);
+  assert.ok(ancestors >= 2, `only ${ancestors} ancestors read`);
+  const walked = Number(/^walked: (\d+)/m.exec(log)?.[1]);
+  assert.ok(walked >= 10, `only ${walked} /proc files read`);
+}
+
+Deno.test("C9.3 example: a token from RUNNER_TOKEN is not readable by a job (env, /proc/*/environ, cmdline)", async () => {
+  const token = `glrt-env-${crypto.randomUUID()}`;
+  const { log } = await huntFor(token, [], { RUNNER_TOKEN: token });
+  assertNotFound(log);
+  assert.equal(lastStderr.includes("warning: --token"), false);
+});
+
+Deno.test("C9.3 example: --token-file keeps the token out of argv and the environment", async () => {
+  const token = `glrt-file-${crypto.randomUUID()}`;
+  const dir = await Deno.makeTempDir({ prefix: "glr-token-file-" });
+  try {
+    await Deno.writeTextFile(`${dir}/token`, `  ${token}\n`, { mode: 0o600 });
+    const { log } = await huntFor(token, ["--token-file", `${dir}/token`], {});
+    assertNotFound(log);
+    // RUNNER_TOKEN_FILE works the same way.
+    const again = await huntFor(token, [], { RUNNER_TOKEN_FILE: `${dir}/token` });
+    assertNotFound(again.log);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("C9.3 example: --token still works, with a warning that argv is visible to jobs", async () => {
+  const token = `glrt-argv-${crypto.randomUUID()}`;
+  const { log } = await huntFor(token, ["--token", token], {});
+  // The command line is readable by jobs: that is what the warning says.
+  assert.match(log, /^FOUND in \/proc\/\d+\/cmdline/m);
+  assert.match(lastStderr, /warning: --token puts the runner token in the command line/);
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "examples/shell_runner.ts", "--help"],
+    cwd: root,
+    stdout: "piped",
+  }).output();
+  const text = dec.decode(help.stdout);
+  assert.match(text, /--token-file PATH/);
+  assert.match(
+    text,
+    /NOT RECOMMENDED, the command line is\s+visible to every process, jobs included \(ps\)/,
+  );
+  assert.match(text, /\/proc\/<pid>\/environ/);
+});
+
+Deno.test("C9.3 example: token options are checked", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "glr-token-file-" });
+  try {
+    await Deno.writeTextFile(`${dir}/token`, " glrt-from-file \n");
+    await Deno.writeTextFile(`${dir}/empty`, "\n");
+    const url = ["--url", "https://x.org"];
+    const fromFile = parseConfig([...url, "--token-file", `${dir}/token`], {
+      RUNNER_TOKEN: "glrt-env",
+    });
+    assert.equal(fromFile?.token, "glrt-from-file");
+    assert.equal(fromFile?.tokenSource, "file");
+    assert.equal(parseConfig(url, { RUNNER_TOKEN: "glrt-env" })?.tokenSource, "environment");
+    assert.equal(parseConfig([...url, "--token", "t"], {})?.tokenSource, "argument");
+    assert.throws(
+      () => parseConfig([...url, "--token", "t", "--token-file", `${dir}/token`], {}),
+      /either --token-file or --token/,
+    );
+    assert.throws(() => parseConfig([...url, "--token-file", `${dir}/empty`], {}), /is empty/);
+    assert.throws(
+      () => parseConfig([...url, "--token-file", `${dir}/missing`], {}),
+      /Cannot read the token file/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -49,6 +49,18 @@ export interface Backend {
    */
   liveInGroup(pgid: number): Promise<boolean | undefined>;
   /**
+   * Sends `signal` to the single process `pid`. Returns false when there was no such process
+   * (ESRCH), true otherwise. Never throws.
+   */
+  signal(pid: number, signal: "SIGTERM" | "SIGKILL"): boolean;
+  /**
+   * The pids listed in `/proc`; `undefined` when `/proc` cannot be read here (not Linux, or
+   * not allowed: Deno reads `/proc` only with `--allow-all`).
+   */
+  listProcesses(): Promise<number[] | undefined>;
+  /** The bytes of a file under `/proc`; `undefined` when it cannot be read (gone, not allowed). */
+  readProcFile(path: string): Promise<Uint8Array | undefined>;
+  /**
    * Starts a child in a new process group. Rejects with a {@linkcode CommandNotFound} when the
    * program is not found, with the runtime's error otherwise.
    */

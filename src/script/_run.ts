@@ -8,10 +8,12 @@
 import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { copiesChunks } from "../log/job_log.ts";
 import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
-import { prepareVariables } from "./_variables.ts";
+import { MARKER_VARIABLE, MarkerScan, newMarker } from "./_marker.ts";
+import { invalidKeys, prepareVariables } from "./_variables.ts";
 import type { RunScriptOptions } from "./run_script.ts";
 
 /** Default time between SIGTERM and SIGKILL. */
@@ -29,6 +31,8 @@ const READ_BUFFER_BYTES = 64 * 1024;
 
 /** gitlab-runner's `ANSI_BOLD_GREEN` and `ANSI_RESET` (helpers/ansi_colors.go). */
 const GREEN = "\x1b[32;1m";
+/** gitlab-runner's `ANSI_YELLOW` (warnings). */
+const YELLOW = "\x1b[0;33m";
 const RESET = "\x1b[0;m";
 
 const encoder = new TextEncoder();
@@ -73,6 +77,41 @@ export function generateScript(script: readonly string[], echo: boolean): string
     "exit 0\n";
 }
 
+/**
+ * The names of the runner's environment variables a script inherits by default
+ * (`RunScriptOptions.inheritEnv`): `PATH`, `HOME`, `LANG`, `LC_*` (every name that begins with
+ * `LC_`), `TZ`, `TMPDIR`, `USER`, `SHELL` and `TERM`. Everything else of the runner's
+ * environment (its token, the machine's credentials) stays out of jobs. Frozen.
+ *
+ * @example Extend the default list
+ * ```ts
+ * import { DEFAULT_INHERITED_ENV, runScript } from "@x/gitlab-runner";
+ * const code = await runScript(['test -n "$PATH"'], {
+ *   inheritEnv: [...DEFAULT_INHERITED_ENV, "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"],
+ *   output: new WritableStream(),
+ * });
+ * console.log(code); // 0
+ * ```
+ */
+export const DEFAULT_INHERITED_ENV: readonly string[] = Object.freeze([
+  "PATH",
+  "HOME",
+  "LANG",
+  "LC_*",
+  "TZ",
+  "TMPDIR",
+  "USER",
+  "SHELL",
+  "TERM",
+]);
+
+/** Whether `name` is matched by one of `patterns` (exact names, or prefixes ending in `*`). */
+export function matchesEnvPattern(name: string, patterns: readonly string[]): boolean {
+  return patterns.some((pattern) =>
+    pattern.endsWith("*") ? name.startsWith(pattern.slice(0, -1)) : name === pattern
+  );
+}
+
 function pickEnvironment(
   backend: Backend,
   inherit: boolean | readonly string[],
@@ -81,7 +120,9 @@ function pickEnvironment(
   const all = backend.environment();
   if (inherit === true) return all;
   const picked: Record<string, string> = {};
-  for (const name of inherit) if (name in all) picked[name] = all[name];
+  for (const [name, value] of Object.entries(all)) {
+    if (matchesEnvPattern(name, inherit)) picked[name] = value;
+  }
   return picked;
 }
 
@@ -120,6 +161,24 @@ function pipeReader(stream: ReadableStream<Uint8Array>, reuse: boolean): PipeRea
   return { byob: false, reader: stream.getReader() };
 }
 
+/** The longest part of a skipped key shown in the job log. */
+const SHOWN_KEY_CHARS = 64;
+
+/**
+ * The job log's line about variables left out for their keys (values are never shown): each key
+ * JSON-quoted, so control characters and escape sequences show as such, and cut when long.
+ */
+export function skippedLine(keys: readonly string[]): string {
+  const shown = keys.map((key) =>
+    key.length > SHOWN_KEY_CHARS
+      ? `${JSON.stringify(key.slice(0, SHOWN_KEY_CHARS))}…`
+      : JSON.stringify(key)
+  );
+  const what = keys.length === 1 ? "1 job variable" : `${keys.length} job variables`;
+  return `${YELLOW}WARNING: Skipped ${what} whose names are not valid environment variable ` +
+    `names ([A-Za-z_][A-Za-z0-9_]*): ${shown.join(", ")}${RESET}\n`;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -140,7 +199,7 @@ export async function runWith(
   const variables = options.variables ?? [];
   let fileDir = options.fileVariablesDir;
   let ownDir: string | undefined;
-  const environment = pickEnvironment(backend, options.inheritEnv ?? true);
+  const environment = pickEnvironment(backend, options.inheritEnv ?? DEFAULT_INHERITED_ENV);
   try {
     if (variables.some((v) => v.file) && fileDir === undefined) {
       ownDir = fileDir = await mkdtemp(join(tmpdir(), "gitlab-runner-vars-"));
@@ -158,25 +217,38 @@ export async function runWith(
       }
     }
     Object.assign(environment, options.env);
+    // C9.6: what the script starts carries this, also after it left the process group.
+    const marker = `${MARKER_VARIABLE}=${newMarker()}`;
+    environment[MARKER_VARIABLE] = marker.slice(MARKER_VARIABLE.length + 1);
+
+    const output = options.output ?? currentJobLog()?.writable;
+    const skipped = invalidKeys(variables);
+    if (skipped.length > 0 && output !== undefined) {
+      const writer = output.getWriter();
+      try {
+        await writer.write(encoder.encode(skippedLine(skipped)));
+      } finally {
+        writer.releaseLock();
+      }
+    }
 
     const stdin = encoder.encode(generateScript(script, options.echo ?? true));
     const spawnOptions = { args: [], cwd: options.cwd, env: environment, stdin };
     let child: SpawnedProcess;
+    let shell = options.shell ?? "bash";
     if (options.shell !== undefined) {
-      child = await backend.spawn({ ...spawnOptions, command: options.shell });
+      child = await backend.spawn({ ...spawnOptions, command: shell });
     } else {
       try {
-        child = await backend.spawn({ ...spawnOptions, command: "bash" });
+        child = await backend.spawn({ ...spawnOptions, command: shell });
       } catch (error) {
         if (!(error instanceof CommandNotFound)) throw error;
-        child = await backend.spawn({ ...spawnOptions, command: "sh" });
+        shell = "sh";
+        child = await backend.spawn({ ...spawnOptions, command: shell });
       }
     }
-    return await supervise(backend, child, {
-      output: options.output ?? currentJobLog()?.writable,
-      signal,
-      graceMs,
-    });
+    const scan = new MarkerScan(backend, marker, shell, environment.PATH, process.pid);
+    return await supervise(backend, child, { output, signal, graceMs, scan });
   } finally {
     if (ownDir !== undefined) await rm(ownDir, { recursive: true, force: true });
   }
@@ -187,15 +259,20 @@ export async function runWith(
  * its process group is gone and the output is read.
  *
  * Termination (on abort, on a failing output, and after the shell exited while processes of its
- * group are left, e.g. `sleep 1000 &`): SIGTERM to the group, then SIGKILL when the grace period
- * is over, or earlier once nothing of the group is left but processes that do not hold the
+ * group are left, e.g. `sleep 1000 &`, or processes carrying its marker, e.g. `setsid daemon`):
+ * SIGTERM to the group and to each marked process, then SIGKILL when the grace period is over, or earlier once nothing of the group is left but processes that do not hold the
  * output pipes and cannot be told apart from zombies (see `groupAlive`). Processes that hold
  * the pipes keep them open until they exit, so the pipes' end tells when they are gone.
  */
 async function supervise(
   backend: Backend,
   child: SpawnedProcess,
-  options: { output?: WritableStream<Uint8Array>; signal?: AbortSignal; graceMs: number },
+  options: {
+    output?: WritableStream<Uint8Array>;
+    signal?: AbortSignal;
+    graceMs: number;
+    scan: MarkerScan;
+  },
 ): Promise<number> {
   const output = options.output;
   // The job log's stream is done with a chunk once its write resolved (it copies it at once):
@@ -211,10 +288,25 @@ async function supervise(
   let killTimer: ReturnType<typeof setTimeout> | undefined;
   let onKilled!: () => void;
   const killedPromise = new Promise<void>((resolve) => (onKilled = resolve));
-  const signalAll = (sig: "SIGTERM" | "SIGKILL") => {
+  const signalGroup = (sig: "SIGTERM" | "SIGKILL") => {
     if (child.kill(sig, true)) return;
     // No group of its own (Deno before `detached` existed): the shell alone, while it is ours.
     if (!shellExited) child.kill(sig, false);
+  };
+  // Processes that left the group, found by the marker: each gets SIGTERM once, SIGKILL after.
+  const termed = new Set<number>();
+  const signalMarked = async (sig: "SIGTERM" | "SIGKILL"): Promise<boolean | undefined> => {
+    const pids = await options.scan.find();
+    if (pids === undefined) return undefined;
+    for (const pid of pids) {
+      if (sig === "SIGKILL" || !termed.has(pid)) backend.signal(pid, sig);
+      termed.add(pid);
+    }
+    return pids.length > 0;
+  };
+  const signalAll = (sig: "SIGTERM" | "SIGKILL") => {
+    signalGroup(sig);
+    signalMarked(sig).catch(() => {});
   };
   const forceKill = () => {
     if (killed) return;
@@ -228,6 +320,15 @@ async function supervise(
     terminating = true;
     signalAll("SIGTERM");
     killTimer = setTimeout(forceKill, options.graceMs);
+  };
+  /**
+   * Whether something the script started is left: its group (see `groupAlive`) or a marked
+   * process, which gets `sig` (marked processes seen the first time get SIGTERM before the kill).
+   */
+  const leftAlive = async (sig: "SIGTERM" | "SIGKILL"): Promise<boolean | undefined> => {
+    const marked = await signalMarked(sig);
+    const group = await groupAlive(backend, child);
+    return marked === true || group === true ? true : group;
   };
   const onAbort = () => terminate();
   options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -277,18 +378,20 @@ async function supervise(
   try {
     const code = await child.exited;
     shellExited = true;
-    if (child.kill(0, true)) {
-      // Processes of the group are left (or only their zombies): end them too.
+    const marked = await signalMarked("SIGTERM");
+    if (child.kill(0, true) || marked === true) {
+      // Processes of the group are left (or only their zombies), or processes that left the
+      // group: end them too.
       terminate();
       await Promise.race([pumps, killedPromise]);
       // The pipes are closed: wait for the rest while it can be seen, else kill it now.
-      while (!killed && (await groupAlive(backend, child)) === true) {
+      while (!killed && (await leftAlive("SIGTERM")) === true) {
         await Promise.race([sleep(POLL_MS), killedPromise]);
       }
       forceKill();
       const killedAt = Date.now();
       while (true) {
-        const alive = await groupAlive(backend, child);
+        const alive = await leftAlive("SIGKILL");
         if (alive === false) break;
         const waited = Date.now() - killedAt;
         // SIGKILL ends a process at once (unless it sleeps uninterruptibly in the kernel).

@@ -60,9 +60,7 @@ function spawn(options: SpawnOptions): Promise<SpawnedProcess> {
  * the user, so `/proc` is only tried when reading is granted already (and may still refuse).
  */
 async function liveInGroup(pgid: number): Promise<boolean | undefined> {
-  if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
-    return undefined;
-  }
+  if (!mayReadProc()) return undefined;
   let seen = false;
   try {
     for await (const entry of Deno.readDir("/proc")) {
@@ -82,10 +80,49 @@ async function liveInGroup(pgid: number): Promise<boolean | undefined> {
   return seen ? false : undefined;
 }
 
+/** Whether reading `/proc` may be tried without making Deno prompt the user. */
+function mayReadProc(): boolean {
+  return Deno.permissions.querySync({ name: "read", path: "/proc" }).state === "granted";
+}
+
+async function listProcesses(): Promise<number[] | undefined> {
+  if (!mayReadProc()) return undefined;
+  const pids: number[] = [];
+  try {
+    for await (const entry of Deno.readDir("/proc")) {
+      if (isPidEntry(entry.name)) pids.push(Number(entry.name));
+    }
+  } catch {
+    return undefined; // no /proc, or not allowed (NotCapable without --allow-all)
+  }
+  return pids;
+}
+
+async function readProcFile(path: string): Promise<Uint8Array | undefined> {
+  if (!mayReadProc()) return undefined;
+  try {
+    return await Deno.readFile(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function signal(pid: number, sig: "SIGTERM" | "SIGKILL"): boolean {
+  try {
+    Deno.kill(pid, sig);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
+}
+
 /** The Deno backend. */
 export const backend: Backend = {
   name: "deno",
   environment: () => Deno.env.toObject(),
   liveInGroup,
+  signal,
+  listProcesses,
+  readProcFile,
   spawn,
 };

@@ -130,6 +130,31 @@ async function liveInGroup(pgid: number): Promise<boolean | undefined> {
   return seen ? false : undefined;
 }
 
+async function listProcesses(): Promise<number[] | undefined> {
+  try {
+    return (await readdir("/proc")).filter(isPidEntry).map(Number);
+  } catch {
+    return undefined; // no /proc (not Linux), or not allowed (Deno's node:fs without -A)
+  }
+}
+
+async function readProcFile(path: string): Promise<Uint8Array | undefined> {
+  try {
+    return await readFile(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function signal(pid: number, sig: "SIGTERM" | "SIGKILL"): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch (error) {
+    return !isNoSuchProcess(error);
+  }
+}
+
 /** The Node backend. */
 export const backend: Backend = {
   name: "node",
@@ -141,5 +166,8 @@ export const backend: Backend = {
     return env;
   },
   liveInGroup,
+  signal,
+  listProcesses,
+  readProcFile,
   spawn,
 };

@@ -9,10 +9,12 @@
 import type { Variable } from "../job.ts";
 import type { JobVariable } from "../api/payload.ts";
 import type { Backend } from "./_backend.ts";
-import { runWith } from "./_run.ts";
+import { DEFAULT_INHERITED_ENV, runWith } from "./_run.ts";
 
 // Re-exported so this module's documentation is complete on its own (mod.ts exports them too).
 export type { JobVariable, Variable };
+
+export { DEFAULT_INHERITED_ENV };
 
 /**
  * Options of {@linkcode runScript}.
@@ -42,7 +44,11 @@ export interface RunScriptOptions {
    *   when there is no such variable (the process environment is not consulted); `$$` becomes
    *   `$`. A `raw` value is passed literally. The shell never expands values again;
    * - a `file` variable's (expanded) value is written to the file `<fileVariablesDir>/<key>`
-   *   (mode 0600) and the variable holds that path.
+   *   (mode 0600) and the variable holds that path;
+   * - a variable whose key is not a valid environment name (`[A-Za-z_][A-Za-z0-9_]*`) is left
+   *   out, and a warning line in the output names the keys left out (never their values): a key
+   *   like `PATH=/tmp/evil:` or `X=Y` would otherwise set another variable, `../x` would put a
+   *   file variable outside its folder.
    *
    * Values are not masked here: the job log masks them (see `output`).
    */
@@ -57,10 +63,15 @@ export interface RunScriptOptions {
   /** More environment variables; they win over `variables` and the inherited environment. */
   env?: Record<string, string>;
   /**
-   * Which variables of this process's environment the shell inherits: `true` (the default) all
-   * of them, like the official shell executor; `false` none (the shell then uses its built-in
-   * `PATH`); or a list of names, e.g. `["PATH", "HOME", "LANG"]`. Job variables and `env` are
-   * set on top. Reading the environment needs `--allow-env` on Deno.
+   * Which variables of this process's environment (the runner's) the shell inherits. Default:
+   * {@linkcode DEFAULT_INHERITED_ENV}, i.e. only `PATH`, `HOME`, `LANG`, `LC_*`, `TZ`, `TMPDIR`,
+   * `USER`, `SHELL` and `TERM`, so that the runner's own secrets (a `RUNNER_TOKEN`, cloud
+   * credentials) never reach a job. A list replaces the default: names, and prefixes ending in
+   * `*` (`"AWS_*"`); extend the default with `[...DEFAULT_INHERITED_ENV, "HTTP_PROXY"]`. `true`
+   * inherits everything, like the official shell executor (only for runners whose environment
+   * holds nothing a job must not see); `false` nothing (the shell then uses its built-in
+   * `PATH`). Job variables and `env` are set on top. Reading the environment needs
+   * `--allow-env` on Deno.
    */
   inheritEnv?: boolean | readonly string[];
   /**
@@ -70,8 +81,9 @@ export interface RunScriptOptions {
    */
   shell?: string;
   /**
-   * Aborting it terminates the script's whole process tree: SIGTERM to its process group, then
-   * SIGKILL after {@linkcode RunScriptOptions.killGraceMs}. `runScript` still resolves with the
+   * Aborting it terminates the script's whole process tree: SIGTERM to its process group and to
+   * the processes that left it (see {@linkcode runScript}), then SIGKILL after
+   * {@linkcode RunScriptOptions.killGraceMs}. `runScript` still resolves with the
    * exit code (typically 143) once every process is gone. Use `AbortSignal.timeout(ms)` for a
    * timeout. Already aborted: `runScript` rejects with the signal's reason and runs nothing.
    */
@@ -108,17 +120,35 @@ picked.catch(() => {}); // reported by runScript when it is called
 /**
  * Runs the lines of a job step in one shell session and resolves with its exit code.
  *
+ * The shell's environment is the job's variables, on top of an allowlisted part of this
+ * process's environment ({@linkcode DEFAULT_INHERITED_ENV}: `PATH`, `HOME`, `LANG`, `LC_*`, `TZ`,
+ * `TMPDIR`, `USER`, `SHELL`, `TERM`; see {@linkcode RunScriptOptions.inheritEnv}), so the
+ * runner's own secrets do not reach the job.
+ *
  * All lines run in one session of `bash` (else `sh`): a variable set or a `cd` in one line is
  * seen by the next. Like the official runner's bash script, the shell runs with `errexit` and
  * `pipefail` (where the shell has it) and stops at the first failing line; its exit code is
  * the result (128 + n when signal n killed the shell). Commands read an empty stdin.
  *
- * The shell runs in a process group (and session) of its own. When it has exited, whatever it
- * left running in the group (e.g. `server &`) is terminated too: SIGTERM, then SIGKILL after the
- * grace period (the official shell executor kills the group with SIGKILL at once). A process
- * that must outlive the script has to leave the group itself (`setsid`). On Linux, `/proc` is read to tell live processes
- * from zombies (Deno allows that only with `--allow-all`; without it, processes that neither
- * hold the output pipes nor end on SIGTERM get SIGKILL once the pipes are closed).
+ * The shell runs in a process group (and session) of its own. When it has exited, or on abort,
+ * whatever it left running is terminated too: SIGTERM, then SIGKILL after the grace period (the
+ * official shell executor kills the group with SIGKILL at once). That is its process group
+ * (e.g. `server &`) and, on Linux, every process that left the group (`setsid`, a daemon that
+ * double-forks, a job-control group of `set -m`): the script's environment holds
+ * `GITLAB_RUNNER_JOB_MARKER=<random>`, which its processes inherit, and `/proc/<pid>/environ`
+ * shows who carries it. Nothing the script starts outlives it, with these exceptions, which no
+ * marker can catch:
+ * - a process started with an environment that lacks the marker (`env -i cmd`, or `unset
+ *   GITLAB_RUNNER_JOB_MARKER` before starting it): a script that wants to escape can;
+ * - processes of another user (`sudo -u`) when the runner is not root: their `environ` cannot
+ *   be read (nor could they be signalled);
+ * - without `/proc` (macOS) only the process group is terminated.
+ *
+ * `/proc` is read by this process where allowed (Node; Deno with `--allow-all`), else by a small
+ * helper run with the script's shell (`grep -z`). It also tells live processes from zombies
+ * (without it, processes that neither hold the output pipes nor end on SIGTERM get SIGKILL
+ * once the pipes are closed). A cgroup would catch everything, but making one needs privileges
+ * a runner does not usually have: it is not used.
  *
  * POSIX only (Linux, macOS): process groups and POSIX shells.
  *
