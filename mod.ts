@@ -95,11 +95,19 @@ export {
 export {
   type Artifact,
   type ArtifactEntry,
+  type ArtifactLimits,
+  DEFAULT_MAX_DOWNLOAD_SIZE,
+  DEFAULT_MAX_EXTRACT_SIZE,
   Dependency,
   type DependencyDownloadOptions,
   type DependencyOptions,
+  type ExtractOptions,
 } from "./src/artifacts/download.ts";
-export { ArtifactError, type ArtifactErrorOptions } from "./src/artifacts/errors.ts";
+export {
+  ArtifactError,
+  type ArtifactErrorOptions,
+  type ArtifactLimitExceeded,
+} from "./src/artifacts/errors.ts";
 export {
   artifactPathMatches,
   matchArtifactPaths,

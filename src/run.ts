@@ -389,6 +389,7 @@ async function runParsed(
     await removeDir(buildDir).catch((error) =>
       logger.warn("Cannot remove the build directory: {error}", { error: safe(error) })
     );
+    await removeDir(`${buildDir}.tmp`).catch(() => {}); // downloads (C10.5)
   }
 
   if (gitlabAbort) {

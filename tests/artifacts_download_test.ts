@@ -122,6 +122,7 @@ async function setup(
     },
     async [Symbol.asyncDispose]() {
       await rm(buildDir, { recursive: true, force: true });
+      await rm(`${buildDir}.tmp`, { recursive: true, force: true });
     },
   };
 }
@@ -280,7 +281,7 @@ Deno.test("C6.7 a body cut midway is downloaded again from zero: the file is int
   assert.equal(cuts, 1);
   assert.equal(s.mock.requestCount("download"), 2);
   const onDisk = new Uint8Array(
-    await readFile(join(s.buildDir, ".artifacts", `${s.dependencies[0].id}.download`)),
+    await readFile(`${s.buildDir}.tmp/artifact-${s.dependencies[0].id}.download`),
   );
   assert.equal(onDisk.length, archive.length);
   assert.deepEqual(onDisk, archive);
@@ -371,11 +372,11 @@ Deno.test("C6.7 the artifact is kept per dependency until closed", async () => {
 
 // ------------------------------------------------------------------ storage and formats
 
-Deno.test("C6.7 a small artifact stays in memory, a large one goes to <buildDir>/.artifacts", async () => {
+Deno.test("C10.5 a small artifact stays in memory, a large one goes to <buildDir>.tmp, outside the build dir", async () => {
   await using small = await setup(await zipOf(SAMPLE));
   const a = await small.download();
   assert.ok(a);
-  await assert.rejects(stat(join(small.buildDir, ".artifacts")), /No such file|ENOENT|not found/i);
+  await assert.rejects(stat(`${small.buildDir}.tmp`), /No such file|ENOENT|not found/i);
   await a.close?.();
 
   const big = random(200_000, 9);
@@ -383,8 +384,11 @@ Deno.test("C6.7 a small artifact stays in memory, a large one goes to <buildDir>
   await using large = await setup(archive);
   const b = await large.download();
   assert.ok(b);
-  const path = join(large.buildDir, ".artifacts", `${large.dependencies[0].id}.download`);
+  const path = `${large.buildDir}.tmp/artifact-${large.dependencies[0].id}.download`;
   assert.equal((await stat(path)).size, archive.length);
+  // Nothing in the build directory: an artifact with `paths: ["."]` or `untracked` cannot
+  // pick the download up.
+  assert.deepEqual(await readdir(large.buildDir), []);
   assert.deepEqual(await bytesOf(await b.read("big.bin")), big);
   await b.close?.();
   await assert.rejects(stat(path), /No such file|ENOENT|not found/i);
@@ -574,12 +578,13 @@ Deno.test("C6.7 over HTTP with the platform's fetch the download streams to disk
     const artifact = await dependency.download();
     assert.ok(artifact);
     assert.equal(
-      (await stat(join(buildDir, ".artifacts", `${build.id}.download`))).size,
+      (await stat(`${buildDir}.tmp/artifact-${build.id}.download`)).size,
       archive.length,
     );
     assert.deepEqual(await bytesOf(await artifact.read("big.bin")), big);
     await artifact.close?.();
   } finally {
     await rm(buildDir, { recursive: true, force: true });
+    await rm(`${buildDir}.tmp`, { recursive: true, force: true });
   }
 });

@@ -8,9 +8,17 @@
  * - 3 tries, 1 s apart; 404 means "no artifact" (`undefined`), 401 and 403 are final. Each
  *   try starts the destination from nothing, so a body cut in the middle never leaves a
  *   corrupt file.
+ * - Only `http:` and `https:` answers are used (C9.2): an answer from any other URL (a redirect
+ *   to `file:` or `data:`) is an {@link ArtifactError}, not retried, and nothing is read from it.
  * - Up to `memoryLimit` bytes (64 KiB) stay in memory; a larger artifact is streamed to a file
- *   under `<buildDir>/.artifacts/`. Neither the download nor reading entries holds the whole
- *   artifact in memory.
+ *   in the job's temporary directory, `<buildDir>.tmp/` (outside the build directory, so never
+ *   uploaded as an artifact; C10.5), deleted when the artifact is closed. Neither the download
+ *   nor reading entries holds the whole artifact in memory (C10.1).
+ * - Bounded (C10.2): a body larger than the size GitLab stated (`artifacts_file.size`), or than
+ *   `limits.maxDownloadSize` (1 GiB) when it stated none, is cut off and fails the download;
+ *   an artifact listing more than `limits.maxEntries` entries (250 000) or whose extraction
+ *   would write more than `limits.maxExtractSize` bytes (16 GiB) is refused before anything is
+ *   written. These {@link ArtifactError}s are not retried and name the limit.
  * - The format is told by magic bytes: zip, or gzip (one member per file, as the official
  *   runner writes them); `tar.zst` is not supported.
  *
@@ -18,6 +26,8 @@
  */
 
 import { chmod, lstat, mkdir, open, rm, symlink, unlink, utimes } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { closeSync, openSync, readSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { createInflateRaw } from "node:zlib";
 import type { Client } from "../api/client.ts";
@@ -30,12 +40,14 @@ import { readFileStream } from "./files.ts";
 import { cleanPath } from "./_path.ts";
 import {
   type ArtifactEntry,
+  DEFAULT_MAX_ENTRIES,
   detectFormat,
   safeEntryPath,
   safeSymlinkTarget,
   ZipArtifact,
 } from "./reader.ts";
 import { statusLine } from "./_http_status.ts";
+import { hasWriteEntry, READ_AT, WRITE_ENTRY } from "./_random_access.ts";
 
 export type { ArtifactEntry } from "./reader.ts";
 
@@ -77,8 +89,12 @@ export interface Artifact {
    * and never writes through a symbolic link (an existing file or link at an entry's path is
    * replaced; a link in the middle of a path is an error). Permission bits are kept (without
    * setuid, setgid and sticky), and the modification times of files.
+   *
+   * Bounded (C10.2): more entries than `maxEntries` or a total stated size above `maxSize`
+   * is an {@link ArtifactError} naming the limit before anything is written, and an entry
+   * inflating to more than its stated size stops as soon as it does.
    */
-  extractTo(dir: string): Promise<string[]>;
+  extractTo(dir: string, options?: ExtractOptions): Promise<string[]>;
   /**
    * Releases the artifact: a downloaded file is deleted, and the next
    * {@link Dependency.download} downloads again.
@@ -86,12 +102,66 @@ export interface Artifact {
   close?(): Promise<void>;
 }
 
+/** Options of {@link Artifact.extractTo}; the defaults come from {@link ArtifactLimits}. */
+export interface ExtractOptions {
+  /** The most entries to extract (default `limits.maxEntries`, 250 000). */
+  maxEntries?: number;
+  /** The most bytes to write, summed over the entries (default `limits.maxExtractSize`, 16 GiB). */
+  maxSize?: number;
+}
+
+/**
+ * Limits of dependency downloads and their extraction (C10.2). Going beyond one is an
+ * {@link ArtifactError} whose `limit` names it (`name`, `value`).
+ *
+ * @example Tighter limits for a runner with little disk
+ * ```ts
+ * import type { ArtifactLimits } from "./download.ts";
+ * const limits: ArtifactLimits = {
+ *   maxDownloadSize: 256 * 2 ** 20,
+ *   maxEntries: 50_000,
+ *   maxExtractSize: 2 * 2 ** 30,
+ * };
+ * console.log(limits.maxEntries); // 50000
+ * ```
+ */
+export interface ArtifactLimits {
+  /**
+   * The largest body downloaded when GitLab does not state the artifact's size, in bytes
+   * (default {@link DEFAULT_MAX_DOWNLOAD_SIZE}, 1 GiB). When it does (`artifacts_file.size`,
+   * the exact size of the stored file), a body larger than that size is cut off instead.
+   */
+  maxDownloadSize?: number;
+  /** The most entries an artifact may list (default 250 000). */
+  maxEntries?: number;
+  /**
+   * The most bytes one {@link Artifact.extractTo} writes, summed over the entries (default
+   * {@link DEFAULT_MAX_EXTRACT_SIZE}, 16 GiB).
+   */
+  maxExtractSize?: number;
+}
+
+/** Default of {@link ArtifactLimits.maxDownloadSize}: 1 GiB. */
+export const DEFAULT_MAX_DOWNLOAD_SIZE: number = 2 ** 30;
+/** Default of {@link ArtifactLimits.maxExtractSize}: 16 GiB. */
+export const DEFAULT_MAX_EXTRACT_SIZE: number = 16 * 2 ** 30;
+
 /** Options shared by the dependencies of a job (see {@link createDependencies}). */
 export interface DependencyOptions {
   /** The API client. */
   client: Client;
-  /** The job's build directory: large artifacts are stored under `<buildDir>/.artifacts/`. */
+  /** The job's build directory. Nothing is written there unless an artifact is extracted. */
   buildDir: string;
+  /**
+   * Where downloads larger than `memoryLimit` are kept while their artifact is open (created
+   * when needed; each file is deleted when its artifact is closed). Default `<buildDir>.tmp`,
+   * next to the build directory, like the official runner's `<project dir>.tmp`: never inside
+   * it, so it is never uploaded as an artifact. `runJob` removes `<buildDir>.tmp` when the job
+   * ends.
+   */
+  tempDir?: string;
+  /** Size and entry limits of downloads and extraction. */
+  limits?: ArtifactLimits;
   /** Clock for the wait between tries. */
   clock: Clock;
   /** Accepted for symmetry with the other retrying calls; the official retry has no jitter. */
@@ -126,6 +196,14 @@ function message(err: unknown): string {
 
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+function protocolOf(url: string): string | undefined {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return undefined;
+  }
 }
 
 function errorCode(err: unknown): string | undefined {
@@ -183,10 +261,13 @@ class FileRangeBlob extends Blob {
   #path: string;
   #start: number;
   #end: number;
+  #handle: () => number;
 
-  constructor(path: string, start: number, end: number) {
+  /** `handle` gives the file's descriptor, opened once for all ranged reads. */
+  constructor(path: string, start: number, end: number, handle: () => number) {
     super([]);
     this.#path = path;
+    this.#handle = handle;
     this.#start = start;
     this.#end = end;
     const size = end - start;
@@ -200,7 +281,16 @@ class FileRangeBlob extends Blob {
       v === undefined ? fallback : v < 0 ? Math.max(size + v, 0) : Math.min(v, size);
     const from = clamp(start, 0);
     const to = Math.max(from, clamp(end, size));
-    return new FileRangeBlob(this.#path, this.#start + from, this.#start + to);
+    return new FileRangeBlob(this.#path, this.#start + from, this.#start + to, this.#handle);
+  }
+
+  /** Reads at `position` (from this blob's start) into `into`, through the shared handle. */
+  [READ_AT](position: number, into: Uint8Array): Promise<number> {
+    const length = Math.min(into.length, this.#end - this.#start - position);
+    if (length <= 0) return Promise.resolve(0);
+    // Synchronous: a read of at most a few hundred KiB of a local file the download just wrote
+    // (page cache) costs microseconds, a thread-pool round trip costs more (40 000 entries).
+    return Promise.resolve(readSync(this.#handle(), into, 0, length, this.#start + position));
   }
 
   override stream(): ReadableStream<Uint8Array<ArrayBuffer>> {
@@ -213,16 +303,11 @@ class FileRangeBlob extends Blob {
     const length = this.#end - this.#start;
     const buffer = new Uint8Array(length);
     if (length === 0) return buffer.buffer;
-    const handle = await open(this.#path, "r");
-    try {
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(buffer, done, length - done, this.#start + done);
-        if (bytesRead === 0) throw new ArtifactError("The artifact file is shorter than expected");
-        done += bytesRead;
-      }
-    } finally {
-      await handle.close();
+    let done = 0;
+    while (done < length) {
+      const n = await this[READ_AT](done, buffer.subarray(done));
+      if (n === 0) throw new ArtifactError("The artifact file is shorter than expected");
+      done += n;
     }
     return buffer.buffer;
   }
@@ -239,6 +324,11 @@ class FileRangeBlob extends Blob {
 class FileSource implements ByteSource {
   readonly size: number;
   readonly path: string;
+  #fd: number | undefined;
+  #open = (): number => {
+    this.#fd ??= openSync(this.path, "r");
+    return this.#fd;
+  };
 
   constructor(path: string, size: number) {
     this.path = path;
@@ -251,15 +341,24 @@ class FileSource implements ByteSource {
 
   async head(length: number): Promise<Uint8Array> {
     return new Uint8Array(
-      await new FileRangeBlob(this.path, 0, Math.min(length, this.size)).arrayBuffer(),
+      await new FileRangeBlob(this.path, 0, Math.min(length, this.size), this.#open).arrayBuffer(),
     );
   }
 
   blob(): Blob {
-    return new FileRangeBlob(this.path, 0, this.size);
+    return new FileRangeBlob(this.path, 0, this.size, this.#open);
   }
 
   async dispose(): Promise<void> {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
     await rm(this.path, { force: true });
   }
 }
@@ -276,11 +375,21 @@ async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream as ReadableStream<Uint8Array<ArrayBuffer>>).text();
 }
 
-/** Creates the directories of `rel` below `root`, refusing to go through links or files. */
-async function ensureDirs(root: string, segments: string[], entry: string): Promise<void> {
+/**
+ * Creates the directories of `rel` below `root`, refusing to go through links or files. `done`
+ * holds the directories already made or checked.
+ */
+async function ensureDirs(
+  root: string,
+  segments: string[],
+  entry: string,
+  done: Set<string>,
+): Promise<void> {
   let current = root;
   for (const segment of segments) {
     current = `${current}/${segment}`;
+    if (done.has(current)) continue;
+    done.add(current);
     let info;
     try {
       info = await lstat(current);
@@ -339,15 +448,29 @@ async function checkLinkPath(root: string, rel: string, target: string): Promise
   }
 }
 
-async function writeStream(path: string, stream: ReadableStream<Uint8Array>): Promise<void> {
-  const handle = await open(path, "wx");
+/** Writes a new file; an existing file or link at `path` is replaced (never written through). */
+async function writeEntry(path: string, artifact: Readable, entry: string): Promise<void> {
+  let handle: FileHandle;
   try {
-    for await (const chunk of stream) {
-      let done = 0;
-      while (done < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
-        done += bytesWritten;
-      }
+    handle = await open(path, "wx");
+  } catch (err) {
+    if (errorCode(err) !== "EEXIST") throw err;
+    await clearTarget(path, entry);
+    handle = await open(path, "wx");
+  }
+  const write = async (chunk: Uint8Array) => {
+    let done = 0;
+    while (done < chunk.length) {
+      const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
+      done += bytesWritten;
+    }
+  };
+  try {
+    if (hasWriteEntry(artifact)) {
+      // The zip reader inflates into one buffer, written before it is filled again.
+      await artifact[WRITE_ENTRY](entry, write);
+    } else {
+      for await (const chunk of await artifact.read(entry)) await write(chunk);
     }
   } finally {
     await handle.close();
@@ -384,9 +507,15 @@ interface Planned {
  * Checks every entry before anything is written: paths inside the root, link targets inside
  * the root, no entry below a link of the archive, no link target through a link of the archive.
  */
-async function plan(artifact: Readable, base: string): Promise<Planned[]> {
+async function plan(
+  artifact: Readable,
+  base: string,
+  limits: Required<ExtractOptions>,
+): Promise<Planned[]> {
   const planned: Planned[] = [];
-  for (const entry of await artifact.entries()) {
+  const entries = await artifact.entries();
+  checkLimits(entries, limits);
+  for (const entry of entries) {
     // A `./` directory entry (some zip tools write one) is the target itself.
     if (entry.isDirectory && cleanPath(entry.path) === ".") continue;
     const target = safeEntryPath(base, entry.path);
@@ -432,30 +561,56 @@ async function plan(artifact: Readable, base: string): Promise<Planned[]> {
   return planned;
 }
 
-async function extract(artifact: Readable, dir: string): Promise<string[]> {
+/** Checks the extraction limits against what the archive states, before anything is written. */
+function checkLimits(entries: readonly ArtifactEntry[], limits: Required<ExtractOptions>): void {
+  if (entries.length > limits.maxEntries) {
+    throw new ArtifactError(
+      `The artifact has ${entries.length} entries, more than the limit of ${limits.maxEntries} (maxEntries)`,
+      { limit: { name: "maxEntries", value: limits.maxEntries } },
+    );
+  }
+  let total = 0;
+  for (const entry of entries) {
+    if (!entry.isDirectory) total += entry.size;
+  }
+  if (total > limits.maxSize) {
+    throw new ArtifactError(
+      `The artifact would extract to ${total} bytes, more than the limit of ${limits.maxSize} bytes (maxExtractSize)`,
+      { limit: { name: "maxExtractSize", value: limits.maxSize } },
+    );
+  }
+}
+
+async function extract(
+  artifact: Readable,
+  dir: string,
+  limits: Required<ExtractOptions>,
+): Promise<string[]> {
   const root = resolvePath(dir).replaceAll("\\", "/");
   const base = root.length > 1 ? root.replace(/\/+$/, "") : root;
-  const planned = await plan(artifact, base);
+  const planned = await plan(artifact, base, limits);
   await mkdir(base, { recursive: true });
   const written: string[] = [];
   const links: { rel: string; target: string }[] = [];
+  // Directories made or checked by this extraction (the archive's own links are refused by
+  // plan(), so one stays a directory).
+  const dirs = new Set<string>();
   for (const { entry, rel, linkTarget } of planned) {
     const segments = rel.split("/");
     const path = `${base === "/" ? "" : base}/${rel}`;
     segments.pop();
     // Existing links in the target directory are checked here, as the files are written.
-    await ensureDirs(base, segments, entry.path);
+    await ensureDirs(base, segments, entry.path, dirs);
     const mode = entry.mode !== undefined ? entry.mode & 0o777 : undefined;
     if (entry.isDirectory) {
-      await ensureDirs(base, rel.split("/"), entry.path);
+      await ensureDirs(base, rel.split("/"), entry.path, dirs);
       if (mode !== undefined) await chmod(path, mode | 0o700);
     } else if (linkTarget !== undefined) {
       await clearTarget(path, entry.path);
       await symlink(linkTarget, path);
       links.push({ rel, target: linkTarget });
     } else {
-      await clearTarget(path, entry.path);
-      await writeStream(path, await artifact.read(entry.path));
+      await writeEntry(path, artifact, entry.path);
       if (mode !== undefined) await chmod(path, mode);
       if (entry.mtime.getTime() > 0) await utimes(path, entry.mtime, entry.mtime).catch(() => {});
     }
@@ -467,15 +622,27 @@ async function extract(artifact: Readable, dir: string): Promise<string[]> {
 
 // ------------------------------------------------------------------ zip
 
+/** The limits as extraction applies them. */
+function extractLimits(limits: ArtifactLimits, options: ExtractOptions): Required<ExtractOptions> {
+  return {
+    maxEntries: options.maxEntries ?? limits.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    maxSize: options.maxSize ?? limits.maxExtractSize ?? DEFAULT_MAX_EXTRACT_SIZE,
+  };
+}
+
 class ZipDependencyArtifact implements Artifact {
   readonly format = "zip" as const;
   #zip: ZipArtifact;
   #source: ByteSource;
   #onClose: () => void;
+  #limits: ArtifactLimits;
 
-  constructor(source: ByteSource, onClose: () => void) {
+  constructor(source: ByteSource, onClose: () => void, limits: ArtifactLimits) {
     this.#source = source;
-    this.#zip = new ZipArtifact(source.blob());
+    this.#limits = limits;
+    this.#zip = new ZipArtifact(source.blob(), {
+      maxEntries: limits.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    });
     this.#onClose = onClose;
   }
 
@@ -487,8 +654,12 @@ class ZipDependencyArtifact implements Artifact {
     return this.#zip.read(path);
   }
 
-  extractTo(dir: string): Promise<string[]> {
-    return extract(this, dir);
+  [WRITE_ENTRY](path: string, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
+    return this.#zip[WRITE_ENTRY](path, write);
+  }
+
+  extractTo(dir: string, options: ExtractOptions = {}): Promise<string[]> {
+    return extract(this, dir, extractLimits(this.#limits, options));
   }
 
   async close(): Promise<void> {
@@ -808,10 +979,12 @@ class GzipDependencyArtifact implements Artifact {
   #source: ByteSource;
   #members: Promise<GzipMember[]> | undefined;
   #onClose: () => void;
+  #limits: ArtifactLimits;
 
-  constructor(source: ByteSource, onClose: () => void) {
+  constructor(source: ByteSource, onClose: () => void, limits: ArtifactLimits) {
     this.#source = source;
     this.#onClose = onClose;
+    this.#limits = limits;
   }
 
   #load(): Promise<GzipMember[]> {
@@ -831,8 +1004,8 @@ class GzipDependencyArtifact implements Artifact {
     return inflateMember(this.#source, member);
   }
 
-  extractTo(dir: string): Promise<string[]> {
-    return extract(this, dir);
+  extractTo(dir: string, options: ExtractOptions = {}): Promise<string[]> {
+    return extract(this, dir, extractLimits(this.#limits, options));
   }
 
   async close(): Promise<void> {
@@ -843,11 +1016,22 @@ class GzipDependencyArtifact implements Artifact {
 
 // ------------------------------------------------------------------ download
 
-/** Streams a body into memory, or into `file` once it grows past `limit`. */
+/** The largest body a download accepts, and what to call that limit in its error. */
+interface SizeLimit {
+  bytes: number;
+  /** `artifacts_file.size` (stated by GitLab) or `maxDownloadSize`. */
+  name: string;
+}
+
+/**
+ * Streams a body into memory, or into `file` once it grows past `limit`; a body growing past
+ * `max` is cancelled and is an {@link ArtifactError}.
+ */
 async function store(
   body: ReadableStream<Uint8Array>,
   file: string,
   limit: number,
+  max: SizeLimit,
 ): Promise<ByteSource> {
   const chunks: Uint8Array[] = [];
   let length = 0;
@@ -861,6 +1045,17 @@ async function store(
   };
   try {
     for await (const chunk of body) {
+      if (length + chunk.length > max.bytes) {
+        // Leaving the loop cancels the body: nothing more is read.
+        throw new ArtifactError(
+          `The artifact is larger than ${
+            max.name === "maxDownloadSize"
+              ? `the limit of ${max.bytes} bytes (maxDownloadSize)`
+              : `the ${max.bytes} bytes GitLab stated (artifacts_file.size)`
+          }: the download was stopped`,
+          { limit: { name: max.name, value: max.bytes } },
+        );
+      }
       if (handle === undefined && length + chunk.length > limit) {
         await mkdir(file.slice(0, file.lastIndexOf("/")), { recursive: true });
         handle = await open(file, "w");
@@ -963,7 +1158,8 @@ export class Dependency {
    * @returns The artifact, or `undefined`.
    * @throws {ApiError} GitLab refused (401, 403) or kept failing.
    * @throws {RequestError} No answer, or the body broke off, on every try.
-   * @throws {ArtifactError} The data is not a zip or gzip archive.
+   * @throws {ArtifactError} The data is not a zip or gzip archive; the body went beyond the
+   *   size limit (`err.limit`); a redirect led to a URL that is not http or https. Not retried.
    */
   download(options: DependencyDownloadOptions = {}): Promise<Artifact | undefined> {
     if (!this.hasArtifacts) return Promise.resolve(undefined);
@@ -981,7 +1177,13 @@ export class Dependency {
     const { client, clock } = this.#options;
     const log = this.#options.log ?? (() => {});
     const limit = this.#options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
-    const file = `${this.#options.buildDir.replace(/[/\\]+$/, "")}/.artifacts/${this.id}.download`;
+    const tempDir = this.#options.tempDir ?? `${this.#options.buildDir.replace(/[/\\]+$/, "")}.tmp`;
+    const file = `${tempDir.replace(/[/\\]+$/, "")}/artifact-${this.id}.download`;
+    const stated = this.artifactsFile?.size ?? 0;
+    const max: SizeLimit = stated > 0 ? { bytes: stated, name: "artifacts_file.size" } : {
+      bytes: this.#options.limits?.maxDownloadSize ?? DEFAULT_MAX_DOWNLOAD_SIZE,
+      name: "maxDownloadSize",
+    };
     const endpoint = `GET /api/v4/jobs/${this.id}/artifacts`;
     const prefix = "Downloading artifacts from coordinator...";
     const fields = `id=${this.id}`;
@@ -1006,11 +1208,21 @@ export class Dependency {
         } catch {
           host = "";
         }
+        // C9.2: a redirect may have led the client to a local file or a data: URL.
+        const protocol = response.url ? protocolOf(response.url) : "https:";
+        if (protocol !== "http:" && protocol !== "https:") {
+          await response.body?.cancel().catch(() => {});
+          throw new ArtifactError(
+            `The artifact download of ${this.name} (${this.id}) was redirected to a ${
+              protocol ?? "malformed"
+            } URL: only http and https are followed`,
+          );
+        }
         if (response.body === null) throw new RequestError(endpoint, new Error("No body"));
         try {
-          source = await store(response.body, file, limit);
+          source = await store(response.body, file, limit, max);
         } catch (err) {
-          if (signal?.aborted) throw err;
+          if (signal?.aborted || err instanceof ArtifactError) throw err;
           throw new RequestError(endpoint, err);
         }
         const declared = response.headers.get("content-length");
@@ -1027,6 +1239,11 @@ export class Dependency {
         }
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
+        if (err instanceof ArtifactError) {
+          // A limit or a refused URL: trying again would give the same.
+          log(`ERROR: ${prefix} error  error=${message(err)} ${fields}`);
+          throw err;
+        }
         if (err instanceof ApiError) {
           const word = err.status === 401 || err.status === 403 ? "forbidden" : "failed";
           log(
@@ -1052,8 +1269,9 @@ export class Dependency {
       this.#result = undefined;
     };
     const format = detectFormat(await source.head(4));
-    if (format === "zip") return new ZipDependencyArtifact(source, onClose);
-    if (format === "gzip") return new GzipDependencyArtifact(source, onClose);
+    const limits = this.#options.limits ?? {};
+    if (format === "zip") return new ZipDependencyArtifact(source, onClose, limits);
+    if (format === "gzip") return new GzipDependencyArtifact(source, onClose, limits);
     await source.dispose();
     throw new ArtifactError(
       format === "zstd"

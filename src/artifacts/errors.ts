@@ -10,12 +10,25 @@ export interface ArtifactErrorOptions {
   cause?: unknown;
   /** The artifact entry or file path the error is about, if any. */
   path?: string;
+  /** The limit that was exceeded, if any (see {@link ArtifactError.limit}). */
+  limit?: ArtifactLimitExceeded;
+}
+
+/** A size or count limit an artifact went beyond (C10.2). */
+export interface ArtifactLimitExceeded {
+  /**
+   * The option naming the limit: `maxDownloadSize` (or `artifacts_file.size`, the size GitLab
+   * stated), `maxEntries`, `maxExtractSize`.
+   */
+  name: string;
+  /** The limit's value (bytes or entries). */
+  value: number;
 }
 
 /**
  * Artifact handling failed: an invalid or unsafe path, a `raw` artifact with zero or several
- * files, a corrupt archive, or a file that could not be read while archiving (then the read
- * error is the `cause`).
+ * files, a corrupt archive, a file that could not be read while archiving (then the read
+ * error is the `cause`), or an artifact beyond a size or entry limit (then `limit` says which).
  *
  * @example Catching it
  * ```ts
@@ -27,6 +40,8 @@ export interface ArtifactErrorOptions {
 export class ArtifactError extends Error {
   /** The artifact entry or file path the error is about, if known. */
   readonly path?: string;
+  /** The limit that was exceeded, when that is the error. */
+  readonly limit?: ArtifactLimitExceeded;
 
   /**
    * Creates the error.
@@ -38,5 +53,6 @@ export class ArtifactError extends Error {
     super(message, "cause" in options ? { cause: options.cause } : undefined);
     this.name = "ArtifactError";
     if (options.path !== undefined) this.path = options.path;
+    if (options.limit !== undefined) this.limit = { ...options.limit };
   }
 }

@@ -1,0 +1,90 @@
+// Run by tests (and bench/extract.ts) in a process of its own, because RSS is process-wide:
+// downloads the zip at ZIP_PATH as a dependency's artifact (in-process GitLab mock) and then
+// extracts it (`extract`) or reads every file entry through `read()` (`read`), printing one JSON
+// line: {"growth": peak RSS growth in bytes, "ms": time of the extraction or reads,
+// "files": entries written or read, "bytes": bytes read}.
+//
+//   deno run -A --v8-flags=--expose-gc tests/_artifact_memory_child.ts extract|read ZIP_PATH DIR
+import { Client } from "../src/api/client.ts";
+import { systemClock } from "../src/clock.ts";
+import { createDependencies } from "../src/artifacts/download.ts";
+import { GitLabMock } from "../src/mock/mod.ts";
+import { hostileZip, manyEntries } from "./_zip.ts";
+
+const [mode, zipPath, dir] = Deno.args;
+
+function vmHwm(): number | undefined {
+  try {
+    const m = Deno.readTextFileSync("/proc/self/status").match(/^VmHWM:\s+(\d+) kB/m);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function dependencyArtifact(zip: Uint8Array, buildDir: string) {
+  const mock = new GitLabMock();
+  const build = mock.job().name("build").state("success").artifactsFile(zip).enqueue();
+  mock.job().name("test").dependency(build).enqueue();
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  const taken = await client.requestJob(mock.runnerToken);
+  if (taken.type !== "job" || !taken.job.ok) throw new Error("no job");
+  const [dependency] = createDependencies({
+    client,
+    dependencies: taken.job.payload.dependencies,
+    buildDir,
+    clock: systemClock,
+  });
+  const artifact = await dependency.download();
+  if (!artifact) throw new Error("no artifact");
+  return artifact;
+}
+
+async function work(zip: Uint8Array, target: string): Promise<{ files: number; bytes: number }> {
+  await Deno.mkdir(target, { recursive: true });
+  const artifact = await dependencyArtifact(zip, target);
+  try {
+    if (mode === "list") return { files: (await artifact.entries()).length, bytes: 0 };
+    if (mode === "extract") {
+      const written = await artifact.extractTo(`${target}/out`);
+      return { files: written.length, bytes: 0 };
+    }
+    let files = 0;
+    let bytes = 0;
+    for (const entry of await artifact.entries()) {
+      if (entry.isDirectory || entry.isSymlink) continue;
+      for await (const chunk of await artifact.read(entry.path)) bytes += chunk.length;
+      files++;
+    }
+    return { files, bytes };
+  } finally {
+    await artifact.close?.();
+  }
+}
+
+// Warm up every code path with a small archive first.
+await work(
+  await hostileZip([...manyEntries(20), { name: "z.bin", zeros: 1 << 20 }]),
+  `${dir}/warm`,
+);
+await Deno.remove(`${dir}/warm`, { recursive: true });
+const zip = await Deno.readFile(zipPath);
+(globalThis as { gc?: () => void }).gc?.();
+const before = Deno.memoryUsage().rss;
+let exact = false;
+try {
+  Deno.writeTextFileSync("/proc/self/clear_refs", "5");
+  exact = true;
+} catch {
+  // no VmHWM reset: sampling only
+}
+let peak = before;
+const timer = setInterval(() => {
+  peak = Math.max(peak, Deno.memoryUsage().rss);
+}, 5);
+const start = performance.now();
+const result = await work(zip, `${dir}/run`);
+const ms = performance.now() - start;
+clearInterval(timer);
+peak = Math.max(peak, Deno.memoryUsage().rss, exact ? vmHwm() ?? 0 : 0);
+console.log(JSON.stringify({ growth: peak - before, ms, ...result }));
