@@ -674,7 +674,7 @@ export class Client {
         }
         if (target.protocol !== "http:" && target.protocol !== "https:") {
           throw new RequestError(endpoint, undefined, {
-            message: `a redirect to a ${target.protocol} URL, which is never followed`,
+            message: `a redirect to a ${target.protocol} URL: only http and https are followed`,
           });
         }
         if (target.origin !== this.#base.origin) {

@@ -56,7 +56,7 @@ export interface RetryOptions extends RetryPolicy {
    * Whether an attempt's error is worth another attempt: `false` to fail at once, `true` to
    * retry after the backoff, or a number of milliseconds to wait (e.g. from `Retry-After`).
    */
-  retryable: (error: unknown) => boolean | number;
+  retryable: (error: unknown, attempt: number) => boolean | number;
   /** Called before each wait, with the error and the wait (for diagnostics). */
   onRetry?: (error: unknown, waitMs: number, attempt: number) => void;
 }
@@ -116,7 +116,7 @@ export async function retry<T>(
       return await attempt(n);
     } catch (error) {
       options.signal?.throwIfAborted();
-      const verdict = options.retryable(error);
+      const verdict = options.retryable(error, n);
       if (verdict === false || n + 1 >= max || options.stop?.aborted) throw error;
       const backoff = backoffMs(n, {
         min: options.minBackoffMs,

@@ -34,6 +34,7 @@ import type { Client } from "../api/client.ts";
 import type { DependencySpec } from "../api/payload.ts";
 import type { Clock } from "../clock.ts";
 import { ApiError, RequestError } from "../errors.ts";
+import { retry } from "../api/retry.ts";
 import { Crc32 } from "../log/crc32.ts";
 import { ArtifactError } from "./errors.ts";
 import { readFileStream } from "./files.ts";
@@ -1188,15 +1189,14 @@ export class Dependency {
     const prefix = "Downloading artifacts from coordinator...";
     const fields = `id=${this.id}`;
     log(`Downloading artifacts for ${this.name} (${this.id})...`);
-    for (let attempt = 1;; attempt++) {
-      signal?.throwIfAborted();
+    const attempt = async (n: number): Promise<Artifact | undefined> => {
       // Each try starts from nothing: no bytes of an earlier, broken try survive.
       await rm(file, { force: true });
       let source: ByteSource;
       let host = "";
       try {
         const response = await client.downloadArtifact(this.id, this.#token, {
-          directDownload: attempt === 1,
+          directDownload: n === 0,
           signal,
         });
         if (response === undefined) {
@@ -1208,7 +1208,7 @@ export class Dependency {
         } catch {
           host = "";
         }
-        // C9.2: a redirect may have led the client to a local file or a data: URL.
+        // C9.2: a custom fetch may have followed a redirect to a local file or a data: URL.
         const protocol = response.url ? protocolOf(response.url) : "https:";
         if (protocol !== "http:" && protocol !== "https:") {
           await response.body?.cancel().catch(() => {});
@@ -1223,7 +1223,7 @@ export class Dependency {
           source = await store(response.body, file, limit, max);
         } catch (err) {
           if (signal?.aborted || err instanceof ArtifactError) throw err;
-          throw new RequestError(endpoint, err);
+          throw err instanceof RequestError ? err : new RequestError(endpoint, err);
         }
         const declared = response.headers.get("content-length");
         if (
@@ -1239,10 +1239,13 @@ export class Dependency {
         }
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
-        if (err instanceof ArtifactError) {
-          // A limit or a refused URL: trying again would give the same.
-          log(`ERROR: ${prefix} error  error=${message(err)} ${fields}`);
-          throw err;
+        if (err instanceof RequestError && !err.transient) {
+          // The client refused GitLab's answer (a redirect to a non-HTTP URL or to another
+          // origin where the token would go): final.
+          throw new ArtifactError(
+            `The artifact download of ${this.name} (${this.id}) was refused: ${err.message}`,
+            { cause: err },
+          );
         }
         if (err instanceof ApiError) {
           const word = err.status === 401 || err.status === 403 ? "forbidden" : "failed";
@@ -1250,17 +1253,33 @@ export class Dependency {
             `ERROR: ${prefix} ${word}  ${fields} responseStatus=${statusLine(err.status)} ` +
               `status=${err.status}`,
           );
-          if (err.status === 401 || err.status === 403) throw err;
-        } else {
+        } else if (!(err instanceof ArtifactError)) {
           log(`ERROR: ${prefix} error  error=${message(err)} ${fields}`);
         }
-        if (attempt >= TRIES) throw err;
-        log(`WARNING: Retrying...  error=${message(err)}`);
-        await clock.sleep(RETRY_WAIT_MS, signal);
-        continue;
+        throw err;
       }
       log(`${prefix} ok  ${fields}${host} responseStatus=${statusLine(200)} bytes=${source.size}`);
       return await this.#open(source);
+    };
+    try {
+      // The request policy (C8): 3 tries, 1 s apart, like the official runner.
+      return await retry(attempt, {
+        clock,
+        signal,
+        attempts: TRIES,
+        retryable: (err) => {
+          // A limit, a refused URL, 401/403: trying again would give the same.
+          if (err instanceof ArtifactError) return false;
+          if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return false;
+          return RETRY_WAIT_MS;
+        },
+        onRetry: (err) => log(`WARNING: Retrying...  error=${message(err)}`),
+      });
+    } catch (err) {
+      if (err instanceof ArtifactError) {
+        log(`ERROR: ${prefix} error  error=${message(err)} ${fields}`);
+      }
+      throw err;
     }
   }
 

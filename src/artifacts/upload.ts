@@ -28,6 +28,7 @@ import type { ArtifactSpec } from "../api/payload.ts";
 import type { Client } from "../api/client.ts";
 import type { Clock } from "../clock.ts";
 import { ApiError, RequestError } from "../errors.ts";
+import { retry } from "../api/retry.ts";
 import {
   type ArchiveEntry,
   artifactFileName,
@@ -193,7 +194,7 @@ function abortReason(signal: AbortSignal): unknown {
 }
 
 /** The official backoff (`jpillora/backoff`, min 1 s, max 5 s, factor 2, no jitter). */
-function backoffMs(failedTries: number): number {
+function uploadBackoffMs(failedTries: number): number {
   return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(failedTries - 1, 10));
 }
 
@@ -403,8 +404,7 @@ async function upload(
     ? `Uploading artifacts as ${JSON.stringify(prepared.type)} to coordinator...`
     : "Uploading artifacts to coordinator...";
   const fields = `id=${options.jobId}`;
-  for (let tries = 1;; tries++) {
-    signal?.throwIfAborted();
+  const attempt = async (n: number): Promise<UploadedArtifact> => {
     const state: { bytes: number; error?: unknown } = { bytes: 0 };
     try {
       await client.uploadArtifact(options.jobId, options.token, {
@@ -430,7 +430,7 @@ async function upload(
         format: prepared.format,
         files: prepared.entries.length,
         bytes: state.bytes,
-        tries,
+        tries: n + 1,
       };
     } catch (err) {
       if (signal?.aborted) throw abortReason(signal);
@@ -451,12 +451,22 @@ async function upload(
       } else {
         log(`ERROR: ${prefix} error  error=${message(err)} ${fields}`);
       }
-      const allowed = allowedTries(err);
-      if (tries >= allowed) throw err;
-      log(`WARNING: Retrying...  error=${message(err)}`);
-      await clock.sleep(backoffMs(tries), signal);
+      throw err;
     }
-  }
+  };
+  // The request policy (C8) with the official upload rules: 3 tries (6 on 503), 403 and 413
+  // final, waits of 1, 2, 4, 5, 5 s.
+  return await retry(attempt, {
+    clock,
+    signal,
+    attempts: Infinity,
+    retryable: (err, n) => {
+      if (err instanceof ArtifactError) return false;
+      if (err instanceof RequestError && !err.transient) return false;
+      return n + 1 < allowedTries(err) ? uploadBackoffMs(n + 1) : false;
+    },
+    onRetry: (err) => log(`WARNING: Retrying...  error=${message(err)}`),
+  });
 }
 
 /**
