@@ -272,6 +272,11 @@ Deno.test("C8.4 the final update outlasts a 20-minute GitLab outage", async () =
   await done;
   assert.equal(runner.outcomes[0].state, "success");
   assert.equal(job.state, "success");
+  // The log came back whole: the flush is tried again in every round, not given up for good.
+  assert.match(job.logText, /Job succeeded/);
+  const final = job.finalUpdates.at(-1)! as { output: { bytesize: number; checksum: string } };
+  assert.equal(final.output.bytesize, job.logSize);
+  assert.equal(final.output.checksum, job.logChecksum);
   // Delivered within a minute of the end of the outage (backoff is capped at 60 s).
   assert.ok(job.finishedAt! - outageFrom - 20 * 60_000 <= 60_000);
 });

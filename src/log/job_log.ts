@@ -23,6 +23,8 @@ const KEEP_ALIVE_MS = 30_000;
 export const DEFAULT_FINAL_UPDATE_DEADLINE_MS = 60 * 60_000;
 /** Default time the final flush may keep failing before the state is sent without it (C8.5). */
 export const DEFAULT_FLUSH_DEADLINE_MS = 5 * 60_000;
+/** The shortest round of flushing once the flush deadline has passed. */
+const FLUSH_ROUND_MIN_MS = 30_000;
 /** The reason the pump's sleep is cut short with (made once: wake-ups are frequent). */
 const WAKE = new Error("Woken");
 /** Storage block size: one patch at most. */
@@ -249,14 +251,14 @@ export class JobLog {
     const deadline = clock.now() + deadlineMs;
     // Every call of the final update ends at its deadline, a hanging one included (C8.4) …
     const overall = new Watchdog(clock, deadlineMs);
-    // … and the final flush ends once it kept failing for the flush deadline (C8.5): the clock
-    // starts at its first failure (a hanging PATCH fails at its header deadline) and stops at
-    // any progress.
+    // … and once the final flush kept failing for the flush deadline (C8.5) the state goes with
+    // what GitLab acknowledged. The clock starts at the flush's first failure (a hanging PATCH
+    // fails at its header deadline) and stops at any progress. Each later round tries the log
+    // again first, so a GitLab that comes back still gets all of it.
     const flushDeadlineMs = this.#o.flushDeadlineMs ?? DEFAULT_FLUSH_DEADLINE_MS;
-    let flush: Watchdog | undefined;
+    let failingSince: number | undefined;
     const progress = () => {
-      flush?.stop();
-      flush = undefined;
+      failingSince = undefined;
     };
     try {
       /** The job stopped, or GitLab already holds the state sent: the answer to return. */
@@ -271,6 +273,7 @@ export class JobLog {
       };
       let attempt = 0;
       let probe = false;
+      let warned = false;
       /** Sleeps a backoff step; false when the deadline would pass first. */
       const backoff = async (): Promise<boolean> => {
         const wait = this.#finalBackoff(attempt++);
@@ -287,24 +290,39 @@ export class JobLog {
           continue;
         }
         probe = false;
-        if (this.#undelivered === undefined) {
-          const signal = flush ? AbortSignal.any([overall.signal, flush.signal]) : overall.signal;
-          const flushed = await this.#sendPending(true, signal, progress);
+        this.#undelivered = undefined;
+        if (this.#sent < this.#size) {
+          // While failing, one round of flushing takes at most what is left of the flush
+          // deadline (at least 30 s): a hanging PATCH cannot hold the state back.
+          const bound = failingSince === undefined ? undefined : new Watchdog(
+            clock,
+            Math.max(FLUSH_ROUND_MIN_MS, failingSince + flushDeadlineMs - clock.now()),
+          );
+          const signal = bound ? AbortSignal.any([overall.signal, bound.signal]) : overall.signal;
+          let flushed: boolean;
+          try {
+            flushed = await this.#sendPending(true, signal, progress);
+          } finally {
+            bound?.stop();
+          }
           const after = ended();
           if (after) return after;
           if (overall.signal.aborted) break;
-          if (!flushed) flush ??= new Watchdog(clock, flushDeadlineMs);
-          if (!flushed && !flush!.signal.aborted) {
-            if (!(await backoff())) break;
-            continue;
-          }
           if (!flushed) {
-            // The log cannot be delivered: the state matters more (C8.5).
+            failingSince ??= clock.now();
+            if (clock.now() - failingSince < flushDeadlineMs) {
+              if (!(await backoff())) break;
+              continue;
+            }
+            // The log cannot be delivered now: the state matters more (C8.5).
             this.#undelivered = this.#size - this.#sent;
-            this.#diag(
-              "The job log could not be sent; sending the final state without its last {undelivered} bytes",
-              { undelivered: this.#undelivered, acknowledged: this.#sent },
-            );
+            if (!warned) {
+              warned = true;
+              this.#diag(
+                "The job log could not be sent; sending the final state without its last {undelivered} bytes",
+                { undelivered: this.#undelivered, acknowledged: this.#sent },
+              );
+            }
           }
         }
         const bytesize = this.#undelivered === undefined ? this.#size : this.#sent;
@@ -337,7 +355,6 @@ export class JobLog {
           }
           if (result.outcome === "reset") {
             this.#sent = 0;
-            this.#undelivered = undefined;
             progress();
             continue;
           }
@@ -349,13 +366,12 @@ export class JobLog {
           if (overall.signal.aborted) break;
           this.#diag("Final update failed, will retry", { error: String(error) });
           // GitLab may have lost log chunks meanwhile: check its size before trying again.
-          probe = this.#undelivered === undefined;
+          probe = true;
           if (!(await backoff())) break;
         }
       }
     } finally {
       overall.stop();
-      flush?.stop();
     }
     this.#diag("The final state could not be delivered within {deadlineMs} ms", {
       deadlineMs: this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS,
@@ -551,6 +567,8 @@ export class JobLog {
           offset,
           data,
           signal,
+          // At the end the final update's own loop retries (with the flush deadline in view).
+          retry: final ? { attempts: 1 } : undefined,
         });
       } catch (error) {
         this.#diag("Sending the job log failed, will retry", { error: String(error), offset });
