@@ -44,6 +44,8 @@ export interface RunContext {
   finalUpdateDeadlineMs?: number;
   /** How long the final flush may fail before the state goes without the log's end (C8.5). */
   flushDeadlineMs?: number;
+  /** Where job logs spool their acknowledged bytes (C10.4; default: the OS temp directory). */
+  spoolDir?: string;
 }
 
 /** How a job ended, for the runner's bookkeeping and tests. */
@@ -204,6 +206,7 @@ async function runParsed(
     random: ctx.random,
     finalUpdateDeadlineMs: ctx.finalUpdateDeadlineMs,
     flushDeadlineMs: ctx.flushDeadlineMs,
+    spoolDir: ctx.spoolDir,
     onAbort: (result) => {
       gitlabAbort = true;
       logger.info("GitLab stopped job {jobId} (status {status}, Job-Status {jobStatus})", {

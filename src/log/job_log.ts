@@ -2,7 +2,9 @@
  * One job's log on its way to GitLab: masked, limited, held until GitLab has it, sent in
  * patches of at most 1 MiB once per update interval, resynchronised on 416, retried with its
  * bytes kept, kept alive with checksum and size, and finished with the final state (PROTOCOL
- * §3.5, §3.6; CONFORMANCE C4, C5.1).
+ * §3.5, §3.6; CONFORMANCE C4, C5.1). Memory holds only a bounded window of it: what GitLab has
+ * not acknowledged plus at most one block; the acknowledged blocks go to a temporary spool file
+ * (C10.4).
  *
  * @module
  */
@@ -12,6 +14,7 @@ import type { Client, JobCallResult, JobState, RunnerMetadata } from "../api/cli
 import { backoffMs } from "../api/retry.ts";
 import { Crc32 } from "./crc32.ts";
 import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
+import { continueCrc32, defaultSpoolDir, Spool } from "./_spool.ts";
 
 /** Default output limit: 4 MiB, like the official runner. */
 export const DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024;
@@ -85,6 +88,13 @@ export interface JobLogOptions {
    * sent with the size GitLab acknowledged, in milliseconds (default 5 min).
    */
   flushDeadlineMs?: number;
+  /**
+   * Where the spool file of acknowledged log bytes goes (default: the OS temp directory). It
+   * should be outside the job's build directory; the file is made with mode 0600 and removed
+   * when the log is finished or stopped. When it cannot be written, the bytes stay in memory
+   * (with a diagnostic).
+   */
+  spoolDir?: string;
 }
 
 /** The final state to report. */
@@ -116,9 +126,20 @@ export class JobLog {
   #crc = new Crc32();
   /**
    * The stored log in blocks of {@linkcode BLOCK} bytes (the first one starts small and grows),
-   * so storing never copies what is there and a patch is a view into one block.
+   * so storing never copies what is there and a patch is a view into one block. The first
+   * `#spooled` blocks are in the spool file instead (their entries are empty): only blocks
+   * GitLab acknowledged whole are moved there, by the pump, after a patch was accepted.
    */
-  #blocks: Uint8Array[] = [new Uint8Array(4 * 1024)];
+  #blocks: (Uint8Array | undefined)[] = [new Uint8Array(4 * 1024)];
+  /** `#blockCrcs[i]`: the CRC-32 of the first `i` blocks (checkpoints for `#checksumOf`). */
+  #blockCrcs: number[] = [0];
+  #spool: Spool | undefined;
+  /** Blocks moved to the spool (always the first ones). */
+  #spooled = 0;
+  /** Set once the spool could not be written: everything stays in memory from then on. */
+  #spoolFailed = false;
+  /** Set once finish()/stop() removed the spool. */
+  #spoolRemoved = false;
   #size = 0;
   #sent = 0;
   #limit: number;
@@ -180,9 +201,39 @@ export class JobLog {
     return this.#aborted !== undefined;
   }
 
-  /** The stored log bytes (a copy). */
+  /**
+   * Bytes of the log held in memory (allocated blocks not moved to the spool): at most the
+   * bytes GitLab has not acknowledged plus about two blocks (C10.4).
+   */
+  get memoryBytes(): number {
+    let n = 0;
+    for (let i = this.#spooled; i < this.#blocks.length; i++) n += this.#blocks[i]!.byteLength;
+    return n;
+  }
+
+  /** The spool file's path, once one was made (it is removed by finish/stop). */
+  get spoolPath(): string | undefined {
+    return this.#spool?.path;
+  }
+
+  /**
+   * The stored log bytes (a copy). The part in the spool is read synchronously: this is for
+   * tests and small logs, and works until the log is finished or stopped (the spool is removed
+   * then; it throws if part of the log was there).
+   */
   bytes(): Uint8Array {
-    return this.#range(0, this.#size, true);
+    if (this.#spooled > 0 && this.#spoolRemoved) {
+      throw new Error("The spooled job log was removed when the log was finished");
+    }
+    const out = new Uint8Array(this.#size);
+    for (let b = 0; b * BLOCK < this.#size; b++) {
+      const start = b * BLOCK;
+      const end = Math.min(this.#size, start + BLOCK);
+      const block = this.#blocks[b];
+      if (block) out.set(block.subarray(0, end - start), start);
+      else this.#spool!.readSync(start, out.subarray(start, end));
+    }
+    return out;
   }
 
   /** Masks `text` like the log's content (for diagnostics outside the log). */
@@ -240,6 +291,14 @@ export class JobLog {
    * GitLab stopped the job.
    */
   async finish(final: FinalState): Promise<FinalResult> {
+    try {
+      return await this.#finish(final);
+    } finally {
+      await this.#removeSpool();
+    }
+  }
+
+  async #finish(final: FinalState): Promise<FinalResult> {
     this.#stopping = true;
     this.#stop.abort(WAKE);
     this.#wakeUp();
@@ -331,7 +390,7 @@ export class JobLog {
             state: final.state,
             failureReason: final.failureReason,
             exitCode: final.exitCode,
-            output: { checksum: this.#checksumOf(bytesize), bytesize },
+            output: { checksum: await this.#checksumOf(bytesize), bytesize },
             info: this.#o.info,
           }, {
             signal: overall.signal,
@@ -381,11 +440,50 @@ export class JobLog {
 
   /** Stops the pump without a final update (after GitLab cancelled the job). */
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#stop.abort(WAKE);
-    this.#wakeUp();
-    await this.#loop;
-    this.#releaseWriters();
+    try {
+      this.#stopping = true;
+      this.#stop.abort(WAKE);
+      this.#wakeUp();
+      await this.#loop;
+      this.#releaseWriters();
+    } finally {
+      await this.#removeSpool();
+    }
+  }
+
+  async #removeSpool(): Promise<void> {
+    this.#spoolRemoved = true;
+    await this.#spool?.remove().catch((error) =>
+      this.#diag("Cannot remove the job log's spool file {path}", {
+        path: this.#spool?.path,
+        error: String(error),
+      })
+    );
+  }
+
+  /**
+   * Moves the blocks GitLab acknowledged whole from memory to the spool (called by the pump
+   * after an accepted patch, so `write()` never waits for the disk). When the spool cannot be
+   * written, the blocks stay in memory and nothing is lost.
+   */
+  async #spoolAcknowledged(): Promise<void> {
+    while (!this.#spoolFailed && !this.#spoolRemoved && (this.#spooled + 1) * BLOCK <= this.#sent) {
+      const b = this.#spooled;
+      const dir = this.#o.spoolDir ?? defaultSpoolDir();
+      try {
+        this.#spool ??= await Spool.create(dir, this.#o.jobId);
+        await this.#spool.write(b * BLOCK, this.#blocks[b]!);
+      } catch (error) {
+        this.#spoolFailed = true;
+        this.#diag("The job log cannot be spooled to {dir}; keeping it in memory", {
+          dir,
+          error: String(error),
+        });
+        return;
+      }
+      this.#blocks[b] = undefined;
+      this.#spooled++;
+    }
   }
 
   /**
@@ -399,7 +497,7 @@ export class JobLog {
     try {
       const result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, {
         offset,
-        data: this.#range(offset, this.#size, true),
+        data: await this.#read(offset, this.#size),
         signal,
       });
       this.#react(result);
@@ -420,16 +518,26 @@ export class JobLog {
     }
   }
 
-  /** `crc32:%08x` of the first `size` stored bytes. */
-  #checksumOf(size: number): string {
+  /**
+   * `crc32:%08x` of the first `size` stored bytes: from the checkpoint at the start of its last
+   * block, over at most one block (read from the spool only when GitLab's offset went below the
+   * window in memory).
+   */
+  async #checksumOf(size: number): Promise<string> {
     if (size === this.#size) return this.checksum;
-    const crc = new Crc32();
-    for (let at = 0; at < size;) {
-      const end = Math.min(size, (Math.floor(at / BLOCK) + 1) * BLOCK);
-      crc.update(this.#range(at, end));
-      at = end;
+    const b = Math.floor(size / BLOCK);
+    let crc = this.#blockCrcs[b];
+    if (size > b * BLOCK) {
+      try {
+        crc = continueCrc32(crc, await this.#read(b * BLOCK, size));
+      } catch (error) {
+        this.#diag("Reading the spooled job log failed; sending the whole log's checksum", {
+          error: String(error),
+        });
+        return this.checksum;
+      }
     }
-    return `crc32:${crc.hex()}`;
+    return `crc32:${crc.toString(16).padStart(8, "0")}`;
   }
 
   #finalBackoff(attempt: number): number {
@@ -452,42 +560,50 @@ export class JobLog {
   }
 
   #append(bytes: Uint8Array): void {
-    if (bytes.byteLength === 0) return;
-    this.#crc.update(bytes);
     let from = 0;
     while (from < bytes.byteLength) {
-      let block = this.#blocks[this.#blocks.length - 1];
-      const used = this.#size - (this.#blocks.length - 1) * BLOCK;
+      const last = this.#blocks.length - 1;
+      const used = this.#size - last * BLOCK;
+      if (used === BLOCK) {
+        // The last block is full (maybe already in the spool): start the next one.
+        this.#blocks.push(new Uint8Array(BLOCK));
+        continue;
+      }
+      let block = this.#blocks[last]!;
       if (used === block.byteLength) {
-        if (block.byteLength < BLOCK) {
-          // The first block grows by doubling up to a full block (small logs stay small).
-          const grown = new Uint8Array(Math.min(BLOCK, block.byteLength * 2));
-          grown.set(block);
-          block = this.#blocks[this.#blocks.length - 1] = grown;
-        } else {
-          block = new Uint8Array(BLOCK);
-          this.#blocks.push(block);
-          continue;
-        }
+        // The first block grows by doubling up to a full block (small logs stay small).
+        const grown = new Uint8Array(Math.min(BLOCK, block.byteLength * 2));
+        grown.set(block);
+        block = this.#blocks[last] = grown;
       }
       const n = Math.min(block.byteLength - used, bytes.byteLength - from);
-      block.set(bytes.subarray(from, from + n), used);
+      const piece = bytes.subarray(from, from + n);
+      block.set(piece, used);
+      this.#crc.update(piece);
       from += n;
       this.#size += n;
+      if (used + n === BLOCK) this.#blockCrcs.push(this.#crc.value);
     }
   }
 
-  /** The stored bytes `[start, end)`: a view when they lie in one block (or `copy`), else a copy. */
-  #range(start: number, end: number, copy = false): Uint8Array {
+  /**
+   * The stored bytes `[start, end)`: a view when they lie in one block held in memory, else a
+   * copy, read from the spool where they are there.
+   */
+  async #read(start: number, end: number): Promise<Uint8Array> {
     const first = Math.floor(start / BLOCK);
-    if (!copy && end <= (first + 1) * BLOCK) {
-      return this.#blocks[first].subarray(start - first * BLOCK, end - first * BLOCK);
+    const block = this.#blocks[first];
+    if (block && end <= (first + 1) * BLOCK) {
+      return block.subarray(start - first * BLOCK, end - first * BLOCK);
     }
     const out = new Uint8Array(end - start);
     for (let at = start; at < end;) {
       const b = Math.floor(at / BLOCK);
       const stop = Math.min(end, (b + 1) * BLOCK);
-      out.set(this.#blocks[b].subarray(at - b * BLOCK, stop - b * BLOCK), at - start);
+      const held = this.#blocks[b];
+      if (held) out.set(held.subarray(at - b * BLOCK, stop - b * BLOCK), at - start);
+      else if (!this.#spool || this.#spoolRemoved) throw new Error("The job log's spool is gone");
+      else await this.#spool.read(at, out.subarray(at - start, stop - start));
       at = stop;
     }
     return out;
@@ -560,7 +676,16 @@ export class JobLog {
         offset + PATCH_LIMIT,
         (Math.floor(offset / BLOCK) + 1) * BLOCK,
       );
-      const data = this.#range(offset, end);
+      let data;
+      try {
+        data = await this.#read(offset, end);
+      } catch (error) {
+        this.#diag("Reading the spooled job log failed, will retry", {
+          error: String(error),
+          offset,
+        });
+        return false;
+      }
       let result;
       try {
         result = await this.#o.client.patchTrace(this.#o.jobId, this.#o.token, {
@@ -584,6 +709,7 @@ export class JobLog {
         this.#sent = server >= offset && server <= this.#size ? Math.max(server, end) : end;
         if (this.#sent > this.#size) this.#sent = this.#size;
         if (this.#size - this.#sent <= this.#highWater / 2) this.#releaseWriters();
+        await this.#spoolAcknowledged();
         continue;
       }
       if (result.outcome === "range") {
