@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { makeDir, removeDir } from "./_dirs.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
-import type { Client, RunnerMetadata } from "./api/client.ts";
+import { type Client, maskSecrets, type RunnerMetadata } from "./api/client.ts";
 import { mapFailureReason } from "./api/failure_reasons.ts";
 import type { JobStep, ParseResult } from "./api/payload.ts";
 import { JobFailure, ScriptFailure } from "./errors.ts";
@@ -133,7 +133,18 @@ export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobO
   try {
     outcome = parsed.ok ? await runParsed(ctx, parsed.payload) : await failUnparsed(ctx, parsed);
   } catch (error) {
-    ctx.logger.error("Unexpected error while running a job: {error}", { error: describe(error) });
+    // Masked like the job log: the error may quote the job's token or a masked value (C9.4).
+    const secrets = parsed.ok
+      ? [
+        parsed.payload.token,
+        ...parsed.payload.variables.filter((v) => v.masked).map((v) => v.value),
+      ]
+      : parsed.token
+      ? [parsed.token]
+      : [];
+    ctx.logger.error("Unexpected error while running a job: {error}", {
+      error: maskSecrets(describe(error), secrets),
+    });
     outcome = { id: parsed.ok ? parsed.payload.id : parsed.id ?? 0, state: "lost" };
   }
   return { ...outcome, name, durationMs: ctx.clock.now() - started };
