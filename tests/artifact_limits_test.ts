@@ -248,6 +248,53 @@ Deno.test("C10.2 a body that never ends stops at the size GitLab stated, clearly
   await assert.rejects(stat(`${s.buildDir}.tmp/artifact-${s.dependency.id}.download`));
 });
 
+Deno.test("C10.2 without a stated size the download stops at limits.maxDownloadSize", async () => {
+  const archive = await hostileZip([{ name: "a.txt", data: "small" }]);
+  const mock = new GitLabMock();
+  const build = mock.job().name("build").state("success").artifactsFile(archive).enqueue();
+  // GitLab states no `artifacts_file.size`: the configured cap applies.
+  mock.job().name("test").dependency(build).payload((p) => ({
+    ...p,
+    dependencies: (p.dependencies as { artifacts_file?: Record<string, unknown> }[]).map((d) => {
+      const { size: _size, ...file } = d.artifacts_file ?? {};
+      return { ...d, artifacts_file: file };
+    }),
+  })).enqueue();
+  const counter = { bytes: 0, cancelled: false };
+  const client = new Client(mock.url, {
+    fetch: async (input, init) => {
+      const request = new Request(input, init);
+      if (!new URL(request.url).pathname.endsWith("/artifacts")) return mock.fetch(request);
+      await mock.fetch(request);
+      return new Response(endless(counter), { status: 200 });
+    },
+    maxAttempts: 1,
+  });
+  const taken = await client.requestJob(mock.runnerToken);
+  if (taken.type !== "job" || !taken.job.ok) throw new Error("no job");
+  assert.equal(taken.job.payload.dependencies[0].artifactsFile?.size ?? 0, 0);
+  const buildDir = await mkdtemp(join(tmpdir(), "limits-"));
+  try {
+    const [dependency] = createDependencies({
+      client,
+      dependencies: taken.job.payload.dependencies,
+      buildDir,
+      clock: new FakeClock(),
+      limits: { maxDownloadSize: 1024 * 1024 },
+    });
+    await assert.rejects(dependency.download(), isLimit("maxDownloadSize", 1024 * 1024));
+    assert.ok(counter.cancelled, "the body was cancelled");
+    assert.ok(counter.bytes <= MiB + 2 * 64 * 1024, `${counter.bytes} bytes pulled`);
+    assert.equal(mock.requestCount("download"), 1);
+    // Nothing is left on disk: no download file, no extraction.
+    assert.deepEqual(await readdir(`${buildDir}.tmp`).catch(() => []), []);
+    assert.deepEqual(await readdir(buildDir), []);
+  } finally {
+    await rm(buildDir, { recursive: true, force: true });
+    await rm(`${buildDir}.tmp`, { recursive: true, force: true });
+  }
+});
+
 Deno.test("C10.2 extraction stops at maxEntries and maxExtractSize before writing anything", async () => {
   const zip = await hostileZip([...manyEntries(20), { name: "big", zeros: 2 * MiB }]);
   await using s = await setup(zip, {}, { limits: { maxExtractSize: MiB } });
