@@ -132,12 +132,29 @@ async function uploadCase(size: number, level: string): Promise<number> {
   return received;
 }
 
+/** The size of the stored zip {@link downloadCase} serves (counted by making it once). */
+async function zipSize(size: number): Promise<number> {
+  let length = 0;
+  for await (const chunk of zipArchive([generated("big.bin", size)], { level: 0 })) {
+    length += chunk.length;
+  }
+  return length;
+}
+
 async function downloadCase(size: number): Promise<number> {
   const mock = new GitLabMock();
   // A placeholder archive gives the dependency an `artifacts_file`; the body comes from below.
+  // Its stated size must be the real one: a download stops at the size GitLab states (C10.2).
+  const stated = await zipSize(size);
   const build = mock.job().name("build").state("success").artifactsFile(new Uint8Array([1]))
     .enqueue();
-  mock.job().name("test").dependency(build).enqueue();
+  mock.job().name("test").dependency(build).payload((p) => ({
+    ...p,
+    dependencies: (p.dependencies as { artifacts_file?: Record<string, unknown> }[]).map((d) => ({
+      ...d,
+      artifacts_file: { ...d.artifacts_file, size: stated },
+    })),
+  })).enqueue();
   const serve: typeof fetch = (input, init) => {
     const request = new Request(input, init);
     if (request.method !== "GET" || !request.url.includes("/artifacts")) {

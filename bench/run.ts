@@ -6,7 +6,8 @@
  * 2. pick-up latency (`pickup_latency.ts`): long polling against plain polling;
  * 3. log pipeline (`log_pipeline.ts`, `masker_bench.ts`): a job writing 256 MiB of output;
  * 4. artifacts (`artifacts.ts`): a 512 MiB artifact zipped and uploaded;
- * 5. idle footprint (`idle.ts`): a polling runner, and 16 quiet jobs.
+ * 5. idle footprint (`idle.ts`): a polling runner, and 16 quiet jobs;
+ * 6. extraction (`extract.ts`): dependencies with one 1 GiB entry and with 40 000 entries.
  *
  * Every measurement runs in a process of its own (RSS figures are not polluted by the others);
  * the GitLab mock and the upload sink run in processes of their own too. Prints a table and
@@ -27,6 +28,7 @@ const GROUPS = [
   { n: 3, name: "log", script: "log_pipeline.ts" },
   { n: 4, name: "artifacts", script: "artifacts.ts" },
   { n: 5, name: "idle", script: "idle.ts" },
+  { n: 6, name: "extract", script: "extract.ts" },
 ];
 
 const OPS = { "<": "<", "<=": "≤", ">": ">", ">=": "≥" } as const;

@@ -63,11 +63,6 @@ async function closeAll(...servers: Deno.HttpServer[]) {
   for (const s of servers) await s.shutdown();
 }
 
-const tokenLeaks = (seen: Seen[], tokens: string[]) =>
-  seen.filter((s) =>
-    tokens.some((t) => s.body.includes(t) || [...s.headers.values()].some((v) => v.includes(t)))
-  );
-
 // ------------------------------------------------------------------------------------- C9.1
 
 Deno.test("C9.1 /jobs/request and /runners/verify never follow a redirect to another origin (301, 302, 307, 308)", async () => {
@@ -76,7 +71,7 @@ Deno.test("C9.1 /jobs/request and /runners/verify never follow a redirect to ano
   let status = 307;
   const gl = front(
     mock,
-    (req, url) =>
+    (_req, url) =>
       url.pathname.endsWith("/jobs/request") || url.pathname.endsWith("/runners/verify")
         ? { status, location: `${evil.origin}/steal${url.pathname}` }
         : undefined,

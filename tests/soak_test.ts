@@ -62,12 +62,13 @@ Deno.test("C4.3 C5.1 C1.6 C8.1 C8.4 C8.6 C8.8 M11 soak: 200 jobs at concurrency 
 
     const runs = new Map<number, number>();
     const inStep = new Set<number>();
-    // Logs must arrive whole through the 20 minute outage: the flush deadline is set above it
+    // Logs must arrive whole through the 20 minute outage plus hangs of 10 min (the header
+    // deadline) on top: the flush deadline is set above that
     // (with the default 5 min, a job ending in the outage may send its state without the end of
     // its log, C8.5, tested in liveness_test.ts).
     const runner = await new RunnerBuilder(mock.url, mock.runnerToken, dir)
       .fetch(mock.fetch).clock(clock).random(random).systemId("s_0123456789ab")
-      .deadlines({ flushMs: 30 * 60_000 }).build();
+      .deadlines({ flushMs: 55 * 60_000 }).build();
     const stop = new AbortController();
     const done = runner.run(
       (job) => {

@@ -27,7 +27,16 @@
 
 import { chmod, lstat, mkdir, open, rm, symlink, unlink, utimes } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
-import { closeSync, openSync, readSync } from "node:fs";
+import {
+  closeSync,
+  fchmodSync,
+  fstatSync,
+  futimesSync,
+  openSync,
+  readSync,
+  writeSync,
+} from "node:fs";
+import { setImmediate } from "node:timers";
 import { resolve as resolvePath } from "node:path";
 import { createInflateRaw } from "node:zlib";
 import type { Client } from "../api/client.ts";
@@ -43,12 +52,13 @@ import {
   type ArtifactEntry,
   DEFAULT_MAX_ENTRIES,
   detectFormat,
+  ExtractBuffers,
   safeEntryPath,
   safeSymlinkTarget,
   ZipArtifact,
 } from "./reader.ts";
 import { statusLine } from "./_http_status.ts";
-import { hasWriteEntry, READ_AT, WRITE_ENTRY } from "./_random_access.ts";
+import { EACH_ENTRY, hasEachEntry, hasWriteEntry, READ_AT, WRITE_ENTRY } from "./_random_access.ts";
 
 export type { ArtifactEntry } from "./reader.ts";
 
@@ -372,6 +382,24 @@ interface Readable {
   read(path: string): Promise<ReadableStream<Uint8Array>>;
 }
 
+/** Files up to this size are written with synchronous calls (one open, write, close each). */
+const SYNC_WRITE_SIZE = 1024 * 1024;
+/** Synchronous work between two turns of the event loop during an extraction, in ms. */
+const EXTRACT_SLICE_MS = 10;
+
+/**
+ * The entries of `artifact` in archive order, one object at a time when it can (the zip reader
+ * does: 40 000 entries are never an array, C10.1). Each call iterates anew.
+ */
+async function eachEntry(artifact: Readable): Promise<Iterable<ArtifactEntry>> {
+  return hasEachEntry(artifact) ? await artifact[EACH_ENTRY]() : await artifact.entries();
+}
+
+/** Lets the event loop run (timers, sockets) between slices of synchronous extraction work. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream as ReadableStream<Uint8Array<ArrayBuffer>>).text();
 }
@@ -449,14 +477,71 @@ async function checkLinkPath(root: string, rel: string, target: string): Promise
   }
 }
 
-/** Writes a new file; an existing file or link at `path` is replaced (never written through). */
-async function writeEntry(path: string, artifact: Readable, entry: string): Promise<void> {
+/** Writes all of `chunk` to `fd` at its position. */
+function writeAllSync(fd: number, chunk: Uint8Array): void {
+  let done = 0;
+  while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+}
+
+/**
+ * Whether a new file created with `mode` gets it exactly, or the umask takes bits away (then a
+ * chmod follows, as before): learnt once per mode and extraction, from the first such file.
+ */
+type ModeChecks = Map<number, boolean>;
+
+/**
+ * Writes a new file with its mode and modification time; an existing file or link at `path`
+ * is replaced (never written through). A small file takes synchronous calls on one descriptor
+ * (open with its mode, write, utimes, close: microseconds each, where each asynchronous call
+ * costs a trip through the thread pool, C10.1); a large one is written asynchronously.
+ */
+async function writeFile(
+  path: string,
+  artifact: Readable,
+  entry: ArtifactEntry,
+  buffers: ExtractBuffers,
+  modes: ModeChecks,
+): Promise<void> {
+  const mode = entry.mode !== undefined ? entry.mode & 0o777 : undefined;
+  const mtime = entry.mtime.getTime() > 0 ? entry.mtime : undefined;
+  if (entry.size <= SYNC_WRITE_SIZE && hasWriteEntry(artifact)) {
+    const create = mode ?? 0o666;
+    let fd: number;
+    try {
+      fd = openSync(path, "wx", create);
+    } catch (err) {
+      if (errorCode(err) !== "EEXIST") throw err;
+      await clearTarget(path, entry.path);
+      fd = openSync(path, "wx", create);
+    }
+    try {
+      await artifact[WRITE_ENTRY](entry.path, (chunk) => writeAllSync(fd, chunk), buffers);
+      if (mode !== undefined) {
+        let exact = modes.get(mode);
+        if (exact === undefined) {
+          exact = (fstatSync(fd).mode & 0o777) === mode;
+          modes.set(mode, exact);
+        }
+        if (!exact) fchmodSync(fd, mode);
+      }
+      if (mtime !== undefined) {
+        try {
+          futimesSync(fd, mtime, mtime);
+        } catch {
+          // times are best effort
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return;
+  }
   let handle: FileHandle;
   try {
     handle = await open(path, "wx");
   } catch (err) {
     if (errorCode(err) !== "EEXIST") throw err;
-    await clearTarget(path, entry);
+    await clearTarget(path, entry.path);
     handle = await open(path, "wx");
   }
   const write = async (chunk: Uint8Array) => {
@@ -469,13 +554,15 @@ async function writeEntry(path: string, artifact: Readable, entry: string): Prom
   try {
     if (hasWriteEntry(artifact)) {
       // The zip reader inflates into one buffer, written before it is filled again.
-      await artifact[WRITE_ENTRY](entry, write);
+      await artifact[WRITE_ENTRY](entry.path, write, buffers);
     } else {
-      for await (const chunk of await artifact.read(entry)) await write(chunk);
+      for await (const chunk of await artifact.read(entry.path)) await write(chunk);
     }
   } finally {
     await handle.close();
   }
+  if (mode !== undefined) await chmod(path, mode);
+  if (mtime !== undefined) await utimes(path, mtime, mtime).catch(() => {});
 }
 
 /**
@@ -498,42 +585,44 @@ function pathsOnTheWay(rel: string, target: string): string[] {
   return out;
 }
 
-interface Planned {
-  entry: ArtifactEntry;
-  rel: string;
-  linkTarget?: string;
+/** The path of `entry` relative to `base`, checked; undefined for a `./` directory entry. */
+function relativePath(base: string, entry: ArtifactEntry): string | undefined {
+  // A `./` directory entry (some zip tools write one) is the target itself.
+  if (entry.isDirectory && cleanPath(entry.path) === ".") return undefined;
+  const target = safeEntryPath(base, entry.path);
+  return target.slice(base === "/" ? 1 : base.length + 1);
 }
 
 /**
- * Checks every entry before anything is written: paths inside the root, link targets inside
- * the root, no entry below a link of the archive, no link target through a link of the archive.
+ * Checks every entry before anything is written: the limits, paths inside the root, link
+ * targets inside the root, no entry below a link of the archive, no link target through a link
+ * of the archive. Goes over the entries a few times rather than keeping them (C10.1); returns
+ * the link targets, by entry path (links are few).
  */
 async function plan(
   artifact: Readable,
   base: string,
   limits: Required<ExtractOptions>,
-): Promise<Planned[]> {
-  const planned: Planned[] = [];
-  const entries = await artifact.entries();
-  checkLimits(entries, limits);
-  for (const entry of entries) {
-    // A `./` directory entry (some zip tools write one) is the target itself.
-    if (entry.isDirectory && cleanPath(entry.path) === ".") continue;
-    const target = safeEntryPath(base, entry.path);
-    const rel = target.slice(base === "/" ? 1 : base.length + 1);
-    let linkTarget: string | undefined;
-    if (entry.isSymlink) {
-      if (entry.size > MAX_LINK_TARGET) {
-        throw new ArtifactError(`Symlink ${entry.path} has a target that is too long`, {
-          path: entry.path,
-        });
-      }
-      linkTarget = safeSymlinkTarget(rel, await readText(await artifact.read(entry.path)));
+): Promise<Map<string, string>> {
+  checkLimits(await eachEntry(artifact), limits);
+  /** Targets by entry path; their paths relative to the root. */
+  const targets = new Map<string, string>();
+  const links = new Set<string>();
+  for (const entry of await eachEntry(artifact)) {
+    const rel = relativePath(base, entry);
+    if (rel === undefined || !entry.isSymlink) continue;
+    if (entry.size > MAX_LINK_TARGET) {
+      throw new ArtifactError(`Symlink ${entry.path} has a target that is too long`, {
+        path: entry.path,
+      });
     }
-    planned.push({ entry, rel, linkTarget });
+    targets.set(
+      entry.path,
+      safeSymlinkTarget(rel, await readText(await artifact.read(entry.path))),
+    );
+    links.add(rel);
   }
-  const links = new Set(planned.filter((p) => p.linkTarget !== undefined).map((p) => p.rel));
-  if (links.size === 0) return planned;
+  if (links.size === 0) return targets;
   const throughLink = (segments: string[]) => {
     for (let i = 1; i < segments.length; i++) {
       const prefix = segments.slice(0, i).join("/");
@@ -541,38 +630,43 @@ async function plan(
     }
     return undefined;
   };
-  for (const p of planned) {
-    const via = throughLink(p.rel.split("/"));
+  for (const entry of await eachEntry(artifact)) {
+    const rel = relativePath(base, entry);
+    if (rel === undefined) continue;
+    const via = throughLink(rel.split("/"));
     if (via !== undefined) {
       throw new ArtifactError(
-        `Entry would be written through the symbolic link ${via}: ${p.entry.path}`,
-        { path: p.entry.path },
+        `Entry would be written through the symbolic link ${via}: ${entry.path}`,
+        { path: entry.path },
       );
     }
-    if (p.linkTarget !== undefined) {
-      const link = pathsOnTheWay(p.rel, p.linkTarget).find((path) => links.has(path));
+    const linkTarget = entry.isSymlink ? targets.get(entry.path) : undefined;
+    if (linkTarget !== undefined) {
+      const link = pathsOnTheWay(rel, linkTarget).find((path) => links.has(path));
       if (link !== undefined) {
         throw new ArtifactError(
-          `Symlink ${p.rel} target goes through another symbolic link: ${p.linkTarget}`,
-          { path: p.entry.path },
+          `Symlink ${rel} target goes through another symbolic link: ${linkTarget}`,
+          { path: entry.path },
         );
       }
     }
   }
-  return planned;
+  return targets;
 }
 
 /** Checks the extraction limits against what the archive states, before anything is written. */
-function checkLimits(entries: readonly ArtifactEntry[], limits: Required<ExtractOptions>): void {
-  if (entries.length > limits.maxEntries) {
-    throw new ArtifactError(
-      `The artifact has ${entries.length} entries, more than the limit of ${limits.maxEntries} (maxEntries)`,
-      { limit: { name: "maxEntries", value: limits.maxEntries } },
-    );
-  }
+function checkLimits(entries: Iterable<ArtifactEntry>, limits: Required<ExtractOptions>): void {
+  let count = 0;
   let total = 0;
   for (const entry of entries) {
+    count++;
     if (!entry.isDirectory) total += entry.size;
+  }
+  if (count > limits.maxEntries) {
+    throw new ArtifactError(
+      `The artifact has ${count} entries, more than the limit of ${limits.maxEntries} (maxEntries)`,
+      { limit: { name: "maxEntries", value: limits.maxEntries } },
+    );
   }
   if (total > limits.maxSize) {
     throw new ArtifactError(
@@ -589,33 +683,41 @@ async function extract(
 ): Promise<string[]> {
   const root = resolvePath(dir).replaceAll("\\", "/");
   const base = root.length > 1 ? root.replace(/\/+$/, "") : root;
-  const planned = await plan(artifact, base, limits);
+  const targets = await plan(artifact, base, limits);
   await mkdir(base, { recursive: true });
   const written: string[] = [];
   const links: { rel: string; target: string }[] = [];
   // Directories made or checked by this extraction (the archive's own links are refused by
   // plan(), so one stays a directory).
   const dirs = new Set<string>();
-  for (const { entry, rel, linkTarget } of planned) {
+  // One output buffer and one read-ahead window for every file of this extraction.
+  const buffers = new ExtractBuffers();
+  const modes: ModeChecks = new Map();
+  let slice = performance.now();
+  for (const entry of await eachEntry(artifact)) {
+    const rel = relativePath(base, entry);
+    if (rel === undefined) continue;
     const segments = rel.split("/");
     const path = `${base === "/" ? "" : base}/${rel}`;
     segments.pop();
     // Existing links in the target directory are checked here, as the files are written.
     await ensureDirs(base, segments, entry.path, dirs);
-    const mode = entry.mode !== undefined ? entry.mode & 0o777 : undefined;
+    const linkTarget = entry.isSymlink ? targets.get(entry.path) : undefined;
     if (entry.isDirectory) {
       await ensureDirs(base, rel.split("/"), entry.path, dirs);
-      if (mode !== undefined) await chmod(path, mode | 0o700);
+      if (entry.mode !== undefined) await chmod(path, (entry.mode & 0o777) | 0o700);
     } else if (linkTarget !== undefined) {
       await clearTarget(path, entry.path);
       await symlink(linkTarget, path);
       links.push({ rel, target: linkTarget });
     } else {
-      await writeEntry(path, artifact, entry.path);
-      if (mode !== undefined) await chmod(path, mode);
-      if (entry.mtime.getTime() > 0) await utimes(path, entry.mtime, entry.mtime).catch(() => {});
+      await writeFile(path, artifact, entry, buffers, modes);
     }
     written.push(rel);
+    if (performance.now() - slice > EXTRACT_SLICE_MS) {
+      await nextTurn();
+      slice = performance.now();
+    }
   }
   for (const link of links) await checkLinkPath(base, link.rel, link.target);
   return written;
@@ -655,8 +757,16 @@ class ZipDependencyArtifact implements Artifact {
     return this.#zip.read(path);
   }
 
-  [WRITE_ENTRY](path: string, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
-    return this.#zip[WRITE_ENTRY](path, write);
+  [WRITE_ENTRY](
+    path: string,
+    write: (chunk: Uint8Array) => Promise<void> | void,
+    buffers?: ExtractBuffers,
+  ): Promise<void> {
+    return this.#zip[WRITE_ENTRY](path, write, buffers);
+  }
+
+  [EACH_ENTRY](): Promise<Iterable<ArtifactEntry>> {
+    return this.#zip[EACH_ENTRY]();
   }
 
   extractTo(dir: string, options: ExtractOptions = {}): Promise<string[]> {

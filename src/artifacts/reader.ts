@@ -8,7 +8,7 @@
 import * as zlib from "node:zlib";
 import { Crc32 } from "../log/crc32.ts";
 import { ArtifactError } from "./errors.ts";
-import { hasReadAt, READ_AT, WRITE_ENTRY } from "./_random_access.ts";
+import { EACH_ENTRY, hasReadAt, READ_AT, type ReadAt, WRITE_ENTRY } from "./_random_access.ts";
 
 /** The archive formats {@link detectFormat} tells apart. */
 export type ArtifactFormat = "zip" | "gzip" | "zstd" | "unknown";
@@ -66,38 +66,13 @@ export interface ZipArtifactOptions {
   /**
    * The most entries the archive may have (C10.2): a central directory listing more is an
    * {@link ArtifactError} (with `limit.name` `"maxEntries"`) before any entry is kept. The
-   * index costs about 200 bytes per entry. Default {@link DEFAULT_MAX_ENTRIES}.
+   * index costs about 60 bytes per entry and its name. Default {@link DEFAULT_MAX_ENTRIES}.
    */
   maxEntries?: number;
 }
 
 /** Default of {@link ZipArtifactOptions.maxEntries}: 250 000 entries. */
 export const DEFAULT_MAX_ENTRIES = 250_000;
-
-/** One entry as the central directory states it (the index keeps only these numbers). */
-interface ZipRecord {
-  path: string;
-  method: number;
-  flags: number;
-  crc: number;
-  compressedSize: number;
-  size: number;
-  /** Offset of the local header. */
-  offset: number;
-  /** Length of the central record's name and extra field, a guess of the local header's. */
-  headerGuess: number;
-  /** `st_mode` when made on Unix. */
-  unixMode: number | undefined;
-  directory: boolean;
-  /** DOS date (high 16 bits) and time (low 16 bits). */
-  dosTime: number;
-}
-
-interface ZipIndex {
-  records: Map<string, ZipRecord>;
-  /** Where entry data must end: the start of the central directory. */
-  dataEnd: number;
-}
 
 const EOCD = 0x06054b50;
 const EOCD64 = 0x06064b50;
@@ -125,9 +100,20 @@ function u64(b: Uint8Array, at: number): number {
   return u32(b, at) + u32(b, at + 4) * 2 ** 32;
 }
 
-/** CP437 → string for names without the UTF-8 flag: ASCII kept, other bytes decoded as UTF-8. */
-function entryName(bytes: Uint8Array): string {
-  return utf8.decode(bytes);
+/**
+ * An entry name as the index keeps it, UTF-8: ASCII names as they are, others decoded (CP437
+ * names without the UTF-8 flag too; invalid bytes become U+FFFD) and encoded again.
+ */
+function entryName(bytes: Uint8Array): Uint8Array {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] >= 0x80) return encoder.encode(utf8.decode(bytes));
+  }
+  return bytes;
+}
+
+/** A name from {@link entryName} as a string. */
+function nameText(bytes: Uint8Array): string {
+  return utf8Keep.decode(bytes);
 }
 
 function invalid(message: string, path?: string): ArtifactError {
@@ -163,6 +149,227 @@ class Checksum {
 
   get value(): number {
     return this.#js ? this.#js.value : this.#native;
+  }
+}
+
+/** One entry as the central directory states it: what reading its data needs. */
+interface ZipRecord {
+  path: string;
+  method: number;
+  flags: number;
+  crc: number;
+  compressedSize: number;
+  size: number;
+  /** Offset of the local header. */
+  offset: number;
+  /** Length of the central record's name and extra field, a guess of the local header's. */
+  headerGuess: number;
+}
+
+const utf8Keep = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+const encoder = new TextEncoder();
+
+/** FNV-1a over `bytes[start, end)`. */
+function hashBytes(bytes: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  return h >>> 0;
+}
+
+/** An ASCII string from bytes, without a decoder call (names are short and mostly ASCII). */
+function asciiString(bytes: Uint8Array, start: number, end: number): string | undefined {
+  if (end - start > 1024) return undefined;
+  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return undefined;
+  return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+}
+
+/**
+ * The central directory as a compact index (C10.1): one slot per distinct path, its numbers in
+ * typed arrays and its name (as UTF-8, directories without their trailing `/`) in one byte
+ * buffer, found by path through an open-addressing hash table. No object per entry is kept:
+ * {@link ZipIndex.entry} makes an {@link ArtifactEntry} when asked. About 60 bytes per entry
+ * plus its name.
+ */
+class ZipIndex {
+  /** Distinct entries (a path listed twice keeps its first place and its last record). */
+  count = 0;
+  /** Where entry data must end: the start of the central directory. */
+  readonly dataEnd: number;
+  readonly #offset: Float64Array;
+  readonly #compressedSize: Float64Array;
+  readonly #size: Float64Array;
+  readonly #crc: Uint32Array;
+  /** DOS date (high 16 bits) and time (low 16 bits). */
+  readonly #dosTime: Uint32Array;
+  /** `st_mode` when made on Unix, else 0. */
+  readonly #unixMode: Uint32Array;
+  readonly #headerGuess: Uint32Array;
+  readonly #method: Uint16Array;
+  readonly #flags: Uint16Array;
+  readonly #directory: Uint8Array;
+  /** Slot `i`'s name is `#names[#nameStart[i], #nameStart[i + 1])`. */
+  readonly #nameStart: Uint32Array;
+  #names: Uint8Array;
+  /** Slot + 1 per hash bucket, 0 when empty. */
+  readonly #table: Int32Array;
+  #scratch = new Uint8Array(256);
+
+  /** An index for up to `capacity` entries whose names take about `nameBytes` bytes. */
+  constructor(capacity: number, nameBytes: number, dataEnd: number) {
+    this.dataEnd = dataEnd;
+    this.#offset = new Float64Array(capacity);
+    this.#compressedSize = new Float64Array(capacity);
+    this.#size = new Float64Array(capacity);
+    this.#crc = new Uint32Array(capacity);
+    this.#dosTime = new Uint32Array(capacity);
+    this.#unixMode = new Uint32Array(capacity);
+    this.#headerGuess = new Uint32Array(capacity);
+    this.#method = new Uint16Array(capacity);
+    this.#flags = new Uint16Array(capacity);
+    this.#directory = new Uint8Array(capacity);
+    this.#nameStart = new Uint32Array(capacity + 1);
+    this.#names = new Uint8Array(Math.max(64, nameBytes));
+    let buckets = 16;
+    while (buckets < capacity * 2) buckets *= 2;
+    this.#table = new Int32Array(buckets);
+  }
+
+  /** The bucket of the name `bytes[start, end)`: its slot + 1, or 0 with `bucket` free. */
+  #probe(bytes: Uint8Array, start: number, end: number): { bucket: number; slot: number } {
+    const mask = this.#table.length - 1;
+    const length = end - start;
+    let bucket = hashBytes(bytes, start, end) & mask;
+    for (;;) {
+      const slot = this.#table[bucket] - 1;
+      if (slot < 0) return { bucket, slot };
+      const at = this.#nameStart[slot];
+      if (this.#nameStart[slot + 1] - at === length) {
+        let same = true;
+        for (let i = 0; i < length; i++) {
+          if (this.#names[at + i] !== bytes[start + i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return { bucket, slot };
+      }
+      bucket = (bucket + 1) & mask;
+    }
+  }
+
+  /**
+   * Adds an entry named by the UTF-8 `name` (already cleaned of a directory's trailing `/`);
+   * returns its slot. A name already present is replaced in place.
+   */
+  add(
+    name: Uint8Array,
+    record: {
+      offset: number;
+      compressedSize: number;
+      size: number;
+      crc: number;
+      dosTime: number;
+      unixMode: number;
+      headerGuess: number;
+      method: number;
+      flags: number;
+      directory: boolean;
+    },
+  ): number {
+    let { bucket, slot } = this.#probe(name, 0, name.length);
+    if (slot < 0) {
+      slot = this.count++;
+      const start = this.#nameStart[slot];
+      const end = start + name.length;
+      if (end > 0xffffffff) throw invalid("the entry names take more than 4 GiB");
+      if (end > this.#names.length) {
+        const grown = new Uint8Array(Math.min(0xffffffff, Math.max(end, this.#names.length * 2)));
+        grown.set(this.#names.subarray(0, start));
+        this.#names = grown;
+      }
+      this.#names.set(name, start);
+      this.#nameStart[slot + 1] = end;
+      this.#table[bucket] = slot + 1;
+    }
+    this.#offset[slot] = record.offset;
+    this.#compressedSize[slot] = record.compressedSize;
+    this.#size[slot] = record.size;
+    this.#crc[slot] = record.crc;
+    this.#dosTime[slot] = record.dosTime;
+    this.#unixMode[slot] = record.unixMode;
+    this.#headerGuess[slot] = record.headerGuess;
+    this.#method[slot] = record.method;
+    this.#flags[slot] = record.flags;
+    this.#directory[slot] = record.directory ? 1 : 0;
+    return slot;
+  }
+
+  /** Gives back the name buffer's unused room once every entry is in. */
+  trim(): void {
+    const used = this.#nameStart[this.count];
+    if (this.#names.length > used + 4096) this.#names = this.#names.slice(0, used);
+  }
+
+  /** The slot of `path`, or -1. */
+  find(path: string): number {
+    if (this.#scratch.length < path.length * 3) this.#scratch = new Uint8Array(path.length * 3);
+    const { written } = encoder.encodeInto(path, this.#scratch);
+    return this.#probe(this.#scratch, 0, written).slot;
+  }
+
+  /** Slot `i`'s path. */
+  path(i: number): string {
+    const start = this.#nameStart[i];
+    const end = this.#nameStart[i + 1];
+    return asciiString(this.#names, start, end) ??
+      utf8Keep.decode(this.#names.subarray(start, end));
+  }
+
+  isDirectory(i: number): boolean {
+    return this.#directory[i] === 1;
+  }
+
+  size(i: number): number {
+    return this.#size[i];
+  }
+
+  offset(i: number): number {
+    return this.#offset[i];
+  }
+
+  /** The end of slot `i`'s least span: its local header's 30 bytes and its data. */
+  spanEnd(i: number): number {
+    return this.#offset[i] + 30 + this.#compressedSize[i];
+  }
+
+  /** Slot `i` as {@link ArtifactEntry}. */
+  entry(i: number): ArtifactEntry {
+    const mode = this.#unixMode[i];
+    const directory = this.#directory[i] === 1;
+    const entry: ArtifactEntry = {
+      path: this.path(i),
+      size: this.#size[i],
+      compressedSize: this.#compressedSize[i],
+      isDirectory: directory,
+      isSymlink: !directory && mode !== 0 && (mode & 0o170000) === 0o120000,
+      mtime: dosDate(this.#dosTime[i]),
+    };
+    if (mode !== 0) entry.mode = mode & 0o7777;
+    return entry;
+  }
+
+  /** Slot `i` as {@link ZipRecord}, for reading its data. */
+  record(i: number): ZipRecord {
+    return {
+      path: this.path(i),
+      method: this.#method[i],
+      flags: this.#flags[i],
+      crc: this.#crc[i],
+      compressedSize: this.#compressedSize[i],
+      size: this.#size[i],
+      offset: this.#offset[i],
+      headerGuess: this.#headerGuess[i],
+    };
   }
 }
 
@@ -263,8 +470,17 @@ export class ZipArtifact {
       );
     }
     if (cdSize < count * 46) throw invalid(`${count} entries cannot fit in ${cdSize} bytes`);
-    const records = new Map<string, ZipRecord>();
-    const spans: { offset: number; end: number; path: string }[] = [];
+    // Names take at most what the records leave; start smaller and grow (extra fields and
+    // comments share that room).
+    const index = new ZipIndex(
+      count,
+      Math.min(cdSize - count * 46, 64 * 1024 + count * 48),
+      cdOffset,
+    );
+    // Every record's least span (30-byte header and data) and its slot, for the overlap check.
+    const spanStart = new Float64Array(count);
+    const spanEnd = new Float64Array(count);
+    const spanSlot = new Uint32Array(count);
     let parsed = 0;
     let buffer = new Uint8Array(0);
     let at = 0; // position in buffer
@@ -303,8 +519,6 @@ export class ZipArtifact {
       let compressedSize = u32(b, o + 20);
       let uncompressed = u32(b, o + 24);
       let offset = u32(b, o + 42);
-      const name = b.subarray(o + 46, o + 46 + nameLength);
-      let raw = entryName(name);
       // Zip64 extended information: the 0xFFFFFFFF fields, in order.
       if (uncompressed === MAX32 || compressedSize === MAX32 || offset === MAX32) {
         let e = o + 46 + nameLength;
@@ -330,56 +544,76 @@ export class ZipArtifact {
         }
       }
       const external = u32(b, o + 38);
-      const unixMode = madeBy === 3 && external >>> 16 !== 0 ? external >>> 16 : undefined;
-      const directory = raw.endsWith("/") || (external & 0x10) !== 0 ||
-        (unixMode !== undefined && (unixMode & 0o170000) === 0o040000);
-      if (directory) raw = raw.replace(/\/+$/, "");
+      const unixMode = madeBy === 3 ? external >>> 16 : 0;
+      let name = entryName(b.subarray(o + 46, o + 46 + nameLength));
+      const directory = (name.length > 0 && name[name.length - 1] === 0x2f) ||
+        (external & 0x10) !== 0 || (unixMode & 0o170000) === 0o040000;
+      if (directory) {
+        let end = name.length;
+        while (end > 0 && name[end - 1] === 0x2f) end--;
+        name = name.subarray(0, end);
+      }
       at += length;
-      parsed++;
       if (method === 0 && compressedSize !== uncompressed && (flags & 1) === 0) {
         throw invalid(
-          `stored entry ${raw} states ${compressedSize} bytes stored and ${uncompressed} bytes`,
-          raw,
+          `stored entry ${
+            nameText(name)
+          } states ${compressedSize} bytes stored and ${uncompressed} bytes`,
+          nameText(name),
         );
       }
       const dataEnd = offset + 30 + compressedSize;
       if (dataEnd > cdOffset) {
         throw invalid(
-          `the data of ${raw} (${compressedSize} bytes at ${offset}) lies outside the archive`,
-          raw,
+          `the data of ${
+            nameText(name)
+          } (${compressedSize} bytes at ${offset}) lies outside the archive`,
+          nameText(name),
         );
       }
-      spans.push({ offset, end: dataEnd, path: raw });
-      records.set(raw, {
-        path: raw,
-        method,
-        flags,
-        crc: u32(b, o + 16),
+      spanStart[parsed] = offset;
+      spanEnd[parsed] = dataEnd;
+      spanSlot[parsed] = index.add(name, {
+        offset,
         compressedSize,
         size: uncompressed,
-        offset,
-        headerGuess: nameLength + extraLength,
-        unixMode,
-        directory,
+        crc: u32(b, o + 16),
         dosTime: u32(b, o + 12),
+        unixMode,
+        headerGuess: nameLength + extraLength,
+        method,
+        flags,
+        directory,
       });
+      parsed++;
       if (buffer.length - at === 0) {
         buffer = new Uint8Array(0);
         at = 0;
       }
     }
+    index.trim();
     // Entries sharing data (the same bytes listed many times) are a zip bomb: refuse them. A
-    // span is the least an entry takes: its 30-byte header and its data.
-    spans.sort((a, b) => a.offset - b.offset);
-    for (let i = 1; i < spans.length; i++) {
-      if (spans[i].offset < spans[i - 1].end) {
+    // span is the least an entry takes: its 30-byte header and its data. Archives list their
+    // entries in order, so the spans are mostly sorted already.
+    let sorted = true;
+    for (let i = 1; i < count && sorted; i++) sorted = spanStart[i - 1] <= spanStart[i];
+    let order: Uint32Array | undefined;
+    if (!sorted) {
+      order = new Uint32Array(count);
+      for (let i = 0; i < count; i++) order[i] = i;
+      order.sort((x, y) => spanStart[x] - spanStart[y] || x - y);
+    }
+    for (let k = 1; k < count; k++) {
+      const i = order ? order[k] : k;
+      const previous = order ? order[k - 1] : k - 1;
+      if (spanStart[i] < spanEnd[previous]) {
         throw invalid(
-          `the data of ${spans[i - 1].path} and ${spans[i].path} overlap`,
-          spans[i].path,
+          `the data of ${index.path(spanSlot[previous])} and ${index.path(spanSlot[i])} overlap`,
+          index.path(spanSlot[i]),
         );
       }
     }
-    return { records, dataEnd: cdOffset };
+    return index;
   }
 
   /**
@@ -390,20 +624,21 @@ export class ZipArtifact {
    *   {@link ZipArtifactOptions.maxEntries}.
    */
   async entries(): Promise<ArtifactEntry[]> {
-    const out: ArtifactEntry[] = [];
-    for (const r of (await this.#load()).records.values()) {
-      out.push({
-        path: r.path,
-        size: r.size,
-        compressedSize: r.compressedSize,
-        isDirectory: r.directory,
-        isSymlink: !r.directory && r.unixMode !== undefined &&
-          (r.unixMode & 0o170000) === 0o120000,
-        ...(r.unixMode !== undefined ? { mode: r.unixMode & 0o7777 } : {}),
-        mtime: dosDate(r.dosTime),
-      });
-    }
+    const index = await this.#load();
+    const out = new Array<ArtifactEntry>(index.count);
+    for (let i = 0; i < index.count; i++) out[i] = index.entry(i);
     return out;
+  }
+
+  /**
+   * Internal: the entries in archive order, each made when reached (what extraction uses: no
+   * array of every entry).
+   *
+   * @returns The entries, as {@link ZipArtifact.entries} lists them.
+   */
+  async [EACH_ENTRY](): Promise<Iterable<ArtifactEntry>> {
+    const index = await this.#load();
+    return eachEntry(index);
   }
 
   /**
@@ -427,11 +662,13 @@ export class ZipArtifact {
   async #chunks(
     path: string,
     out?: Uint8Array,
+    ahead?: ExtractBuffers,
   ): Promise<AsyncGenerator<Uint8Array, void, undefined>> {
     const index = await this.#load();
-    const record = index.records.get(path);
-    if (record === undefined) throw new ArtifactError(`No entry ${path} in the artifact`, { path });
-    if (record.directory) throw new ArtifactError(`Entry ${path} is a directory`, { path });
+    const slot = index.find(path);
+    if (slot < 0) throw new ArtifactError(`No entry ${path} in the artifact`, { path });
+    if (index.isDirectory(slot)) throw new ArtifactError(`Entry ${path} is a directory`, { path });
+    const record = index.record(slot);
     if (record.flags & 1) {
       throw new ArtifactError(`Entry ${path} is encrypted, which is not supported`, { path });
     }
@@ -441,21 +678,34 @@ export class ZipArtifact {
         { path },
       );
     }
-    return entryData(this.#source, record, index.dataEnd, this.#pool, out);
+    return entryData(this.#source, record, index.dataEnd, this.#pool, out, ahead);
   }
 
   /**
    * Internal: writes one entry through `write`, chunk by chunk, into one reused buffer (a chunk
-   * is valid only until `write` resolves). Used by extraction.
+   * is valid only until `write` returns or resolves). Used by extraction.
    *
    * @param path The entry's path.
    * @param write Receives each chunk.
+   * @param buffers The buffers of the extraction (default: an output buffer of at most
+   *   {@link EXTRACT_OUTPUT} bytes made for this entry, and no read-ahead).
    */
-  async [WRITE_ENTRY](path: string, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
-    const record = (await this.#load()).records.get(path);
-    const size = Math.min(EXTRACT_OUTPUT, (record?.size ?? 0) + 1);
-    const chunks = await this.#chunks(path, new Uint8Array(size));
-    for await (const chunk of chunks) await write(chunk);
+  async [WRITE_ENTRY](
+    path: string,
+    write: (chunk: Uint8Array) => Promise<void> | void,
+    buffers?: ExtractBuffers,
+  ): Promise<void> {
+    let out = buffers?.output;
+    if (out === undefined) {
+      const index = await this.#load();
+      const slot = index.find(path);
+      out = new Uint8Array(Math.min(EXTRACT_OUTPUT, (slot < 0 ? 0 : index.size(slot)) + 1));
+    }
+    const chunks = await this.#chunks(path, out, buffers);
+    for await (const chunk of chunks) {
+      const done = write(chunk);
+      if (done !== undefined) await done;
+    }
   }
 
   /**
@@ -490,6 +740,11 @@ export class ZipArtifact {
   }
 }
 
+/** The entries of `index`, one made per step. */
+function* eachEntry(index: ZipIndex): Generator<ArtifactEntry, void, undefined> {
+  for (let i = 0; i < index.count; i++) yield index.entry(i);
+}
+
 function tooManyEntries(count: number, max: number): ArtifactError {
   return new ArtifactError(
     `The artifact has ${count} entries, more than the limit of ${max} (maxEntries)`,
@@ -498,7 +753,7 @@ function tooManyEntries(count: number, max: number): ArtifactError {
 }
 
 /** Where the zip's bytes are read from. */
-interface Source {
+export interface Source {
   /** Bytes `[start, end)`: a buffer of their own, or a view of the data in memory. */
   at(start: number, end: number): Promise<Uint8Array>;
   /** Up to `scratch.length` bytes from `position` (before `end`): a view of `scratch` or memory. */
@@ -515,23 +770,63 @@ function memorySource(bytes: Uint8Array): Source {
 
 function blobSource(blob: Blob): Source {
   const readAt = hasReadAt(blob) ? blob : undefined;
-  const at = async (start: number, end: number) =>
-    new Uint8Array(await blob.slice(start, end).arrayBuffer());
+  /** Reads into `into` from `position` until it is full or the data ends. */
+  const fill = async (source: ReadAt, position: number, into: Uint8Array) => {
+    let done = 0;
+    while (done < into.length) {
+      const n = await source[READ_AT](position + done, into.subarray(done));
+      if (n === 0) break;
+      done += n;
+    }
+    return into.subarray(0, done);
+  };
+  const at = readAt === undefined
+    ? async (start: number, end: number) =>
+      new Uint8Array(await blob.slice(start, end).arrayBuffer())
+    : (start: number, end: number) =>
+      fill(readAt, start, new Uint8Array(Math.max(0, Math.min(end, blob.size) - start)));
   return {
     at,
     chunk: async (position, end, scratch) => {
       const length = Math.min(end - position, scratch.length);
       if (readAt === undefined) return await at(position, position + length);
-      const view = scratch.subarray(0, length);
-      let done = 0;
-      while (done < length) {
-        const n = await readAt[READ_AT](position + done, view.subarray(done));
-        if (n === 0) break;
-        done += n;
-      }
-      return view.subarray(0, done);
+      return await fill(readAt, position, scratch.subarray(0, length));
     },
   };
+}
+
+/** Archive bytes read ahead during an extraction: small entries in a row take one read. */
+const READ_AHEAD = 256 * 1024;
+
+/**
+ * Buffers one extraction reuses from entry to entry: the output inflated into, and a window of
+ * the archive read ahead (entries are extracted in archive order, so the next small entry is
+ * usually in the window already). Not for concurrent use.
+ */
+export class ExtractBuffers {
+  /** Where entries are inflated. */
+  readonly output: Uint8Array = new Uint8Array(EXTRACT_OUTPUT);
+  #input = new Uint8Array(READ_AHEAD);
+  #window: Uint8Array = new Uint8Array(0);
+  #start = 0;
+
+  /**
+   * Bytes `[start, end)` of `source` (fewer at the end of `limit`) as a view valid until the
+   * next call, or undefined when they do not fit in the window.
+   */
+  async view(
+    source: Source,
+    start: number,
+    end: number,
+    limit: number,
+  ): Promise<Uint8Array | undefined> {
+    if (end - start > this.#input.length) return undefined;
+    if (start < this.#start || end > this.#start + this.#window.length) {
+      this.#window = await source.chunk(start, limit, this.#input);
+      this.#start = start;
+    }
+    return this.#window.subarray(start - this.#start, end - this.#start);
+  }
 }
 
 /** What node:zlib's streams are built on: a handle that inflates synchronously into a buffer. */
@@ -638,6 +933,7 @@ async function* entryData(
   dataLimit: number,
   pool: InflaterPool,
   out?: Uint8Array,
+  ahead?: ExtractBuffers,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const { path } = record;
   const fail = (message: string, cause?: unknown) =>
@@ -647,10 +943,10 @@ async function* entryData(
     });
   const small = record.compressedSize <= SMALL_ENTRY;
   const guess = 30 + record.headerGuess + 16;
-  const first = await source.at(
-    record.offset,
-    Math.min(dataLimit, record.offset + guess + (small ? record.compressedSize : 0)),
-  );
+  const firstEnd = Math.min(dataLimit, record.offset + guess + (small ? record.compressedSize : 0));
+  // Read ahead (extraction) gives a view of a shared window: valid until the next entry.
+  const first = await ahead?.view(source, record.offset, firstEnd, dataLimit) ??
+    await source.at(record.offset, firstEnd);
   if (first.length < 30 || u32(first, 0) !== LOCAL) throw fail("no local header");
   const dataStart = record.offset + 30 + u16(first, 26) + u16(first, 28);
   const dataEnd = dataStart + record.compressedSize;
