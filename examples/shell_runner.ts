@@ -56,6 +56,10 @@ Options (each falls back to an environment variable):
                        stay one runner (default: build dir)
   --name NAME          runner name shown in GitLab          (RUNNER_NAME)
   --verify             check the token with GitLab and exit
+  --verify-timeout S   how long checking the token may take, in seconds
+                       (default 30; also at start)      (RUNNER_VERIFY_TIMEOUT)
+  --request-timeout S  how long any call waits for GitLab's answer before it is
+                       retried, in seconds (default 600) (RUNNER_REQUEST_TIMEOUT)
   --verbose            print the runner's diagnostics (debug level)
   -h, --help           show this help
 
@@ -90,6 +94,10 @@ export interface ShellRunnerConfig {
   name?: string;
   /** Only verify the token. */
   verifyOnly: boolean;
+  /** How long the token check may take, in milliseconds. */
+  verifyTimeoutMs: number;
+  /** The response-header deadline of every call, in milliseconds. */
+  requestTimeoutMs: number;
   /** Debug diagnostics. */
   verbose: boolean;
 }
@@ -132,6 +140,8 @@ export function parseConfig(
         "state-dir": { type: "string" },
         name: { type: "string" },
         verify: { type: "boolean" },
+        "verify-timeout": { type: "string" },
+        "request-timeout": { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -185,6 +195,14 @@ export function parseConfig(
     );
   }
   const buildDir = values["build-dir"] ?? env.RUNNER_BUILD_DIR ?? "builds";
+  const seconds = (name: string, raw: string | undefined, fallback: number): number => {
+    if (raw === undefined) return fallback * 1000;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new UsageError(`--${name} must be a positive number of seconds, got ${raw}`);
+    }
+    return n * 1000;
+  };
   return {
     url,
     token,
@@ -194,6 +212,16 @@ export function parseConfig(
     stateDir: values["state-dir"] ?? env.RUNNER_STATE_DIR ?? buildDir,
     name: values.name ?? env.RUNNER_NAME,
     verifyOnly: values.verify ?? false,
+    verifyTimeoutMs: seconds(
+      "verify-timeout",
+      values["verify-timeout"] ?? env.RUNNER_VERIFY_TIMEOUT,
+      30,
+    ),
+    requestTimeoutMs: seconds(
+      "request-timeout",
+      values["request-timeout"] ?? env.RUNNER_REQUEST_TIMEOUT,
+      600,
+    ),
     verbose: values.verbose ?? false,
   };
 }
@@ -369,18 +397,28 @@ export async function main(
   });
 
   let builder = new RunnerBuilder(config.url, config.token, config.buildDir).shell("bash")
-    .systemIdState(`${config.stateDir}/.runner_system_id`);
+    .systemIdState(`${config.stateDir}/.runner_system_id`)
+    .deadlines({ headerTimeoutMs: config.requestTimeoutMs });
   if (config.name) builder = builder.name(config.name);
   const runner = await builder.build();
 
   let verified;
   try {
-    verified = await runner.verify();
+    // Bounded (C8.1): one deadline for the answer, retries only within it.
+    verified = await runner.verify({
+      timeoutMs: config.verifyTimeoutMs,
+      retry: { deadlineMs: config.verifyTimeoutMs, attempts: 3 },
+    });
   } catch (error) {
+    const timedOut = error instanceof Error && /No answer within/.test(error.message);
     console.error(
-      `shell_runner: cannot reach GitLab at ${config.url}: ${
-        error instanceof Error ? error.message : error
-      }`,
+      timedOut
+        ? `shell_runner: GitLab at ${config.url} did not answer within ${
+          config.verifyTimeoutMs / 1000
+        } s (--verify-timeout): ${error.message}`
+        : `shell_runner: cannot reach GitLab at ${config.url}: ${
+          error instanceof Error ? error.message : error
+        }`,
     );
     return 1;
   }

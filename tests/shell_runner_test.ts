@@ -28,6 +28,14 @@ Deno.test("C7 example: bad command lines give a clear message and a non-zero exi
   assert.equal(fromEnv?.url, "https://x.org");
   assert.equal(fromEnv?.token, "glrt-x");
   assert.equal(parseConfig(["--help"], {}), undefined);
+  // C8.1: the token check and every call are bounded; the bounds are checked.
+  const bounded = parseConfig(["--url", "https://x.org", "--token", "t"], {});
+  assert.equal(bounded?.verifyTimeoutMs, 30_000);
+  assert.equal(bounded?.requestTimeoutMs, 600_000);
+  assert.throws(
+    () => parseConfig(["--url", "https://x.org", "--token", "t", "--verify-timeout", "0"], {}),
+    /--verify-timeout must be a positive number of seconds/,
+  );
   // C12.4: the system id is kept in the build dir unless --state-dir says otherwise.
   const base = ["--url", "https://x.org", "--token", "t", "--build-dir", "/b"];
   assert.equal(parseConfig(base, {})?.stateDir, "/b");
@@ -319,6 +327,55 @@ Deno.test("C9.3 example: token options are checked", async () => {
       /Cannot read the token file/,
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("C8.1 example: --verify against a server that accepts and never answers exits 1 within its deadline", async () => {
+  // A socket server that takes connections and never says a word.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) held.push(conn);
+    } catch {
+      // closed
+    }
+  })();
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/token`, "glrt-never-answered\n");
+    const started = Date.now();
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "examples/shell_runner.ts",
+        "--url",
+        `http://127.0.0.1:${listener.addr.port}`,
+        "--token-file",
+        `${dir}/token`,
+        "--build-dir",
+        `${dir}/builds`,
+        "--verify",
+        "--verify-timeout",
+        "2",
+      ],
+      cwd: root,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const elapsed = Date.now() - started;
+    const stderr = dec.decode(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    assert.match(stderr, /did not answer within 2 s \(--verify-timeout\)/);
+    assert.ok(held.length >= 1, "the runner connected");
+    // Deno's start-up plus the 2 s deadline, not a hang.
+    assert.ok(elapsed < 30_000, `${elapsed} ms`);
+  } finally {
+    listener.close();
+    for (const c of held) c.close();
+    await accepting;
     await Deno.remove(dir, { recursive: true });
   }
 });
