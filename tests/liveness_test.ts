@@ -555,3 +555,55 @@ Deno.test("M12 mock.fetch yields to the event loop on every call", async () => {
   assert.equal(timerRan, true);
   assert.ok(calls < 100, `${calls} calls before a timer could run`);
 });
+
+// ------------------------------------------------------------------------------------- C10.3
+
+Deno.test("C10.3 a job payload over the cap is refused without being read whole; the job is failed", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["true"]).variable("BIG", "x".repeat(200 * 1024)).enqueue();
+  const runner = await runAll(h, () => ok, h.builder.payloadLimit(64 * 1024));
+  assert.equal(job.state, "failed");
+  assert.equal(job.failureReason, "runner_system_failure");
+  assert.match(job.logText, /job payload exceeds the limit of 65536 bytes/);
+  assert.equal(runner.outcomes[0].id, job.id);
+});
+
+Deno.test("C10.3 an endless job payload stops at the cap (and a declared size over it is not read)", async () => {
+  const clock = new FakeClock();
+  const mock = new GitLabMock({ clock });
+  const job = mock.job().script(["true"]).enqueue();
+  let pulled = 0;
+  let declared = false;
+  let text = "";
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const request = new Request(input, init);
+    if (!request.url.endsWith("/jobs/request")) return mock.fetch(request);
+    // The job's real payload (asked for once; the second ask gets the same).
+    if (!text) text = await (await mock.fetch(request)).text();
+    // The real head of the payload (id and token first, like GitLab's), then spaces forever.
+    const head = new TextEncoder().encode(text.slice(0, text.indexOf('"job_info"')));
+    const filler = new Uint8Array(64 * 1024).fill(0x20);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const chunk = pulled === 0 ? head : filler;
+        pulled += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    });
+    const headers = new Headers({ "content-type": "application/json" });
+    if (declared) headers.set("content-length", String(10 * 1024 * 1024 * 1024));
+    return new Response(body, { status: 201, headers });
+  };
+  const client = new Client(mock.url, { fetch, clock, maxPayloadBytes: 1024 * 1024 });
+  for (declared of [false, true]) {
+    pulled = 0;
+    const got = await client.requestJob(mock.runnerToken);
+    assert.equal(got.type, "job");
+    if (got.type !== "job" || got.job.ok) throw new Error("the payload was taken");
+    assert.equal(got.job.id, job.id);
+    assert.equal(got.job.token, job.token);
+    assert.match(got.job.error, /exceeds the limit of 1048576 bytes/);
+    assert.ok(pulled <= (declared ? 256 * 1024 : 1024 * 1024 + 256 * 1024), `${pulled} bytes read`);
+    mock.getJob(job.id); // the mock keeps the job running; the runner would fail it
+  }
+});
