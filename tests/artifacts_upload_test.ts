@@ -211,7 +211,7 @@ Deno.test("C6.4 zip: ARTIFACT_COMPRESSION_LEVEL fastest stores, slowest deflates
       files: () => [file("a.txt", text)],
       variables: new Map([["ARTIFACT_COMPRESSION_LEVEL", level]]),
     });
-    assert.equal(result.ok, true);
+    assert.equal(result.ok, true, `${level}: ${s.lines.join("\n")}`);
     const [entry] = await new ZipArtifact(s.job.artifacts[0].data).entries();
     assert.equal(entry.size, text.length);
     sizes.push(entry.compressedSize);

@@ -11,7 +11,7 @@
 
 import type { Clock } from "../clock.ts";
 import type { Client, JobCallResult, JobState, RunnerMetadata } from "../api/client.ts";
-import { backoffMs } from "../api/retry.ts";
+import { backoffMs, retry } from "../api/retry.ts";
 import { Crc32 } from "./crc32.ts";
 import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
 import { continueCrc32, defaultSpoolDir, Spool } from "./_spool.ts";
@@ -330,24 +330,14 @@ export class JobLog {
         }
         return { outcome: "aborted", jobStatus: aborted.jobStatus };
       };
-      let attempt = 0;
+      let failures = 0;
       let probe = false;
       let warned = false;
-      /** Sleeps a backoff step; false when the deadline would pass first. */
-      const backoff = async (): Promise<boolean> => {
-        const wait = this.#finalBackoff(attempt++);
-        if (clock.now() + wait > deadline) return false;
-        await clock.sleep(wait);
-        return true;
-      };
-      for (;;) {
+      /** One round: probe if needed, flush, send the state. Throws {@linkcode Again} to repeat. */
+      const round = async (): Promise<FinalResult> => {
         const stopped = ended();
         if (stopped) return stopped;
-        if (clock.now() >= deadline) break;
-        if (probe && !(await this.#probe(overall.signal))) {
-          if (!(await backoff())) break;
-          continue;
-        }
+        if (probe && !(await this.#probe(overall.signal))) throw new Again();
         probe = false;
         this.#undelivered = undefined;
         if (this.#sent < this.#size) {
@@ -366,13 +356,9 @@ export class JobLog {
           }
           const after = ended();
           if (after) return after;
-          if (overall.signal.aborted) break;
           if (!flushed) {
             failingSince ??= clock.now();
-            if (clock.now() - failingSince < flushDeadlineMs) {
-              if (!(await backoff())) break;
-              continue;
-            }
+            if (clock.now() - failingSince < flushDeadlineMs) throw new Again();
             // The log cannot be delivered now: the state matters more (C8.5).
             this.#undelivered = this.#size - this.#sent;
             if (!warned) {
@@ -385,8 +371,9 @@ export class JobLog {
           }
         }
         const bytesize = this.#undelivered === undefined ? this.#size : this.#sent;
+        let result;
         try {
-          const result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
+          result = await this.#o.client.updateJob(this.#o.jobId, this.#o.token, {
             state: final.state,
             failureReason: final.failureReason,
             exitCode: final.exitCode,
@@ -396,38 +383,50 @@ export class JobLog {
             signal: overall.signal,
             retry: { deadlineMs: Math.max(0, deadline - clock.now()) },
           });
-          this.#adoptInterval(result.updateInterval);
-          if (result.outcome === "ok") {
-            return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
-          }
-          if (result.outcome === "abort") {
-            // 200/403 + Job-Status equal to the state sent: GitLab has it, also when the
-            // answer to an earlier attempt was lost (C5.1, C8.8).
-            if (result.jobStatus === final.state) {
-              return {
-                outcome: "done",
-                jobStatus: result.jobStatus,
-                undelivered: this.#undelivered,
-              };
-            }
-            return { outcome: "aborted", jobStatus: result.jobStatus };
-          }
-          if (result.outcome === "reset") {
-            this.#sent = 0;
-            progress();
-            continue;
-          }
-          // 202: GitLab is still persisting the log; repeat after its backoff.
-          const wait = (result.updateInterval ?? this.#intervalMs / 1000) * 1000;
-          if (clock.now() + wait > deadline) break;
-          await clock.sleep(wait);
         } catch (error) {
-          if (overall.signal.aborted) break;
-          this.#diag("Final update failed, will retry", { error: String(error) });
+          if (!overall.signal.aborted) {
+            this.#diag("Final update failed, will retry", { error: String(error) });
+          }
           // GitLab may have lost log chunks meanwhile: check its size before trying again.
           probe = true;
-          if (!(await backoff())) break;
+          throw new Again();
         }
+        this.#adoptInterval(result.updateInterval);
+        if (result.outcome === "ok") {
+          return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
+        }
+        if (result.outcome === "abort") {
+          // 200/403 + Job-Status equal to the state sent: GitLab has it, also when the answer
+          // to an earlier attempt was lost (C5.1, C8.8).
+          if (result.jobStatus === final.state) {
+            return { outcome: "done", jobStatus: result.jobStatus, undelivered: this.#undelivered };
+          }
+          return { outcome: "aborted", jobStatus: result.jobStatus };
+        }
+        if (result.outcome === "reset") {
+          this.#sent = 0;
+          progress();
+          throw new Again(0);
+        }
+        // 202: GitLab is still persisting the log; repeat after its backoff.
+        throw new Again((result.updateInterval ?? this.#intervalMs / 1000) * 1000);
+      };
+      try {
+        // The request policy (C8.4): rounds until GitLab took the state or the deadline passed.
+        return await retry(round, {
+          clock,
+          signal: overall.signal,
+          attempts: Infinity,
+          deadlineMs,
+          maxBackoffMs: MAX_UPDATE_INTERVAL_MS,
+          retryable: (error) => {
+            if (!(error instanceof Again)) return false;
+            // GitLab's own wait (202, 412), else the final-update backoff (1 s … 60 s).
+            return error.waitMs ?? this.#finalBackoff(failures++);
+          },
+        });
+      } catch (error) {
+        if (!(error instanceof Again) && !overall.signal.aborted) throw error;
       }
     } finally {
       overall.stop();
@@ -754,6 +753,14 @@ export class JobLog {
     this.#o.onDiagnostic?.(message, { jobId: this.#o.jobId, ...properties });
   }
 }
+
+/** A final-update round that is to be repeated: after `waitMs`, or after the backoff. */
+class Again {
+  constructor(readonly waitMs?: number) {}
+}
+
+/** The longest wait between final-update rounds GitLab can ask for (update interval, 15 min). */
+const MAX_UPDATE_INTERVAL_MS = 15 * 60_000;
 
 /**
  * An abort signal that fires once `ms` passed without a {@linkcode Watchdog.kick}, on the
