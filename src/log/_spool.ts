@@ -109,25 +109,3 @@ export class Spool {
     }
   }
 }
-
-/** 256-entry table of the reflected IEEE polynomial. */
-const TABLE: Uint32Array = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[i] = c >>> 0;
-  }
-  return t;
-})();
-
-/**
- * Continues the CRC-32 (IEEE) `crc` of some bytes over `bytes`: the checksum of a prefix of the
- * log from a checkpoint (the final state sent without the log's end needs the CRC of what
- * GitLab acknowledged).
- */
-export function continueCrc32(crc: number, bytes: Uint8Array): number {
-  let c = ~crc;
-  for (let i = 0; i < bytes.length; i++) c = TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}

@@ -27,8 +27,21 @@ function buildTables(): Int32Array {
   return t;
 }
 
-/** Continues a CRC over `bytes`; `crc` and the result are the finished (not inverted) values. */
-function updateCrc(crc: number, bytes: Uint8Array): number {
+/**
+ * Continues a CRC over `bytes`; `crc` and the result are the finished (not inverted) values, so a
+ * checksum kept at some offset can be continued later (the job log's checkpoints).
+ *
+ * @param crc The CRC-32 of the bytes before (0 for none).
+ * @param bytes The next bytes.
+ * @returns The CRC-32 of both.
+ *
+ * @example
+ * ```ts
+ * const enc = new TextEncoder();
+ * console.log(updateCrc(crc32(enc.encode("1234")), enc.encode("56789")).toString(16)); // "cbf43926"
+ * ```
+ */
+export function updateCrc(crc: number, bytes: Uint8Array): number {
   const t = TABLES;
   let c = ~crc;
   let i = 0;

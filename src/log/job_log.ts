@@ -12,9 +12,9 @@
 import type { Clock } from "../clock.ts";
 import type { Client, JobCallResult, JobState, RunnerMetadata } from "../api/client.ts";
 import { backoffMs, retry } from "../api/retry.ts";
-import { Crc32 } from "./crc32.ts";
+import { Crc32, updateCrc } from "./crc32.ts";
 import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
-import { continueCrc32, defaultSpoolDir, Spool } from "./_spool.ts";
+import { defaultSpoolDir, Spool } from "./_spool.ts";
 
 /** Default output limit: 4 MiB, like the official runner. */
 export const DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024;
@@ -528,7 +528,7 @@ export class JobLog {
     let crc = this.#blockCrcs[b];
     if (size > b * BLOCK) {
       try {
-        crc = continueCrc32(crc, await this.#read(b * BLOCK, size));
+        crc = updateCrc(crc, await this.#read(b * BLOCK, size));
       } catch (error) {
         this.#diag("Reading the spooled job log failed; sending the whole log's checksum", {
           error: String(error),
