@@ -46,6 +46,7 @@ import {
   type ResolvedDependency,
   utf8,
 } from "./job.ts";
+import { ByteCollector, multipartBoundary, MultipartError, readMultipart } from "./_multipart.ts";
 import type {
   CancelOptions,
   CancelResponse,
@@ -94,6 +95,9 @@ const HOLD_RELEASED = "released";
 const HOLD_TIMEOUT = "timeout";
 const HOLD_ABORTED = "aborted";
 type HoldOutcome = typeof HOLD_RELEASED | typeof HOLD_TIMEOUT | typeof HOLD_ABORTED;
+
+/** Largest total of an upload's text fields (Workhorse passes them to Rails in memory). */
+const MAX_UPLOAD_FIELDS_SIZE = 1024 * 1024;
 
 const JOB_PATH = /^jobs\/([^/]+)(\/trace|\/artifacts)?$/;
 const OBJECT_PATH = /^\/objects\/artifacts\/([^/]+)\/([^/]+)$/;
@@ -1353,8 +1357,8 @@ export class GitLabMock {
       return auth;
     }
     const job = auth;
-    const contentType = (request.headers.get("content-type") ?? "").toLowerCase();
-    if (!contentType.startsWith("multipart/form-data")) {
+    const contentType = request.headers.get("content-type") ?? "";
+    if (!contentType.toLowerCase().startsWith("multipart/form-data")) {
       await request.body?.cancel().catch(() => {});
       return jsonResponse(400, { error: "file is missing" });
     }
@@ -1363,25 +1367,77 @@ export class GitLabMock {
       await request.body?.cancel().catch(() => {});
       return errorResponse(413, "file size has reached maximum size limit");
     }
-    let form: FormData;
-    try {
-      form = await request.formData();
-    } catch {
+    const boundary = multipartBoundary(contentType);
+    if (boundary === undefined) {
+      await request.body?.cancel().catch(() => {});
       return errorResponse(400, "400 Bad Request - invalid multipart body");
     }
-    let file: File | undefined;
+    // Streamed (M13): the file's bytes are collected as they arrive and the body is never held
+    // whole; past maxArtifactSize the answer is 413 at once and the rest of the body is
+    // cancelled (leaving the loop cancels it), as Workhorse does.
+    let file: { filename: string; contentType: string; bytes: ByteCollector } | undefined;
+    let field: { name: string; chunks: Uint8Array[]; size: number } | undefined;
+    let fieldBytes = 0;
     const fields = new Map<string, string>();
-    for (const [key, value] of form) {
-      if (typeof value === "string") {
-        fields.set(key, value);
-        continue;
+    try {
+      let inFile = false;
+      for await (const event of readMultipart(request.body, boundary)) {
+        if (event.type === "part") {
+          const { name, filename } = event.part;
+          inFile = filename !== undefined;
+          field = undefined;
+          if (filename !== undefined) {
+            // Workhorse accepts exactly one file, in the field "file".
+            if (name !== "file") {
+              return errorResponse(400, `400 Bad Request - unexpected file "${name ?? ""}"`);
+            }
+            if (file) {
+              return errorResponse(
+                400,
+                "400 Bad Request - upload request contains more than 1 file",
+              );
+            }
+            file = {
+              filename,
+              contentType: event.part.contentType,
+              bytes: new ByteCollector(this.#maxArtifactSize),
+            };
+          } else if (name !== undefined) {
+            field = { name, chunks: [], size: 0 };
+          }
+        } else if (event.type === "data") {
+          if (inFile) {
+            if (file!.bytes.length + event.bytes.length > this.#maxArtifactSize) {
+              return errorResponse(413, "file size has reached maximum size limit");
+            }
+            file!.bytes.push(event.bytes);
+          } else if (field) {
+            fieldBytes += event.bytes.length;
+            if (fieldBytes > MAX_UPLOAD_FIELDS_SIZE) {
+              return errorResponse(413, "413 Request Entity Too Large");
+            }
+            field.chunks.push(event.bytes.slice());
+            field.size += event.bytes.length;
+          }
+        } else {
+          if (field) {
+            const joined = new Uint8Array(field.size);
+            let at = 0;
+            for (const chunk of field.chunks) {
+              joined.set(chunk, at);
+              at += chunk.length;
+            }
+            fields.set(field.name, new TextDecoder().decode(joined));
+          }
+          field = undefined;
+          inFile = false;
+        }
       }
-      // Workhorse accepts exactly one file, in the field "file".
-      if (key !== "file") return errorResponse(400, `400 Bad Request - unexpected file "${key}"`);
-      if (file) {
-        return errorResponse(400, "400 Bad Request - upload request contains more than 1 file");
+    } catch (error) {
+      if (error instanceof MultipartError) {
+        return errorResponse(400, "400 Bad Request - invalid multipart body");
       }
-      file = value;
+      throw error;
     }
     if (!file) return jsonResponse(400, { error: "file is missing" });
     const pick = (name: string, fallback: string) => {
@@ -1399,10 +1455,7 @@ export class GitLabMock {
     if (!ARTIFACT_FORMATS.includes(format.value)) {
       return jsonResponse(400, { error: "artifact_format does not have a valid value" });
     }
-    if (file.size > this.#maxArtifactSize) {
-      return errorResponse(413, "file size has reached maximum size limit");
-    }
-    const data = new Uint8Array(await file.arrayBuffer());
+    const data = file.bytes.bytes();
     const existing = job.artifacts.find((a) => a.type === type.value);
     if (existing) {
       const same = existing.data.length === data.length &&
@@ -1412,11 +1465,11 @@ export class GitLabMock {
     }
     const expireIn = fields.get("expire_in") ?? url.searchParams.get("expire_in") ?? undefined;
     job.artifacts.push({
-      filename: file.name,
+      filename: file.filename,
       type: type.value,
       format: format.value,
       ...(expireIn !== undefined ? { expireIn } : {}),
-      contentType: file.type,
+      contentType: file.contentType,
       data,
       paramsFrom: { type: type.from, format: format.from },
     });

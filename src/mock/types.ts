@@ -91,7 +91,11 @@ export interface MockOptions {
   finalUpdateAccepts?: number;
   /** Server log limit in bytes (default 100 MB): beyond it the job fails `trace_size_exceeded`. */
   traceSizeLimit?: number;
-  /** Largest artifact file accepted in bytes (default 100 MB); larger uploads get 413. */
+  /**
+   * Largest artifact file accepted in bytes (default 100 MB). Uploads are read as a stream: as
+   * soon as the file part passes this size the answer is 413 and the rest of the body is not
+   * read.
+   */
   maxArtifactSize?: number;
   /**
    * Answer `GET /jobs/:id/artifacts?direct_download=true` with a 302 to a presigned URL on a
