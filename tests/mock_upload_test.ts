@@ -1,7 +1,8 @@
-// The mock's artifact upload (CONFORMANCE.md M13): multipart bodies read as a stream, with
-// maxArtifactSize enforced while reading.
+// The mock's artifact upload (CONFORMANCE.md M13): a 307 to GitLab's own origin or to another
+// one, selectable by option; multipart bodies read as a stream, with maxArtifactSize enforced
+// while reading.
 import { assert } from "./_deps.ts";
-import { ApiError, Client } from "../mod.ts";
+import { ApiError, Client, RequestError } from "../mod.ts";
 import { GitLabMock, type MockJob, type MockOptions } from "../src/mock/mod.ts";
 import { readMultipart } from "../src/mock/_multipart.ts";
 
@@ -91,6 +92,155 @@ function post(
     body,
     duplex: "half",
   } as RequestInit);
+}
+
+// ------------------------------------------------------------------ the 307 option
+
+Deno.test("M13 uploadRedirect none (default): an upload is served without a redirect", async () => {
+  const mock = new GitLabMock();
+  const { job, token } = await runningJob(mock);
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  await client.uploadArtifact(job.id, token, { filename: "a.zip", open: () => new Blob(["a"]) });
+  assert.deepEqual(mock.requests.filter((r) => r.route === "upload").map((r) => r.status), [201]);
+  assert.equal(job.artifacts.length, 1);
+});
+
+Deno.test("M13 uploadRedirect same-origin in-process: Client.uploadArtifact follows the 307 with a fresh body", async () => {
+  const mock = new GitLabMock({ uploadRedirect: "same-origin" });
+  const { job, token } = await runningJob(mock);
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  let opens = 0;
+  await client.uploadArtifact(job.id, token, {
+    filename: "bin.zip",
+    artifactType: "archive",
+    artifactFormat: "zip",
+    open: () => {
+      opens++;
+      return ReadableStream.from([enc.encode("PK"), enc.encode("-bytes")]);
+    },
+  });
+  assert.equal(opens, 2);
+  const uploads = mock.requests.filter((r) => r.route === "upload");
+  assert.deepEqual(uploads.map((r) => r.status), [307, 201]);
+  assert.ok(uploads.every((r) => new URL(r.url).origin === new URL(mock.url).origin));
+  assert.equal(new URL(uploads[1].url).searchParams.get("mock_redirected"), "1");
+  assert.equal(new URL(uploads[1].url).searchParams.get("artifact_type"), "archive");
+  assert.equal(job.artifacts.length, 1);
+  assert.equal(job.artifacts[0].filename, "bin.zip");
+  assert.equal(dec.decode(job.artifacts[0].data), "PK-bytes");
+  // Every first attempt is redirected again.
+  await client.uploadArtifact(job.id, token, {
+    filename: "junit.xml.gz",
+    artifactType: "junit",
+    artifactFormat: "gzip",
+    open: () => new Blob(["j"]),
+  });
+  assert.deepEqual(
+    mock.requests.filter((r) => r.route === "upload").map((r) => r.status),
+    [307, 201, 307, 201],
+  );
+  assert.equal(job.artifacts.length, 2);
+});
+
+Deno.test("M13 uploadRedirect other-origin in-process: Client.uploadArtifact refuses, the objects origin sees nothing", async () => {
+  const mock = new GitLabMock({ uploadRedirect: "other-origin" });
+  const { job, token } = await runningJob(mock);
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  let opens = 0;
+  await assert.rejects(
+    client.uploadArtifact(job.id, token, {
+      filename: "a.zip",
+      open: () => {
+        opens++;
+        return new Blob(["secret build output"]);
+      },
+    }),
+    (e: unknown) =>
+      e instanceof RequestError && /another origin/.test(e.message) &&
+      e.message.includes(mock.objectsUrl) && !e.message.includes(token),
+  );
+  assert.equal(opens, 1);
+  const uploads = mock.requests.filter((r) => r.route === "upload");
+  assert.deepEqual(uploads.map((r) => r.status), [307]);
+  assert.equal(
+    new URL(uploads[0].url).origin,
+    new URL(mock.url).origin,
+    "the only request went to GitLab",
+  );
+  assert.equal(mock.requests.filter((r) => new URL(r.url).origin === mock.objectsUrl).length, 0);
+  assert.equal(job.artifacts.length, 0);
+  assert.equal(mock.errors.length, 0);
+});
+
+Deno.test("M13 uploadRedirect other-origin: a careless client that follows gets 201 and leaks JOB-TOKEN", async () => {
+  // The trap is real: plain fetch (redirect "follow") keeps custom headers across origins.
+  const mock = new GitLabMock({ uploadRedirect: "other-origin" });
+  const { job, token } = await runningJob(mock);
+  const form = new FormData();
+  form.append("file", new Blob(["bytes"]), "a.zip");
+  const res = await mock.fetch(`${mock.url}/api/v4/jobs/${job.id}/artifacts`, {
+    method: "POST",
+    headers: { "job-token": token },
+    body: form,
+  });
+  assert.equal(res.status, 201);
+  assert.equal(await res.text(), "201");
+  assert.equal(new URL(res.url).origin, mock.objectsUrl);
+  const seen = mock.requests.filter((r) => new URL(r.url).origin === mock.objectsUrl);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].headers.get("job-token"), token);
+  assert.equal(new URL(seen[0].url).pathname, `/api/v4/jobs/${job.id}/artifacts`);
+  assert.equal(job.artifacts.length, 0, "GitLab never got the artifact");
+});
+
+for (const server of ["deno", "node"] as const) {
+  Deno.test(`M13 uploadRedirect over a real listener (${server}): same-origin followed, other-origin refused`, async () => {
+    for (const uploadRedirect of ["same-origin", "other-origin"] as const) {
+      const mock = new GitLabMock({ uploadRedirect });
+      await using listener = await mock.listen({ server });
+      const { job, token } = await runningJob(mock, listener.url, fetch);
+      const client = new Client(listener.url);
+      let opens = 0;
+      // Large enough that the body is still being sent when the 307 is answered.
+      const open = () => {
+        opens++;
+        return ReadableStream.from([new Uint8Array(2 << 20).fill(7), enc.encode("end")]);
+      };
+      const upload = client.uploadArtifact(job.id, token, { filename: "big.zip", open });
+      const objects = () =>
+        mock.requests.filter((r) => new URL(r.url).origin === listener.objectsUrl);
+      if (uploadRedirect === "same-origin") {
+        await upload;
+        assert.equal(opens, 2);
+        assert.equal(job.artifacts.length, 1);
+        assert.equal(job.artifacts[0].data.length, (2 << 20) + 3);
+        assert.deepEqual(
+          mock.requests.filter((r) => r.route === "upload").map((r) => r.status),
+          [307, 201],
+        );
+      } else {
+        await assert.rejects(
+          upload,
+          (e: unknown) => e instanceof RequestError && e.message.includes(listener.objectsUrl),
+        );
+        assert.equal(opens, 1);
+        assert.equal(job.artifacts.length, 0);
+        assert.equal(objects().length, 0, "no request at all reached the other origin");
+        // The other origin is live and would have taken it, token and all.
+        const res = await fetch(`${listener.objectsUrl}/api/v4/jobs/${job.id}/artifacts`, {
+          method: "POST",
+          headers: { "job-token": token, "content-type": "multipart/form-data; boundary=x" },
+          body: "--x--",
+        });
+        assert.equal(res.status, 201);
+        await res.body?.cancel();
+        assert.equal(objects().length, 1);
+        assert.equal(objects()[0].headers.get("job-token"), token);
+        assert.equal(job.artifacts.length, 0);
+      }
+      assert.equal(mock.errors.length, 0);
+    }
+  });
 }
 
 // ------------------------------------------------------------------ streamed uploads

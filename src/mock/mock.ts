@@ -96,6 +96,8 @@ const HOLD_TIMEOUT = "timeout";
 const HOLD_ABORTED = "aborted";
 type HoldOutcome = typeof HOLD_RELEASED | typeof HOLD_TIMEOUT | typeof HOLD_ABORTED;
 
+/** Query parameter that marks an upload the `uploadRedirect` option already redirected. */
+const UPLOAD_REDIRECT_MARKER = "mock_redirected";
 /** Largest total of an upload's text fields (Workhorse passes them to Rails in memory). */
 const MAX_UPLOAD_FIELDS_SIZE = 1024 * 1024;
 
@@ -136,6 +138,21 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | null | undefine
       },
     );
   });
+}
+
+/** Reads a request body to its end and drops it (bounded memory); errors end it quietly. */
+async function discardBody(request: Request): Promise<void> {
+  if (!request.body) return;
+  const reader = request.body.getReader();
+  try {
+    while (!(await reader.read()).done) {
+      // dropped
+    }
+  } catch {
+    // The client went away: whatever is answered is lost anyway.
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -219,6 +236,7 @@ export class GitLabMock {
   #traceSizeLimit: number;
   #maxArtifactSize: number;
   #downloadRedirect: boolean;
+  #uploadRedirect: "none" | "same-origin" | "other-origin";
   #random: () => number;
   #dependencyToken: "dependency" | "job";
   #recordRequests: boolean;
@@ -261,6 +279,7 @@ export class GitLabMock {
     this.#traceSizeLimit = options.traceSizeLimit ?? TRACE_SIZE_LIMIT;
     this.#maxArtifactSize = options.maxArtifactSize ?? MAX_ARTIFACT_SIZE;
     this.#downloadRedirect = options.downloadRedirect ?? false;
+    this.#uploadRedirect = options.uploadRedirect ?? "none";
     this.#random = options.random ?? mulberry32(0x5eed);
     this.#dependencyToken = options.dependencyToken ?? "dependency";
     this.#recordRequests = options.recordRequests ?? true;
@@ -1011,7 +1030,7 @@ export class GitLabMock {
       case "trace":
         return this.#trace(request, url, r.jobId!);
       case "upload":
-        return this.#upload(request, url, r.jobId!);
+        return this.#upload(request, url, r.jobId!, ctx);
       case "download":
         return this.#download(request, url, r.jobId!, ctx);
       case "object":
@@ -1348,7 +1367,9 @@ export class GitLabMock {
     });
   }
 
-  async #upload(request: Request, url: URL, id: number): Promise<Response> {
+  async #upload(request: Request, url: URL, id: number, ctx: ServeContext): Promise<Response> {
+    const redirected = this.#uploadRedirectAnswer(request, url, ctx);
+    if (redirected) return await redirected;
     // Workhorse authorizes with the request's headers and query only (before reading the body).
     const token = request.headers.get("job-token") ?? url.searchParams.get("token");
     const auth = this.#authJob(id, token, "upload");
@@ -1474,6 +1495,43 @@ export class GitLabMock {
       paramsFrom: { type: type.from, format: format.from },
     });
     return textResponse(201, "201");
+  }
+
+  /**
+   * The `uploadRedirect` option (M13): a first upload (no marker in the query) gets a 307 like
+   * a proxy in front of GitLab would send, before any authentication; on the object-storage
+   * origin, the redirected upload is recorded and answered 201 without being stored. Either
+   * way the body is read and dropped.
+   * Undefined when the upload is GitLab's to serve.
+   */
+  #uploadRedirectAnswer(
+    request: Request,
+    url: URL,
+    ctx: ServeContext,
+  ): Promise<Response> | undefined {
+    if (this.#uploadRedirect === "none") return undefined;
+    if (this.#uploadRedirect === "other-origin" && url.origin === ctx.objectsOrigin) {
+      // What a careless client takes for success; the request and its headers are in
+      // `requests`. Nothing is stored.
+      return discardBody(request).then(() => textResponse(201, "201"));
+    }
+    if (url.searchParams.has(UPLOAD_REDIRECT_MARKER)) return undefined;
+    const target = new URL(url);
+    target.searchParams.set(UPLOAD_REDIRECT_MARKER, "1");
+    if (this.#uploadRedirect === "other-origin") {
+      const objects = new URL(ctx.objectsOrigin);
+      target.protocol = objects.protocol;
+      target.host = objects.host;
+    }
+    // The body is read and dropped before answering: cutting it short would reset the
+    // connection under a client still sending (node:http), and it might miss the 307.
+    return discardBody(request).then(() =>
+      new Response(null, {
+        status: 307,
+        statusText: "Temporary Redirect",
+        headers: { Location: target.href },
+      })
+    );
   }
 
   #download(request: Request, url: URL, id: number, ctx: ServeContext): Response {
