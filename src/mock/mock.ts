@@ -46,6 +46,7 @@ import {
   type ResolvedDependency,
   utf8,
 } from "./job.ts";
+import { ByteCollector, multipartBoundary, MultipartError, readMultipart } from "./_multipart.ts";
 import type {
   CancelOptions,
   CancelResponse,
@@ -95,6 +96,11 @@ const HOLD_TIMEOUT = "timeout";
 const HOLD_ABORTED = "aborted";
 type HoldOutcome = typeof HOLD_RELEASED | typeof HOLD_TIMEOUT | typeof HOLD_ABORTED;
 
+/** Query parameter that marks an upload the `uploadRedirect` option already redirected. */
+const UPLOAD_REDIRECT_MARKER = "mock_redirected";
+/** Largest total of an upload's text fields (Workhorse passes them to Rails in memory). */
+const MAX_UPLOAD_FIELDS_SIZE = 1024 * 1024;
+
 const JOB_PATH = /^jobs\/([^/]+)(\/trace|\/artifacts)?$/;
 const OBJECT_PATH = /^\/objects\/artifacts\/([^/]+)\/([^/]+)$/;
 
@@ -132,6 +138,21 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | null | undefine
       },
     );
   });
+}
+
+/** Reads a request body to its end and drops it (bounded memory); errors end it quietly. */
+async function discardBody(request: Request): Promise<void> {
+  if (!request.body) return;
+  const reader = request.body.getReader();
+  try {
+    while (!(await reader.read()).done) {
+      // dropped
+    }
+  } catch {
+    // The client went away: whatever is answered is lost anyway.
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -215,6 +236,7 @@ export class GitLabMock {
   #traceSizeLimit: number;
   #maxArtifactSize: number;
   #downloadRedirect: boolean;
+  #uploadRedirect: "none" | "same-origin" | "other-origin";
   #random: () => number;
   #dependencyToken: "dependency" | "job";
   #recordRequests: boolean;
@@ -257,6 +279,7 @@ export class GitLabMock {
     this.#traceSizeLimit = options.traceSizeLimit ?? TRACE_SIZE_LIMIT;
     this.#maxArtifactSize = options.maxArtifactSize ?? MAX_ARTIFACT_SIZE;
     this.#downloadRedirect = options.downloadRedirect ?? false;
+    this.#uploadRedirect = options.uploadRedirect ?? "none";
     this.#random = options.random ?? mulberry32(0x5eed);
     this.#dependencyToken = options.dependencyToken ?? "dependency";
     this.#recordRequests = options.recordRequests ?? true;
@@ -1007,7 +1030,7 @@ export class GitLabMock {
       case "trace":
         return this.#trace(request, url, r.jobId!);
       case "upload":
-        return this.#upload(request, url, r.jobId!);
+        return this.#upload(request, url, r.jobId!, ctx);
       case "download":
         return this.#download(request, url, r.jobId!, ctx);
       case "object":
@@ -1344,7 +1367,9 @@ export class GitLabMock {
     });
   }
 
-  async #upload(request: Request, url: URL, id: number): Promise<Response> {
+  async #upload(request: Request, url: URL, id: number, ctx: ServeContext): Promise<Response> {
+    const redirected = this.#uploadRedirectAnswer(request, url, ctx);
+    if (redirected) return await redirected;
     // Workhorse authorizes with the request's headers and query only (before reading the body).
     const token = request.headers.get("job-token") ?? url.searchParams.get("token");
     const auth = this.#authJob(id, token, "upload");
@@ -1353,8 +1378,8 @@ export class GitLabMock {
       return auth;
     }
     const job = auth;
-    const contentType = (request.headers.get("content-type") ?? "").toLowerCase();
-    if (!contentType.startsWith("multipart/form-data")) {
+    const contentType = request.headers.get("content-type") ?? "";
+    if (!contentType.toLowerCase().startsWith("multipart/form-data")) {
       await request.body?.cancel().catch(() => {});
       return jsonResponse(400, { error: "file is missing" });
     }
@@ -1363,25 +1388,77 @@ export class GitLabMock {
       await request.body?.cancel().catch(() => {});
       return errorResponse(413, "file size has reached maximum size limit");
     }
-    let form: FormData;
-    try {
-      form = await request.formData();
-    } catch {
+    const boundary = multipartBoundary(contentType);
+    if (boundary === undefined) {
+      await request.body?.cancel().catch(() => {});
       return errorResponse(400, "400 Bad Request - invalid multipart body");
     }
-    let file: File | undefined;
+    // Streamed (M13): the file's bytes are collected as they arrive and the body is never held
+    // whole; past maxArtifactSize the answer is 413 at once and the rest of the body is
+    // cancelled (leaving the loop cancels it), as Workhorse does.
+    let file: { filename: string; contentType: string; bytes: ByteCollector } | undefined;
+    let field: { name: string; chunks: Uint8Array[]; size: number } | undefined;
+    let fieldBytes = 0;
     const fields = new Map<string, string>();
-    for (const [key, value] of form) {
-      if (typeof value === "string") {
-        fields.set(key, value);
-        continue;
+    try {
+      let inFile = false;
+      for await (const event of readMultipart(request.body, boundary)) {
+        if (event.type === "part") {
+          const { name, filename } = event.part;
+          inFile = filename !== undefined;
+          field = undefined;
+          if (filename !== undefined) {
+            // Workhorse accepts exactly one file, in the field "file".
+            if (name !== "file") {
+              return errorResponse(400, `400 Bad Request - unexpected file "${name ?? ""}"`);
+            }
+            if (file) {
+              return errorResponse(
+                400,
+                "400 Bad Request - upload request contains more than 1 file",
+              );
+            }
+            file = {
+              filename,
+              contentType: event.part.contentType,
+              bytes: new ByteCollector(this.#maxArtifactSize),
+            };
+          } else if (name !== undefined) {
+            field = { name, chunks: [], size: 0 };
+          }
+        } else if (event.type === "data") {
+          if (inFile) {
+            if (file!.bytes.length + event.bytes.length > this.#maxArtifactSize) {
+              return errorResponse(413, "file size has reached maximum size limit");
+            }
+            file!.bytes.push(event.bytes);
+          } else if (field) {
+            fieldBytes += event.bytes.length;
+            if (fieldBytes > MAX_UPLOAD_FIELDS_SIZE) {
+              return errorResponse(413, "413 Request Entity Too Large");
+            }
+            field.chunks.push(event.bytes.slice());
+            field.size += event.bytes.length;
+          }
+        } else {
+          if (field) {
+            const joined = new Uint8Array(field.size);
+            let at = 0;
+            for (const chunk of field.chunks) {
+              joined.set(chunk, at);
+              at += chunk.length;
+            }
+            fields.set(field.name, new TextDecoder().decode(joined));
+          }
+          field = undefined;
+          inFile = false;
+        }
       }
-      // Workhorse accepts exactly one file, in the field "file".
-      if (key !== "file") return errorResponse(400, `400 Bad Request - unexpected file "${key}"`);
-      if (file) {
-        return errorResponse(400, "400 Bad Request - upload request contains more than 1 file");
+    } catch (error) {
+      if (error instanceof MultipartError) {
+        return errorResponse(400, "400 Bad Request - invalid multipart body");
       }
-      file = value;
+      throw error;
     }
     if (!file) return jsonResponse(400, { error: "file is missing" });
     const pick = (name: string, fallback: string) => {
@@ -1399,10 +1476,7 @@ export class GitLabMock {
     if (!ARTIFACT_FORMATS.includes(format.value)) {
       return jsonResponse(400, { error: "artifact_format does not have a valid value" });
     }
-    if (file.size > this.#maxArtifactSize) {
-      return errorResponse(413, "file size has reached maximum size limit");
-    }
-    const data = new Uint8Array(await file.arrayBuffer());
+    const data = file.bytes.bytes();
     const existing = job.artifacts.find((a) => a.type === type.value);
     if (existing) {
       const same = existing.data.length === data.length &&
@@ -1412,15 +1486,52 @@ export class GitLabMock {
     }
     const expireIn = fields.get("expire_in") ?? url.searchParams.get("expire_in") ?? undefined;
     job.artifacts.push({
-      filename: file.name,
+      filename: file.filename,
       type: type.value,
       format: format.value,
       ...(expireIn !== undefined ? { expireIn } : {}),
-      contentType: file.type,
+      contentType: file.contentType,
       data,
       paramsFrom: { type: type.from, format: format.from },
     });
     return textResponse(201, "201");
+  }
+
+  /**
+   * The `uploadRedirect` option (M13): a first upload (no marker in the query) gets a 307 like
+   * a proxy in front of GitLab would send, before any authentication; on the object-storage
+   * origin, the redirected upload is recorded and answered 201 without being stored. Either
+   * way the body is read and dropped.
+   * Undefined when the upload is GitLab's to serve.
+   */
+  #uploadRedirectAnswer(
+    request: Request,
+    url: URL,
+    ctx: ServeContext,
+  ): Promise<Response> | undefined {
+    if (this.#uploadRedirect === "none") return undefined;
+    if (this.#uploadRedirect === "other-origin" && url.origin === ctx.objectsOrigin) {
+      // What a careless client takes for success; the request and its headers are in
+      // `requests`. Nothing is stored.
+      return discardBody(request).then(() => textResponse(201, "201"));
+    }
+    if (url.searchParams.has(UPLOAD_REDIRECT_MARKER)) return undefined;
+    const target = new URL(url);
+    target.searchParams.set(UPLOAD_REDIRECT_MARKER, "1");
+    if (this.#uploadRedirect === "other-origin") {
+      const objects = new URL(ctx.objectsOrigin);
+      target.protocol = objects.protocol;
+      target.host = objects.host;
+    }
+    // The body is read and dropped before answering: cutting it short would reset the
+    // connection under a client still sending (node:http), and it might miss the 307.
+    return discardBody(request).then(() =>
+      new Response(null, {
+        status: 307,
+        statusText: "Temporary Redirect",
+        headers: { Location: target.href },
+      })
+    );
   }
 
   #download(request: Request, url: URL, id: number, ctx: ServeContext): Response {

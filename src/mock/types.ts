@@ -91,13 +91,46 @@ export interface MockOptions {
   finalUpdateAccepts?: number;
   /** Server log limit in bytes (default 100 MB): beyond it the job fails `trace_size_exceeded`. */
   traceSizeLimit?: number;
-  /** Largest artifact file accepted in bytes (default 100 MB); larger uploads get 413. */
+  /**
+   * Largest artifact file accepted in bytes (default 100 MB). Uploads are read as a stream: as
+   * soon as the file part passes this size the answer is 413 and the rest of the body is not
+   * read.
+   */
   maxArtifactSize?: number;
   /**
    * Answer `GET /jobs/:id/artifacts?direct_download=true` with a 302 to a presigned URL on a
    * second origin (default false: 200 with the bytes).
    */
   downloadRedirect?: boolean;
+  /**
+   * Answer a first `POST /jobs/:id/artifacts` with a `307 Temporary Redirect`, as a proxy in
+   * front of GitLab may (the official runner follows it), before authentication (the body is
+   * read and dropped). The redirect keeps the path and query and adds `mock_redirected=1`,
+   * which marks the second request:
+   *
+   * - `"none"` (default): no redirect, every upload is served.
+   * - `"same-origin"`: to GitLab's own origin; the marked request is served as usual, so a
+   *   client that follows with a fresh body gets its artifact stored.
+   * - `"other-origin"`: to the object-storage origin ({@linkcode MockOptions.objectsUrl}
+   *   in-process, {@linkcode MockServer.objectsUrl} on a listener). That origin plays a
+   *   careless endpoint: it reads the body, stores nothing and answers `201` `"201"`, which a
+   *   client that follows the redirect takes for success. Its requests are in
+   *   {@linkcode GitLabMock.requests} (route `upload`, `url` on the objects origin) with their
+   *   headers, so a test can tell whether `JOB-TOKEN` went along. A runner must not follow.
+   *
+   * @example A GitLab behind a proxy that redirects uploads elsewhere
+   * ```ts
+   * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * const mock = new GitLabMock({ uploadRedirect: "other-origin" });
+   * const res = await mock.fetch(`${mock.url}/api/v4/jobs/1/artifacts`, {
+   *   method: "POST",
+   *   redirect: "manual",
+   * });
+   * console.log(res.status, res.headers.get("location"));
+   * // 307 http://objects.mock/api/v4/jobs/1/artifacts?mock_redirected=1
+   * ```
+   */
+  uploadRedirect?: "none" | "same-origin" | "other-origin";
   /** Random source in [0, 1) for fault probabilities (default: seeded, deterministic). */
   random?: () => number;
   /** Base URL for in-process use (default `http://gitlab.mock`). */
