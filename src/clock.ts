@@ -54,22 +54,31 @@ export const systemClock: Clock = {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(abortReason(signal));
-      const until = Date.now() + Math.max(0, ms);
       let timer: ReturnType<typeof setTimeout>;
       const onAbort = () => {
         clearTimeout(timer);
         reject(abortReason(signal!));
       };
-      const arm = (delay: number) => {
-        timer = setTimeout(() => {
-          const left = until - Date.now();
-          if (left > 0 && Number.isFinite(left)) return arm(Math.min(left, MAX_TIMEOUT_MS));
-          if (left > 0) return arm(MAX_TIMEOUT_MS); // an endless sleep: only the signal ends it
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        }, delay);
+      const done = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
       };
-      arm(Number.isFinite(ms) ? Math.min(Math.max(0, ms), MAX_TIMEOUT_MS) : MAX_TIMEOUT_MS);
+      if (ms <= MAX_TIMEOUT_MS || Number.isNaN(ms)) {
+        // The usual case: one timer.
+        timer = setTimeout(done, Math.max(0, ms || 0));
+      } else {
+        // Longer than setTimeout can take: chunks, each measured against the wall clock.
+        const until = Date.now() + ms;
+        const arm = () => {
+          const left = until - Date.now();
+          if (left <= 0) return done();
+          timer = setTimeout(
+            arm,
+            Number.isFinite(left) ? Math.min(left, MAX_TIMEOUT_MS) : MAX_TIMEOUT_MS,
+          );
+        };
+        arm();
+      }
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   },

@@ -257,6 +257,8 @@ export class GitLabMock {
   #holds = new Set<() => void>();
   #faults: ActiveFault[] = [];
   #stuckAfterMs: number;
+  /** No running job can be stuck before this time (see #sweep). */
+  #nextSweepAt = Infinity;
   #requests: MockRequest[] = [];
   #counts = new Map<string, number>();
   #waiters = new Set<() => void>();
@@ -1131,14 +1133,21 @@ export class GitLabMock {
   #sweep(): void {
     if (!(this.#stuckAfterMs > 0)) return;
     const now = this.#clock.now();
+    // Most calls find nothing due: only scan once the earliest possible deadline has come.
+    if (now < this.#nextSweepAt) return;
     let swept = false;
+    let next = Infinity;
     for (const job of this.#jobs) {
       if (!job.executing) continue;
       const since = job.contactAt ?? job.pickedAt ?? job.enqueuedAt;
-      if (now - since < this.#stuckAfterMs) continue;
+      if (now - since < this.#stuckAfterMs) {
+        next = Math.min(next, since + this.#stuckAfterMs);
+        continue;
+      }
       this.#finish(job, "failed", "stuck_or_timeout_failure");
       swept = true;
     }
+    this.#nextSweepAt = next;
     if (swept) this.#notify();
   }
 
@@ -1243,6 +1252,7 @@ export class GitLabMock {
       }
       this.#pending.delete(job);
       job.pickedAt = this.#clock.now();
+      this.#nextSweepAt = Math.min(this.#nextSweepAt, job.pickedAt + this.#stuckAfterMs);
       job.runnerFeatures = { ...features };
       if (features.two_phase_job_commit === true) job.assigned = true;
       else job.state = "running";
