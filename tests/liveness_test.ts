@@ -607,3 +607,24 @@ Deno.test("C10.3 an endless job payload stops at the cap (and a declared size ov
     mock.getJob(job.id); // the mock keeps the job running; the runner would fail it
   }
 });
+
+Deno.test("C8.1 a dependency download that hangs, or whose body stalls, is retried and the job ends", async () => {
+  for (const fault of [{ hang: true }, { stallBody: 100 }]) {
+    await using h = await harness();
+    const build = h.mock.job().name("build").state("success")
+      .artifactsFile(new TextEncoder().encode("not a zip, raw bytes"))
+      .enqueue();
+    const test = h.mock.job().name("test").dependency(build).enqueue();
+    h.mock.fault({ route: "download", ...fault, times: 1 });
+    let fetched: number | undefined;
+    await runAll(h, async (job) => {
+      const [dependency] = job.dependencies();
+      await dependency.download().catch(() => undefined);
+      fetched = h.mock.requestCount("download");
+      return ok;
+    });
+    assert.equal(test.state, "success", JSON.stringify(fault));
+    // The first try hung (header deadline 10 min, or body idle 2 min); the second one answered.
+    assert.ok(fetched! >= 2, `${fetched} download requests`);
+  }
+});
