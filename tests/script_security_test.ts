@@ -401,3 +401,33 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
     assert.ok(await readStat(Deno.pid));
   });
 }
+
+for (const [name, backend] of [["deno", denoBackend], ["node", nodeBackend]] as const) {
+  Deno.test(`C9.5 an env option with a key that is not an environment name is refused, nothing runs (${name})`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      for (const key of ["PATH=/tmp/evil:/usr/bin", "A B", "", "1X", "BASH_FUNC_f%%"]) {
+        await assert.rejects(
+          runWith(backend, [`touch ${dir}/ran`], {
+            env: { [key]: "x" },
+            output: new WritableStream(),
+          }),
+          (e: unknown) =>
+            e instanceof TypeError && /Not valid environment variable names/.test(e.message),
+          key,
+        );
+      }
+      await assert.rejects(Deno.stat(`${dir}/ran`));
+      // A valid key works.
+      assert.equal(
+        await runWith(backend, ['test "$GOOD_KEY" = yes'], {
+          env: { GOOD_KEY: "yes" },
+          output: new WritableStream(),
+        }),
+        0,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -13,7 +13,7 @@ import { copiesChunks } from "../log/job_log.ts";
 import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
 import { MARKER_VARIABLE, MarkerScan, newMarker } from "./_marker.ts";
-import { invalidKeys, prepareVariables } from "./_variables.ts";
+import { invalidKeys, isEnvName, prepareVariables } from "./_variables.ts";
 import type { RunScriptOptions } from "./run_script.ts";
 
 /** Default time between SIGTERM and SIGKILL. */
@@ -194,6 +194,16 @@ export async function runWith(
   const graceMs = Math.max(0, options.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
   if (options.cwd !== undefined && !(await stat(options.cwd)).isDirectory()) {
     throw new TypeError(`Not a directory: ${options.cwd}`);
+  }
+  // The application's own variables follow the same rule as job variables (C9.5), but a bad
+  // key there is a bug of the caller: refused, not skipped.
+  const badEnv = Object.keys(options.env ?? {}).filter((key) => !isEnvName(key));
+  if (badEnv.length > 0) {
+    throw new TypeError(
+      `Not valid environment variable names in env: ${
+        badEnv.map((k) => JSON.stringify(k)).join(", ")
+      }`,
+    );
   }
 
   const variables = options.variables ?? [];

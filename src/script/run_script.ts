@@ -60,7 +60,11 @@ export interface RunScriptOptions {
    * runner's `<project dir>.tmp`; it is not removed then.
    */
   fileVariablesDir?: string;
-  /** More environment variables; they win over `variables` and the inherited environment. */
+  /**
+   * More environment variables; they win over `variables` and the inherited environment. Keys
+   * must be valid names (`[A-Za-z_][A-Za-z0-9_]*`), else `runScript` rejects with a
+   * `TypeError` and runs nothing.
+   */
   env?: Record<string, string>;
   /**
    * Which variables of this process's environment (the runner's) the shell inherits. Default:
