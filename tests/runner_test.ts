@@ -214,6 +214,28 @@ Deno.test("C1.6 5xx and dropped connections back off exponentially, never crash"
   await done;
 });
 
+Deno.test("C1.6 after a failed round of requests the runner waits exponentially longer (750 ms, 1.5 s, 3 s, 6 s)", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.fault({ route: "request", status: 500, times: 20 }); // four failed rounds of 5 attempts
+  const job = h.mock.job().script(["a"]).enqueue();
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await until(h.clock, () => job.state === "success");
+  const at = h.mock.requests.filter((r) => r.route === "request").map((r) => r.at);
+  // Inside a round the client's own backoff: 75, 150, 300, 600 ms (random 0.5).
+  for (const round of [0, 5, 10, 15]) {
+    const gaps = [1, 2, 3, 4].map((i) => at[round + i] - at[round + i - 1]);
+    assert.deepEqual(gaps, [75, 150, 300, 600]);
+  }
+  // Between rounds the runner's backoff: min 1 s doubling, jitter in [½, 1] (random 0.5 → ¾).
+  const waits = [5, 10, 15, 20].map((i) => at[i] - at[i - 1]);
+  assert.deepEqual(waits, [750, 1500, 3000, 6000]);
+  stop.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
 Deno.test("C1.6 403 is an invalid token: logged, and after 3 in a row a long pause", async () => {
   await using h = await harness();
   const runner = await new RunnerBuilder(h.mock.url, "glrt-wrong", h.dir).fetch(h.mock.fetch)
