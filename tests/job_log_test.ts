@@ -96,6 +96,29 @@ Deno.test("C4.2 a 416 resyncs from the server's Range; 0-0 resends everything he
   assert.equal(t.mj.logText, "first part\nsecond part\n");
 });
 
+Deno.test("C4.2 a 416 with Range 0-N (N > 0) resyncs from N, not from 0", async () => {
+  const t = await setup();
+  t.log.write("first part\n");
+  await t.clock.advance(3000);
+  assert.equal(t.mj.logText, "first part\n");
+  // GitLab applies the next PATCH but its answer is lost: the retry gets 416 with Range 0-23.
+  t.mock.fault({ route: "trace", drop: "after", times: 1 });
+  t.log.write("second part\n");
+  await t.clock.advance(60_000);
+  t.log.write("third part\n");
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  assert.equal(t.mj.logText, "first part\nsecond part\nthird part\n");
+  const traces = t.mock.requests.filter((r) => r.route === "trace");
+  const resync = traces.findIndex((r) => r.status === 416);
+  assert.ok(resync > 0, "the lost answer's retry is answered 416");
+  const ranges = t.patches().map((p) => p.range);
+  assert.deepEqual(ranges.slice(0, 3), ["0-10", "11-22", "11-22"]);
+  // The request after the 416 starts where GitLab's log ends (23), not at 0.
+  assert.equal(ranges[resync + 1], "23-33");
+  assert.ok(ranges.every((r) => !r!.startsWith("0-") || r === "0-10"));
+});
+
 Deno.test("C4.3 failed PATCHes (5xx, 409, dropped) keep their bytes; the log arrives whole", async () => {
   const t = await setup();
   t.mock.fault({ route: "trace", status: 500, times: 5 }); // one whole retry round
@@ -234,6 +257,21 @@ Deno.test("C5.1 a final PUT answered 202 is repeated after the server's backoff 
   }
   assert.equal(t.mj.state, "failed");
   assert.equal(t.mj.exitCode, 2);
+});
+
+Deno.test("C5.1 the 202 repeats of the final PUT are spaced by GitLab's backoff (1 s, 1 s, 1 s, 1 s, 2 s)", async () => {
+  const t = await setup({ finalUpdateAccepts: 5 });
+  t.log.write("x\n");
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  const finals = t.mock.requests.filter((r) =>
+    r.route === "update" && (r.body as { state?: string }).state === "success"
+  );
+  assert.deepEqual(finals.map((r) => r.status), [202, 202, 202, 202, 202, 200]);
+  // Ci::Runner::Backoff: 1 s while under 4 s since the first 202, then 2 s.
+  const gaps = finals.slice(1).map((r, i) => r.at - finals[i].at);
+  assert.deepEqual(gaps, [1000, 1000, 1000, 1000, 2000]);
+  assert.equal(t.mj.state, "success");
 });
 
 Deno.test("C5.1 transient failures of the final PUT are retried", async () => {

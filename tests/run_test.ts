@@ -205,6 +205,39 @@ Deno.test("C3.6 the job timeout aborts the step and fails with job_execution_tim
   assert.equal(cleaned, true);
 });
 
+Deno.test("C3.6 a step timeout shorter than the job's aborts the step and fails the job", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(3600).script(["sleep 3600"]).afterScript(["echo after"])
+    .payload((p) => ({
+      ...p,
+      steps: (p.steps as { name: string }[]).map((s) =>
+        s.name === "script" ? { ...s, timeout: 10 } : s
+      ),
+    }))
+    .enqueue();
+  const r = recorder();
+  let started = -1;
+  let aborted = -1;
+  await runAll(h, () => ({
+    step: r.step((_s, phase, signal) => {
+      if (phase !== "script") return Promise.resolve();
+      started = h.clock.now();
+      return new Promise((_, reject) =>
+        signal.addEventListener("abort", () => {
+          aborted = h.clock.now();
+          reject(signal.reason);
+        })
+      );
+    }),
+  }));
+  assert.equal(aborted - started, 10_000);
+  assert.equal(job.state, "failed");
+  assert.equal(job.failureReason, "job_execution_timeout");
+  assert.match(job.logText, /step script took longer than 10 seconds/);
+  assert.doesNotMatch(job.logText, /3600 seconds/);
+  assert.deepEqual(r.calls.map((c) => c.phase), ["script", "after_script"]);
+});
+
 Deno.test("C3.6 a step that ignores its abort is left after the grace period", async () => {
   await using h = await harness();
   const job = h.mock.job().timeout(10).script(["ignore signals"]).enqueue();
@@ -261,6 +294,20 @@ Deno.test("C2.4 variables are readable; a masked Variable prints [MASKED]", asyn
   assert.equal(JSON.stringify(secret).includes("s3cr3t"), false);
   assert.equal(Deno.inspect(secret).includes("s3cr3t"), false);
   assert.equal(`${seen!.variable("GREETING")}`, "hello");
+});
+
+Deno.test("C4.8 the job's features.token_mask_prefixes are masked in its log", async () => {
+  await using h = await harness();
+  const mj = h.mock.job({ tokenMaskPrefixes: ["abc-"] }).script(["a"]).enqueue();
+  await runAll(h, () => ({
+    step: () => {
+      outputln("token abc-0123456789abcdefgh here");
+      return Promise.resolve();
+    },
+  }));
+  assert.equal(mj.state, "success");
+  assert.match(mj.logText, /token abc-\[MASKED\] here/);
+  assert.equal(mj.logText.includes("0123456789abcdefgh"), false);
 });
 
 Deno.test("C2.1 a run: job without steps fails cleanly with a message, never hangs", async () => {

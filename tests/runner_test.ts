@@ -66,9 +66,62 @@ Deno.test("C1.3 every feature key is sent; exactly the implemented ones and the 
   await runner.requestJob(() => ok);
   const body = requests(h)[0].body as { info: { features: Record<string, boolean> } };
   const features = body.info.features;
-  assert.equal(Object.keys(features).length, 31);
-  const on = Object.entries(features).filter(([, v]) => v).map(([k]) => k).sort();
-  assert.deepEqual(on, [...LIBRARY_FEATURES, "refspecs"].sort());
+  // PROTOCOL §9: every key the official runner sends, always present.
+  const all = [
+    "variables",
+    "image",
+    "services",
+    "artifacts",
+    "cache",
+    "fallback_cache_keys",
+    "shared",
+    "upload_multiple_artifacts",
+    "upload_raw_artifacts",
+    "session",
+    "terminal",
+    "refspecs",
+    "masking",
+    "proxy",
+    "raw_variables",
+    "artifacts_exclude",
+    "multi_build_steps",
+    "trace_reset",
+    "trace_checksum",
+    "trace_size",
+    "vault_secrets",
+    "cancelable",
+    "return_exit_code",
+    "service_variables",
+    "service_multiple_aliases",
+    "image_executor_opts",
+    "service_executor_opts",
+    "cancel_gracefully",
+    "native_steps_integration",
+    "two_phase_job_commit",
+    "job_inputs",
+  ];
+  assert.deepEqual(Object.keys(features).sort(), all.sort());
+  // What the library implements, plus the added refspecs.
+  const on = [
+    "artifacts",
+    "artifacts_exclude",
+    "cancel_gracefully",
+    "cancelable",
+    "job_inputs",
+    "masking",
+    "multi_build_steps",
+    "refspecs",
+    "return_exit_code",
+    "trace_checksum",
+    "trace_reset",
+    "trace_size",
+    "upload_multiple_artifacts",
+    "upload_raw_artifacts",
+    "variables",
+  ];
+  assert.deepEqual(Object.entries(features).filter(([, v]) => v).map(([k]) => k).sort(), on);
+  assert.ok(Object.values(features).every((v) => typeof v === "boolean"));
+  assert.deepEqual([...LIBRARY_FEATURES, "refspecs"].sort(), on);
   assert.throws(() => h.builder.features(["teleport"]), TypeError);
   assert.throws(() => h.builder.features(["two_phase_job_commit"]), TypeError);
 });
@@ -90,13 +143,37 @@ Deno.test("C1.3 a job needing an unannounced feature is never run", async () => 
 
 Deno.test("C1.4 the last X-GitLab-Last-Update is echoed as last_update", async () => {
   await using h = await harness();
-  const runner = await h.builder.build();
+  const seen: { lastUpdate: unknown; status: number; header: string | null }[] = [];
+  const spy: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const isRequest = new URL(request.url).pathname.endsWith("/jobs/request");
+    const body = isRequest ? await request.clone().json() : undefined;
+    const response = await h.mock.fetch(request);
+    if (isRequest) {
+      seen.push({
+        lastUpdate: body.last_update,
+        status: response.status,
+        header: response.headers.get("x-gitlab-last-update"),
+      });
+    }
+    return response;
+  };
+  const runner = await h.builder.fetch(spy).build();
+  await runner.requestJob(() => ok); // 204 with the queue value A
+  h.mock.job().script(["a"]).enqueue();
+  await runner.requestJob(() => ok); // 201, no header
+  await until(h.clock, () => runner.running === 0);
+  await runner.requestJob(() => ok); // 204 with the new queue value B
   await runner.requestJob(() => ok);
-  await runner.requestJob(() => ok);
-  const [first, second] = requests(h).map((r) => r.body as Record<string, unknown>);
-  assert.equal(first.last_update, undefined);
-  assert.equal(typeof second.last_update, "string");
-  assert.ok((second.last_update as string).length > 0);
+  assert.deepEqual(seen.map((s) => s.status), [204, 201, 204, 204]);
+  const a = seen[0].header!;
+  const b = seen[2].header!;
+  assert.match(a, /^[0-9a-f]+$/);
+  assert.match(b, /^[0-9a-f]+$/);
+  assert.notEqual(a, b);
+  assert.equal(seen[1].header, null);
+  // Nothing before the first answer; then the last non-empty value, kept across the 201.
+  assert.deepEqual(seen.map((s) => s.lastUpdate), [undefined, a, a, b]);
 });
 
 Deno.test("C1.4 a long poll held by GitLab ends with the job at once when it arrives", async () => {
@@ -209,6 +286,28 @@ Deno.test("C1.6 5xx and dropped connections back off exponentially, never crash"
   await atOnce(() => requests(h).length === 14);
   // 10 × 500, 1 dropped, 201, then at once 204 (new queue value) and 204 (same value)
   assert.equal(requests(h).length, 14);
+  stop.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+});
+
+Deno.test("C1.6 after a failed round of requests the runner waits exponentially longer (750 ms, 1.5 s, 3 s, 6 s)", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.fault({ route: "request", status: 500, times: 20 }); // four failed rounds of 5 attempts
+  const job = h.mock.job().script(["a"]).enqueue();
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await until(h.clock, () => job.state === "success");
+  const at = h.mock.requests.filter((r) => r.route === "request").map((r) => r.at);
+  // Inside a round the client's own backoff: 75, 150, 300, 600 ms (random 0.5).
+  for (const round of [0, 5, 10, 15]) {
+    const gaps = [1, 2, 3, 4].map((i) => at[round + i] - at[round + i - 1]);
+    assert.deepEqual(gaps, [75, 150, 300, 600]);
+  }
+  // Between rounds the runner's backoff: min 1 s doubling, jitter in [½, 1] (random 0.5 → ¾).
+  const waits = [5, 10, 15, 20].map((i) => at[i] - at[i - 1]);
+  assert.deepEqual(waits, [750, 1500, 3000, 6000]);
   stop.abort();
   await until(h.clock, () => runner.running === 0);
   await done;

@@ -100,6 +100,7 @@ Deno.test("C7 example end to end: artifacts, a dependency, an exit code, a cance
     stderr: "piped",
   }).spawn();
   const output = Promise.all([child.stdout, child.stderr].map((s) => new Response(s).text()));
+  let stdout = "";
   try {
     const build = mock.job().name("build")
       .script(["mkdir -p out", "echo built > out/app.txt"])
@@ -155,12 +156,13 @@ Deno.test("C7 example end to end: artifacts, a dependency, an exit code, a cance
       child.kill("SIGTERM"); // …and cancel what still runs
     } catch { /* already gone */ }
     await child.status;
-    const [stdout] = await output;
+    [stdout] = await output;
     await server.close();
     await Deno.remove(buildDir, { recursive: true }).catch(() => {});
     await Deno.remove(pidDir, { recursive: true }).catch(() => {});
-    assert.match(stdout, /job \d+ failing failed \(script_failure, exit code 7\)/);
   }
+  // After the clean-up, not inside it: a failure above must not be masked by this one.
+  assert.match(stdout, /job \d+ failing failed \(script_failure, exit code 7\)/);
 });
 
 // ---------------------------------------------------------------------------------------------
