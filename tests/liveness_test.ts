@@ -485,7 +485,7 @@ Deno.test("C8.10 a writer held by backpressure wakes as soon as the log has room
     token: mj.token,
     keepAliveMs: 1_000,
     updateIntervalMs: 3_000,
-    outputLimit: 64 * 1024 * 1024, // high-water mark 8 MiB
+    outputLimit: 64 * 1024 * 1024,
   });
   log.start();
   // The keep-alive at 3 s takes 10 s to be answered.
