@@ -10,3 +10,15 @@ export function random(size: number, seed = 1): Uint8Array {
   }
   return out;
 }
+
+/** The parts one after the other (strings as UTF-8) in one new array. */
+export function concat(parts: readonly (string | Uint8Array)[]): Uint8Array<ArrayBuffer> {
+  const bytes = parts.map((p) => typeof p === "string" ? new TextEncoder().encode(p) : p);
+  const out = new Uint8Array(bytes.reduce((n, b) => n + b.byteLength, 0));
+  let at = 0;
+  for (const b of bytes) {
+    out.set(b, at);
+    at += b.byteLength;
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
 // Builds zips for tests that need entries our writer never makes: with zip.js directly
 // (directories, symlinks, hostile names), or byte by byte (hostile archives: lying sizes, data
 // descriptors, Zip64 records, huge entry counts, huge entries of zeros written to a file).
+import { concat } from "./_data.ts";
 import { constants, crc32 as zlibCrc32, deflateRawSync } from "node:zlib";
 import { TextReader, ZipWriter } from "@zip.js/zip.js";
 
@@ -125,16 +126,6 @@ class Out {
   bytes(): Uint8Array {
     return concat(this.#chunks);
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 class Fields {

@@ -1,6 +1,7 @@
 // The job log's spool (CONFORMANCE C10.4, C10.5): memory holds what GitLab has not taken plus
 // about one block; acknowledged blocks go to a temporary file outside the build directory, read
 // back for a 416 below the window, and removed when the log ends.
+import { concat } from "./_data.ts";
 import { assert, FakeClock } from "./_deps.ts";
 import { dirname, join } from "node:path";
 import { tmpdir } from "node:os";
@@ -102,16 +103,6 @@ function assertSameBytes(actual: Uint8Array, expected: Uint8Array) {
   for (let i = 0; i < actual.byteLength; i++) {
     if (actual[i] !== expected[i]) assert.fail(`The bytes differ first at ${i}`);
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }
 
 Deno.test("C10.4 64 MiB through the stream with a 100 MiB limit: memory holds the unsent bytes plus one patch and a block", async () => {

@@ -1,3 +1,4 @@
+import { concat } from "./_data.ts";
 import { assert } from "./_deps.ts";
 import {
   DEFAULT_TOKEN_PREFIXES,
@@ -20,16 +21,6 @@ function streamParts(masker: Masker, parts: readonly (string | Uint8Array)[]) {
   }
   out.push(masker.flush());
   return { text: dec.decode(concat(out)), bytes: concat(out), maxPending };
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Splits on "|" like the official runner's tests do. */

@@ -1,6 +1,7 @@
 // The mock's artifact upload (CONFORMANCE.md M13): a 307 to GitLab's own origin or to another
 // one, selectable by option; multipart bodies read as a stream, with maxArtifactSize enforced
 // while reading.
+import { concat } from "./_data.ts";
 import { assert } from "./_deps.ts";
 import { ApiError, Client, RequestError } from "../mod.ts";
 import { GitLabMock, type MockJob, type MockOptions } from "../src/mock/mod.ts";
@@ -25,17 +26,6 @@ async function runningJob(
   const payload = await res.json();
   assert.equal(payload.id, job.id);
   return { job, token: payload.token };
-}
-
-function concat(parts: (string | Uint8Array)[]): Uint8Array<ArrayBuffer> {
-  const bytes = parts.map((p) => typeof p === "string" ? enc.encode(p) : p);
-  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of bytes) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
 }
 
 /** A stream of `bytes` cut at the given offsets. */
