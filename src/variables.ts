@@ -119,13 +119,32 @@ export function variableLookup<T extends VariableLike>(
   value: (v: T) => string,
   fileDir: string | undefined,
 ): (name: string) => string {
+  return lookupWith((name) => {
+    const v = last.get(name);
+    if (v === undefined) return undefined;
+    if (v.file && fileDir !== undefined) return `${fileDir}/${v.key}`;
+    return value(v);
+  });
+}
+
+/**
+ * The lookup `osExpand` needs, over `get`: `$` for `$$`, empty for the shell's special
+ * parameters (`$1`, `$*`, `$#`, `$@`, `$!`, `$?`) and for names `get` does not know.
+ *
+ * @param get The value of a variable, or undefined.
+ * @returns The lookup.
+ *
+ * @example
+ * ```ts
+ * const lookup = lookupWith((name) => name === "A" ? "a" : undefined);
+ * console.log(osExpand("$A-$B-$$-$1", lookup)); // "a--$-"
+ * ```
+ */
+export function lookupWith(get: (name: string) => string | undefined): (name: string) => string {
   return (name) => {
     if (name === "$") return "$";
     if (name.length === 1 && "*#@!?0123456789".includes(name)) return "";
-    const v = last.get(name);
-    if (v === undefined) return "";
-    if (v.file && fileDir !== undefined) return `${fileDir}/${v.key}`;
-    return value(v);
+    return get(name) ?? "";
   };
 }
 

@@ -42,7 +42,7 @@ import type { UploadableFile } from "./files.ts";
 import { matchArtifactPaths } from "./path_match.ts";
 import { cleanPath, compareCodePoints } from "./_path.ts";
 import { statusLine } from "./_http_status.ts";
-import { expandVariables, osExpand, type VariableLike } from "../variables.ts";
+import { expandVariables, lookupWith, osExpand, type VariableLike } from "../variables.ts";
 
 /** Job variables, as a map or a lookup function. */
 export type VariableLookup = ReadonlyMap<string, string> | ((key: string) => string | undefined);
@@ -159,12 +159,7 @@ function expander(variables: UploadArtifactsOptions["variables"]): Expander {
     const get: (key: string) => string | undefined = typeof variables === "function"
       ? variables
       : (key) => (variables as ReadonlyMap<string, string>).get(key);
-    const lookup = (name: string) =>
-      name === "$"
-        ? "$"
-        : name.length === 1 && "*#@!?0123456789".includes(name)
-        ? ""
-        : get(name) ?? "";
+    const lookup = lookupWith(get);
     return { expand: (text) => osExpand(text, lookup), get };
   }
   const list = [...(variables as Iterable<VariableLike>)];
