@@ -384,3 +384,17 @@ Deno.test("C9.4 the runner's catch-all diagnostic for a job is masked", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("C9.2 a custom fetch that followed a download to a file: URL: the answer is refused", async () => {
+  const mock = new GitLabMock();
+  const follows: typeof fetch = async () => {
+    const response = new Response("root:x:0:0", { status: 200 });
+    Object.defineProperty(response, "url", { value: "file:///etc/passwd" });
+    return response;
+  };
+  const client = new Client(mock.url, { fetch: follows });
+  const error = await client.downloadArtifact(1, "glcbt-x").then(() => undefined, (e) => e);
+  assert.ok(error instanceof RequestError, String(error));
+  assert.match(error.message, /file: URL: only http and https are followed/);
+  assert.equal(error.transient, false);
+});

@@ -734,19 +734,25 @@ export class Client {
     };
     if (body instanceof ReadableStream) init.duplex = "half";
     const response = await this.#fetch(url, init);
-    // A custom fetch that follows redirects itself must not make another origin's answer count.
-    if (response.url && credentials) {
-      let origin: string | undefined;
+    // A custom fetch that follows redirects itself must not make another origin's answer count,
+    // nor one from a URL that is not http(s) (C9.1, C9.2).
+    if (response.url) {
+      let final: URL | undefined;
       try {
-        origin = new URL(response.url).origin;
+        final = new URL(response.url);
       } catch {
-        origin = undefined;
+        final = undefined;
       }
-      if (origin !== undefined && origin !== url.origin) {
+      const refused = final === undefined
+        ? "an answer from a malformed URL"
+        : final.protocol !== "http:" && final.protocol !== "https:"
+        ? `an answer from a ${final.protocol} URL: only http and https are followed`
+        : credentials && final.origin !== url.origin
+        ? `an answer from another origin (${final.origin}), which is not GitLab's`
+        : undefined;
+      if (refused) {
         await response.body?.cancel().catch(() => {});
-        throw new RequestError(endpoint, undefined, {
-          message: `an answer from another origin (${origin}), which is not GitLab's`,
-        });
+        throw new RequestError(endpoint, undefined, { message: refused });
       }
     }
     return response;

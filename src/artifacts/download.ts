@@ -209,14 +209,6 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
 }
 
-function protocolOf(url: string): string | undefined {
-  try {
-    return new URL(url).protocol;
-  } catch {
-    return undefined;
-  }
-}
-
 function errorCode(err: unknown): string | undefined {
   return (err as { code?: string } | null)?.code;
 }
@@ -1317,16 +1309,6 @@ export class Dependency {
           host = response.url ? ` host=${new URL(response.url).host}` : "";
         } catch {
           host = "";
-        }
-        // C9.2: a custom fetch may have followed a redirect to a local file or a data: URL.
-        const protocol = response.url ? protocolOf(response.url) : "https:";
-        if (protocol !== "http:" && protocol !== "https:") {
-          await response.body?.cancel().catch(() => {});
-          throw new ArtifactError(
-            `The artifact download of ${this.name} (${this.id}) was redirected to a ${
-              protocol ?? "malformed"
-            } URL: only http and https are followed`,
-          );
         }
         if (response.body === null) throw new RequestError(endpoint, new Error("No body"));
         try {
