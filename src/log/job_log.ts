@@ -311,7 +311,7 @@ export class JobLog {
     const deadlineMs = this.#o.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS;
     const deadline = clock.now() + deadlineMs;
     // Every call of the final update ends at its deadline, a hanging one included (C8.4) …
-    const overall = new Watchdog(clock, deadlineMs);
+    const overall = new Deadline(clock, deadlineMs);
     // … and once the final flush kept failing for the flush deadline (C8.5) the state goes with
     // what GitLab acknowledged. The clock starts at the flush's first failure (a hanging PATCH
     // fails at its header deadline) and stops at any progress. Each later round tries the log
@@ -345,7 +345,7 @@ export class JobLog {
         if (this.#sent < this.#size) {
           // While failing, one round of flushing takes at most what is left of the flush
           // deadline (at least 30 s): a hanging PATCH cannot hold the state back.
-          const bound = failingSince === undefined ? undefined : new Watchdog(
+          const bound = failingSince === undefined ? undefined : new Deadline(
             clock,
             Math.max(FLUSH_ROUND_MIN_MS, failingSince + flushDeadlineMs - clock.now()),
           );
@@ -764,45 +764,24 @@ class Again {
 /** The longest wait between final-update rounds GitLab can ask for (update interval, 15 min). */
 const MAX_UPDATE_INTERVAL_MS = 15 * 60_000;
 
-/**
- * An abort signal that fires once `ms` passed without a {@linkcode Watchdog.kick}, on the
- * injected clock.
- */
-class Watchdog {
+/** An abort signal that fires `ms` after it is made, on the injected clock (until stopped). */
+class Deadline {
   #ctl = new AbortController();
   #stop = new AbortController();
-  #last: number;
 
-  constructor(readonly clock: Clock, readonly ms: number) {
-    this.#last = clock.now();
-    this.#watch();
+  constructor(clock: Clock, ms: number) {
+    clock.sleep(ms, this.#stop.signal).then(
+      () => this.#ctl.abort(new DOMException(`Deadline of ${ms} ms passed`, "TimeoutError")),
+      () => {},
+    );
   }
 
   get signal(): AbortSignal {
     return this.#ctl.signal;
   }
 
-  kick(): void {
-    this.#last = this.clock.now();
-  }
-
   stop(): void {
     this.#stop.abort(WAKE);
-  }
-
-  async #watch(): Promise<void> {
-    while (!this.#stop.signal.aborted) {
-      const left = this.#last + this.ms - this.clock.now();
-      if (left <= 0) {
-        this.#ctl.abort(new DOMException(`No progress for ${this.ms} ms`, "TimeoutError"));
-        return;
-      }
-      try {
-        await this.clock.sleep(left, this.#stop.signal);
-      } catch {
-        return;
-      }
-    }
   }
 }
 
