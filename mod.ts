@@ -41,32 +41,32 @@ export {
   RequestError,
   ScriptFailure,
 } from "./src/errors.ts";
-export {
-  type CallOptions,
-  Client,
-  type ClientOptions,
-  type DownloadOptions,
-  type JobCallResult,
-  type JobRequestOptions,
-  type JobRequestResult,
-  type JobState,
-  type JobUpdate,
-  type PatchOptions,
-  type PatchResult,
-  type RunnerMetadata,
-  type UpdateResult,
-  type UploadOptions,
-  type VerifyResult,
-} from "./src/api/client.ts";
+export type { CallOptions, RunnerMetadata, VerifyResult } from "./src/api/client.ts";
 export type { RetryPolicy } from "./src/api/retry.ts";
-export * from "./src/api/payload.ts";
-export {
-  ALWAYS_SUPPORTED_FAILURE_REASONS,
-  FAILURE_REASON_COMPATIBILITY_MAP,
-  mapFailureReason,
-  RUNNER_FAILURE_REASONS,
-  type RunnerFailureReason,
-} from "./src/api/failure_reasons.ts";
+export type {
+  ArtifactSpec,
+  CacheSpec,
+  Credential,
+  DependencySpec,
+  GitInfo,
+  JobFeatures,
+  JobHook,
+  JobImage,
+  JobInfo,
+  JobInput,
+  JobInputContent,
+  JobInputType,
+  JobPayload,
+  JobService,
+  JobStep,
+  JobVariable,
+  Port,
+  RunnerInfo,
+  ServiceVariable,
+  StepWhen,
+  UploadWhen,
+} from "./src/api/payload.ts";
+export { RUNNER_FAILURE_REASONS, type RunnerFailureReason } from "./src/api/failure_reasons.ts";
 export { type Deadlines, RunnerBuilder, VERSION } from "./src/builder.ts";
 export { ALL_FEATURES, LIBRARY_FEATURES, Runner, type RunOptions } from "./src/runner.ts";
 export type { JobOutcome } from "./src/run.ts";
@@ -108,8 +108,3 @@ export {
   type ArtifactErrorOptions,
   type ArtifactLimitExceeded,
 } from "./src/artifacts/errors.ts";
-export {
-  artifactPathMatches,
-  matchArtifactPaths,
-  type MatchArtifactPathsOptions,
-} from "./src/artifacts/path_match.ts";

@@ -23,6 +23,7 @@ const TYPED_TS = `import {
   RunnerBuilder,
   ScriptFailure,
 } from "@x/gitlab-runner";
+import { Client, type JobRequestResult, mapFailureReason } from "@x/gitlab-runner/client";
 import { GitLabMock, type MockJob, type MockServer } from "@x/gitlab-runner/mock";
 
 class Board implements JobHandler {
@@ -51,6 +52,13 @@ export async function main(): Promise<string> {
 export function statusOf(error: unknown): number | undefined {
   return error instanceof ApiError ? error.status : undefined;
 }
+
+export async function jobIdOf(client: Client, token: string): Promise<number | undefined> {
+  const answer: JobRequestResult = await client.requestJob(token);
+  return answer.type === "job" && answer.job.ok ? answer.job.payload.id : undefined;
+}
+
+export const reason: string = mapFailureReason("runner_configuration_error", []);
 `;
 
 /** Deliberate type errors: tsc must report each of them (so the types are not \`any\`). */
@@ -59,6 +67,8 @@ import { GitLabMock } from "@x/gitlab-runner/mock";
 
 export const count: number = new RunnerBuilder("https://gitlab.example.com", "glrt-x", "/b");
 export const job = new GitLabMock().job().script("not a list").enqueue();
+import { Client as NotInTheMainEntry } from "@x/gitlab-runner";
+export const client = NotInTheMainEntry;
 `;
 
 function tsconfig(files, lib) {
@@ -154,13 +164,31 @@ test("npm pack ships the ESM, the types, README and LICENSE, and nothing else", 
     assert.ok(files.includes(f), `${f} is packed`);
   }
   for (
-    const f of ["esm/src/mock/mod.js", "esm/src/mock/mod.d.ts", "esm/src/mock/_server.node.js"]
+    const f of [
+      "esm/src/client.js",
+      "esm/src/client.d.ts",
+      "esm/src/mock/mod.js",
+      "esm/src/mock/mod.d.ts",
+      "esm/src/mock/_server.node.js",
+    ]
   ) {
     assert.ok(files.includes(f), `${f} is packed`);
   }
   const stray = files.filter((f) => !/^(esm\/.+|LICENSE|README\.md|package\.json)$/.test(f));
   assert.deepEqual(stray, []);
   assert.equal(packed.name, "@x/gitlab-runner");
+});
+
+test("the package exports the entries of deno.json (but the Deno-only ./example)", async () => {
+  const deno = JSON.parse(await readFile(join(REPO_DIR, "deno.json"), "utf8"));
+  const pkg = JSON.parse(await readFile(join(PACKAGE_DIR, "package.json"), "utf8"));
+  const wanted = Object.keys(deno.exports).filter((key) => key !== "./example").sort();
+  assert.deepEqual(Object.keys(pkg.exports).sort(), wanted);
+  assert.deepEqual(wanted, [".", "./client", "./mock"]);
+  for (const [key, target] of Object.entries(pkg.exports)) {
+    const base = `./esm/${deno.exports[key].slice(2, -3)}`;
+    assert.deepEqual(target, { types: `${base}.d.ts`, default: `${base}.js` }, key);
+  }
 });
 
 test("a fresh project installs the tarball and type-checks the README snippet and a TS example", async () => {
@@ -174,6 +202,8 @@ test("a fresh project installs the tarball and type-checks the README snippet an
   assert.notEqual(bad.code, 0);
   assert.match(bad.stdout, /bad\.ts\(4,\d+\): error TS2322: Type 'RunnerBuilder'/);
   assert.match(bad.stdout, /bad\.ts\(5,\d+\): error TS2345: Argument of type 'string'/);
+  // The low-level client is in the `./client` entry only.
+  assert.match(bad.stdout, /bad\.ts\(6,\d+\): error TS2305: .* has no exported member 'Client'/);
 });
 
 test("the shipped types also check without the DOM lib (lib ES2022 + @types/node only)", async () => {

@@ -9,6 +9,7 @@ import {
   RunnerBuilder,
   ScriptFailure,
 } from "@x/gitlab-runner";
+import { Client, mapFailureReason, parseJobPayloadText } from "@x/gitlab-runner/client";
 import { delay, served } from "./_helpers.mjs";
 
 const FINAL = new Set(["success", "failed", "canceled"]);
@@ -41,6 +42,26 @@ test("verify checks the runner token over HTTP", async () => {
     assert.equal((await bad.verify()).valid, false);
     assert.match(ctx.server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(ctx.mock.requestCount("verify"), 2);
+  } finally {
+    await ctx.close();
+  }
+});
+
+test("the ./client entry on Node: the low-level client takes a job over HTTP and ends it", async () => {
+  const ctx = await served();
+  try {
+    const job = ctx.mock.job().script(["make test"]).enqueue();
+    const client = new Client(ctx.server.url);
+    const answer = await client.requestJob(ctx.mock.runnerToken);
+    assert.equal(answer.type, "job");
+    assert.equal(answer.job.ok, true);
+    assert.equal(answer.job.payload.id, job.id);
+    assert.deepEqual(answer.job.payload.steps[0].script, ["make test"]);
+    const update = await client.updateJob(job.id, answer.job.payload.token, { state: "success" });
+    assert.equal(update.outcome, "ok");
+    assert.equal(job.state, "success");
+    assert.equal(parseJobPayloadText('{"id": 7, "token": "glcbt-x", "vari').id, 7);
+    assert.equal(mapFailureReason("runner_configuration_error", []), "script_failure");
   } finally {
     await ctx.close();
   }

@@ -118,9 +118,11 @@ export class ScriptFailure extends Error {
  *
  * @example A reason newer than some GitLab versions (sent as `script_failure` to those)
  * ```ts
- * import { JobFailure, mapFailureReason } from "@x/gitlab-runner";
+ * import { JobFailure } from "@x/gitlab-runner";
+ * import { mapFailureReason } from "@x/gitlab-runner/client";
+ * import { strictEqual } from "node:assert";
  * const failure = new JobFailure("runner_configuration_error", { message: "No board named x" });
- * console.log(mapFailureReason(failure.reason, ["script_failure"])); // "script_failure"
+ * strictEqual(mapFailureReason(failure.reason, ["script_failure"]), "script_failure");
  * ```
  */
 export class JobFailure extends Error {

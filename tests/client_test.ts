@@ -1,5 +1,6 @@
 import { assert, FakeClock } from "./_deps.ts";
-import { ApiError, Client, RequestError } from "../mod.ts";
+import { ApiError, RequestError } from "../mod.ts";
+import { Client } from "../src/client.ts";
 import { apiBaseUrl, parseRangeEnd } from "../src/api/client.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 

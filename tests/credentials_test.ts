@@ -5,14 +5,8 @@ import { assert, FakeClock } from "./_deps.ts";
 import { until } from "./_harness.ts";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { inspect } from "node:util";
-import {
-  ApiError,
-  Client,
-  type JobHandler,
-  RequestError,
-  RunnerBuilder,
-  Variable,
-} from "../mod.ts";
+import { ApiError, type JobHandler, RequestError, RunnerBuilder, Variable } from "../mod.ts";
+import { Client } from "../src/client.ts";
 import { GitLabMock } from "../src/mock/mod.ts";
 
 interface Seen {

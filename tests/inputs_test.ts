@@ -8,11 +8,10 @@ import {
   JobFailure,
   type JobHandler,
   type JobInput,
-  mapFailureReason,
   MAX_INTERPOLATED_LENGTH,
-  parseJobPayload,
   type Phase,
 } from "../mod.ts";
+import { mapFailureReason, parseJobPayload } from "../src/client.ts";
 import { applyJobInputs } from "../src/inputs.ts";
 import { FAILURE_REASONS } from "../src/mock/_constants.ts";
 

@@ -3,14 +3,8 @@
 // outages of many minutes, 409 storms, lost answers.
 import { assert, FakeClock } from "./_deps.ts";
 import { atOnce, type Harness, harness, until } from "./_harness.ts";
-import {
-  Client,
-  type Job,
-  type JobHandler,
-  RequestError,
-  RunnerBuilder,
-  systemClock,
-} from "../mod.ts";
+import { type Job, type JobHandler, RequestError, RunnerBuilder, systemClock } from "../mod.ts";
+import { Client } from "../src/client.ts";
 import { JobLog } from "../src/log/job_log.ts";
 import { GitLabMock } from "../src/mock/mod.ts";
 

@@ -3,7 +3,8 @@
 // while reading.
 import { concat } from "./_data.ts";
 import { assert } from "./_deps.ts";
-import { ApiError, Client, RequestError } from "../mod.ts";
+import { ApiError, RequestError } from "../mod.ts";
+import { Client } from "../src/client.ts";
 import { GitLabMock, type MockJob, type MockOptions } from "../src/mock/mod.ts";
 import { readMultipart } from "../src/mock/_multipart.ts";
 

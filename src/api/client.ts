@@ -326,13 +326,15 @@ function multipartStream(
  *
  * @example Ask the in-process mock for a job
  * ```ts
- * import { Client } from "@x/gitlab-runner";
+ * import { Client } from "@x/gitlab-runner/client";
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock();
- * mock.job().script(["echo hi"]).enqueue();
+ * const job = mock.job().script(["echo hi"]).enqueue();
  * const client = new Client(mock.url, { fetch: mock.fetch });
  * const result = await client.requestJob(mock.runnerToken);
- * if (result.type === "job" && result.job.ok) console.log(result.job.payload.id);
+ * if (result.type !== "job" || !result.job.ok) throw new Error("no job");
+ * strictEqual(result.job.payload.id, job.id);
  * ```
  */
 export class Client {
