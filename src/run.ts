@@ -365,7 +365,6 @@ async function runParsed(
           variables: payload.variables,
           log: logLine,
           clock: ctx.clock,
-          random: ctx.random,
           signal: afterCtl.signal,
           projectDir: buildDir,
         });

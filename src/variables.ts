@@ -128,6 +128,19 @@ export function variableLookup<T extends VariableLike>(
 }
 
 /**
+ * What `$NAME` of a known variable gives, GitLab's one level (`Variables.Expand`): a `raw`
+ * variable's value verbatim, any other's value expanded once through `inner`, the lookup of the
+ * unexpanded values. Internal: {@linkcode expandVariables} and `runScript`'s environment share it.
+ */
+export function expandOnce<T extends VariableLike>(
+  v: T,
+  value: (v: T) => string,
+  inner: (name: string) => string,
+): string {
+  return v.raw ? value(v) : osExpand(value(v), inner);
+}
+
+/**
  * The lookup `osExpand` needs, over `get`: `$` for `$$`, empty for the shell's special
  * parameters (`$1`, `$*`, `$#`, `$@`, `$!`, `$?`) and for names `get` does not know.
  *
@@ -199,9 +212,10 @@ export function expandVariables(
     masked ? v.maskedValue ?? (v.masked ? "[MASKED]" : v.value) : v.value;
   // One level, like `Variables.Expand`: a value is expanded against the unexpanded values.
   const inner = variableLookup(last, base, fileDir);
-  const outer = variableLookup(last, (v) => {
-    if (masked && v.masked) return "[MASKED]";
-    return v.raw ? base(v) : osExpand(base(v), inner);
-  }, fileDir);
+  const outer = variableLookup(
+    last,
+    (v) => masked && v.masked ? "[MASKED]" : expandOnce(v, base, inner),
+    fileDir,
+  );
   return osExpand(text, outer);
 }

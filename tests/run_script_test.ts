@@ -10,7 +10,8 @@ import type { Backend } from "../src/script/_backend.ts";
 import { runWith } from "../src/script/_run.ts";
 import { backend as denoBackend } from "../src/script/_spawn.deno.ts";
 import { backend as nodeBackend } from "../src/script/_spawn.node.ts";
-import { expand, invalidKeys, prepareVariables } from "../src/script/_variables.ts";
+import { invalidKeys, prepareVariables } from "../src/script/_variables.ts";
+import { osExpand as expand } from "../src/variables.ts";
 import { runScript, type RunScriptOptions } from "../src/script/run_script.ts";
 
 const GREEN = "\x1b[32;1m";

@@ -28,7 +28,7 @@ import type { ArtifactSpec } from "../api/payload.ts";
 import type { Client } from "../api/client.ts";
 import type { Clock } from "../clock.ts";
 import { ApiError, RequestError } from "../errors.ts";
-import { retry } from "../api/retry.ts";
+import { backoffMs, retry } from "../api/retry.ts";
 import {
   type ArchiveEntry,
   artifactFileName,
@@ -76,8 +76,6 @@ export interface UploadArtifactsOptions {
   log: (line: string) => void;
   /** Clock for the waits between tries. */
   clock: Clock;
-  /** Accepted for symmetry with the other retrying calls; the official backoff has no jitter. */
-  random?: () => number;
   /** Aborts the uploads: the call then rejects with the signal's reason. */
   signal?: AbortSignal;
   /**
@@ -186,11 +184,6 @@ function message(err: unknown): string {
 
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
-}
-
-/** The official backoff (`jpillora/backoff`, min 1 s, max 5 s, factor 2, no jitter). */
-function uploadBackoffMs(failedTries: number): number {
-  return Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(failedTries - 1, 10));
 }
 
 /** How many tries an error allows in total; 0 when it is final. */
@@ -458,7 +451,9 @@ async function upload(
     retryable: (err, n) => {
       if (err instanceof ArtifactError) return false;
       if (err instanceof RequestError && !err.transient) return false;
-      return n + 1 < allowedTries(err) ? uploadBackoffMs(n + 1) : false;
+      if (n + 1 >= allowedTries(err)) return false;
+      // The official backoff (`jpillora/backoff`: min 1 s, max 5 s, factor 2), without jitter.
+      return backoffMs(n, { min: MIN_BACKOFF_MS, max: MAX_BACKOFF_MS, random: () => 1 });
     },
     onRetry: (err) => log(`WARNING: Retrying...  error=${message(err)}`),
   });

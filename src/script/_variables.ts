@@ -6,19 +6,7 @@
  * @module
  */
 
-import { lastOfEachKey, osExpand, variableLookup } from "../variables.ts";
-
-/** The fields of a job variable that matter here (`Variable` and `JobVariable` both have them). */
-export interface VariableLike {
-  /** Name. */
-  readonly key: string;
-  /** Value (for a file variable: the file's content). */
-  readonly value: string;
-  /** A file variable. */
-  readonly file?: boolean;
-  /** Not expanded. */
-  readonly raw?: boolean;
-}
+import { expandOnce, lastOfEachKey, type VariableLike, variableLookup } from "../variables.ts";
 
 /** A variable ready for the environment. */
 export interface PreparedVariable {
@@ -29,9 +17,6 @@ export interface PreparedVariable {
   /** For a file variable: where its content goes; the environment gets this path. */
   path?: string;
 }
-
-/** Go's `os.Expand` (kept under this name for the tests of this module). */
-export const expand: (value: string, lookup: (name: string) => string) => string = osExpand;
 
 /** What a valid environment variable name looks like (POSIX, and what shells accept). */
 const ENV_NAME_REGEXP = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -67,10 +52,11 @@ export function prepareVariables(
   const last = lastOfEachKey(variables.filter((v) => isEnvName(v.key)));
   const pathOf = (key: string) => `${fileDir}/${key}`;
   // `fileDir` is set whenever there are file variables (runScript makes one).
-  const lookup = variableLookup(last, (v) => v.value, fileDir);
+  const valueOf = (v: VariableLike) => v.value;
+  const lookup = variableLookup(last, valueOf, fileDir);
   const prepared: PreparedVariable[] = [];
   for (const v of last.values()) {
-    const value = v.raw ? v.value : expand(v.value, lookup);
+    const value = expandOnce(v, valueOf, lookup);
     if (v.file) {
       prepared.push({ key: v.key, value, path: pathOf(v.key) });
     } else {
