@@ -9,6 +9,7 @@
  * ```ts
  * import { type JobHandler, outputln, type Phase, RunnerBuilder } from "@x/gitlab-runner";
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { ok } from "node:assert";
  *
  * class Run implements JobHandler {
  *   async step(script: readonly string[], phase: Phase, _signal: AbortSignal): Promise<void> {
@@ -28,7 +29,7 @@
  * await mock.waitFor(() => mock.jobs[0].state === "success");
  * stop.abort();
  * await done;
- * console.log(mock.jobs[0].logText);
+ * ok(mock.jobs[0].logText.includes("\nRunning script for phase script\nStep: make test\n"));
  * ```
  *
  * @module

@@ -117,8 +117,9 @@ export class UsageError extends Error {
  * @example
  * ```ts
  * import { parseConfig } from "./shell_runner.ts";
+ * import { strictEqual } from "node:assert";
  * const config = parseConfig(["--url", "https://gitlab.example.com", "--token", "glrt-x"], {});
- * console.log(config?.concurrency); // 4
+ * strictEqual(config?.concurrency, 4);
  * ```
  */
 export function parseConfig(
@@ -343,7 +344,8 @@ function describeOutcome(o: JobOutcome): string {
  * @example Bad arguments give a clear message and exit code 2
  * ```ts
  * import { main } from "./shell_runner.ts";
- * console.log(await main(["--concurrency", "zero"], { CI_SERVER_URL: "https://x.org", RUNNER_TOKEN: "t" })); // 2
+ * import { strictEqual } from "node:assert";
+ * strictEqual(await main(["--concurrency", "zero"], { CI_SERVER_URL: "https://x.org", RUNNER_TOKEN: "t" }), 2);
  * ```
  */
 export async function main(

@@ -70,11 +70,11 @@ interface BuilderState {
  * @example Shorter deadlines for a GitLab on the same network
  * ```ts
  * import { RunnerBuilder, type Deadlines } from "@x/gitlab-runner";
- * import assert from "node:assert/strict";
+ * import { ok } from "node:assert";
  * const deadlines: Deadlines = { headerTimeoutMs: 120_000, finalUpdateMs: 30 * 60_000 };
  * const builder = new RunnerBuilder("https://gitlab.example.com", "glrt-x", "builds")
  *   .deadlines(deadlines);
- * assert.ok(builder instanceof RunnerBuilder);
+ * ok(builder instanceof RunnerBuilder);
  * ```
  */
 export interface Deadlines {
@@ -121,12 +121,15 @@ function nodePlatform(): { platform?: string; architecture?: string } {
  * @example
  * ```ts
  * import { RunnerBuilder } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const builder = new RunnerBuilder("https://gitlab.example.com", "glrt-example", "/tmp/builds")
  *   .version("1.2.3")
  *   .features(["refspecs"])
  *   .outputLimit(16 * 1024 * 1024);
  * const runner = await builder.systemId("s_0123456789ab").build();
- * console.log(runner.systemId, runner.features.refspecs); // "s_0123456789ab" true
+ * strictEqual(runner.systemId, "s_0123456789ab");
+ * strictEqual(runner.features.refspecs, true);
+ * strictEqual(runner.info.version, "1.2.3");
  * ```
  */
 export class RunnerBuilder {
@@ -315,12 +318,13 @@ export class RunnerBuilder {
    * @example Keep the id in the build directory's parent
    * ```ts
    * import { RunnerBuilder } from "@x/gitlab-runner";
+   * import { strictEqual } from "node:assert";
    * const dir = await Deno.makeTempDir();
    * const builder = new RunnerBuilder("https://gitlab.example.com", "glrt-example", `${dir}/builds`)
    *   .systemIdState(`${dir}/.runner_system_id`);
    * const first = await builder.build();
    * const again = await builder.build();
-   * console.log(first.systemId === again.systemId); // true
+   * strictEqual(first.systemId, again.systemId);
    * ```
    */
   systemIdState(path: string): RunnerBuilder {

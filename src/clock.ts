@@ -14,9 +14,10 @@ import { setImmediate } from "node:timers";
  * @example Sleep for 10 ms on the system clock
  * ```ts
  * import { systemClock } from "@x/gitlab-runner";
+ * import { ok } from "node:assert";
  * const before = systemClock.now();
  * await systemClock.sleep(10);
- * console.log(systemClock.now() - before >= 9);
+ * ok(systemClock.now() - before >= 9);
  * ```
  */
 export interface Clock {
@@ -106,11 +107,14 @@ async function settle(): Promise<void> {
  * @example Advance past a sleeper
  * ```ts
  * import { FakeClock } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const clock = new FakeClock();
  * let woke = false;
  * clock.sleep(5000).then(() => (woke = true));
- * await clock.advance(5000);
- * console.log(woke); // true
+ * await clock.advance(4999);
+ * strictEqual(woke, false);
+ * await clock.advance(1);
+ * strictEqual(woke, true);
  * ```
  */
 export class FakeClock implements Clock {

@@ -13,8 +13,10 @@ import type { RunnerFailureReason } from "./api/failure_reasons.ts";
  * @example
  * ```ts
  * import { ApiError } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const err = new ApiError({ status: 500, endpoint: "POST /api/v4/jobs/request", body: "oops" });
- * console.log(err.status, err.message);
+ * strictEqual(err.status, 500);
+ * strictEqual(err.message, "GitLab answered 500 to POST /api/v4/jobs/request: oops");
  * ```
  */
 export class ApiError extends Error {
@@ -48,10 +50,10 @@ export class ApiError extends Error {
  * @example
  * ```ts
  * import { RequestError } from "@x/gitlab-runner";
- * import assert from "node:assert/strict";
+ * import { strictEqual } from "node:assert";
  * const err = new RequestError("PATCH /api/v4/jobs/1/trace", new TypeError("connection reset"));
- * assert.equal(err.message, "Request PATCH /api/v4/jobs/1/trace failed: connection reset");
- * assert.equal(err.transient, true);
+ * strictEqual(err.message, "Request PATCH /api/v4/jobs/1/trace failed: connection reset");
+ * strictEqual(err.transient, true);
  * ```
  */
 export class RequestError extends Error {
@@ -88,8 +90,10 @@ export class RequestError extends Error {
  * @example
  * ```ts
  * import { ScriptFailure } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const failure = new ScriptFailure(2);
- * console.log(failure.exitCode, failure.message); // 2 "Script exited with code 2"
+ * strictEqual(failure.exitCode, 2);
+ * strictEqual(failure.message, "Script exited with code 2");
  * ```
  */
 export class ScriptFailure extends Error {
@@ -112,8 +116,10 @@ export class ScriptFailure extends Error {
  * @example
  * ```ts
  * import { JobFailure } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const failure = new JobFailure("runner_system_failure", { message: "Board did not boot" });
- * console.log(failure.reason); // "runner_system_failure"
+ * strictEqual(failure.reason, "runner_system_failure");
+ * strictEqual(failure.message, "Board did not boot");
  * ```
  *
  * @example A reason newer than some GitLab versions (sent as `script_failure` to those)
@@ -159,14 +165,18 @@ export class JobFailure extends Error {
  * @example
  * ```ts
  * import { InputInterpolationError, interpolateInputs } from "@x/gitlab-runner";
- * try {
- *   interpolateInputs("echo ${{ job.inputs.nope }}", [
- *     { key: "env", value: { type: "string", content: "prod", sensitive: false } },
- *   ]);
- * } catch (error) {
- *   console.log(error instanceof InputInterpolationError, (error as InputInterpolationError).reason);
- *   // true "runner_configuration_error"
- * }
+ * import { strictEqual, throws } from "node:assert";
+ * throws(
+ *   () =>
+ *     interpolateInputs("echo ${{ job.inputs.nope }}", [
+ *       { key: "env", value: { type: "string", content: "prod", sensitive: false } },
+ *     ]),
+ *   (error) => {
+ *     strictEqual(error instanceof InputInterpolationError, true);
+ *     strictEqual((error as InputInterpolationError).reason, "runner_configuration_error");
+ *     return true;
+ *   },
+ * );
  * ```
  */
 export class InputInterpolationError extends JobFailure {

@@ -19,7 +19,9 @@ export type Phase = "script" | "after_script" | "release" | (string & Record<nev
  *
  * @example A handler that echoes the script into the job log
  * ```ts
- * import { type JobHandler, outputln, type Phase } from "@x/gitlab-runner";
+ * import { type JobHandler, outputln, type Phase, RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { ok, strictEqual } from "node:assert";
  * class Echo implements JobHandler {
  *   async step(script: readonly string[], phase: Phase, signal: AbortSignal): Promise<void> {
  *     for (const line of script) {
@@ -28,6 +30,15 @@ export type Phase = "script" | "after_script" | "release" | (string & Record<nev
  *     }
  *   }
  * }
+ * const mock = new GitLabMock();
+ * const job = mock.job().script(["make", "make test"]).enqueue();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * await runner.requestJob(() => new Echo());
+ * await runner.drain();
+ * strictEqual(job.state, "success");
+ * ok(job.logText.includes("\nscript: make\nscript: make test\n"));
  * ```
  */
 export interface JobHandler {

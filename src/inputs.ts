@@ -236,13 +236,14 @@ function byKey(inputs: readonly JobInput[]): Map<string, JobInput> {
  * @example Interpolate a job's inputs into a line of your own
  * ```ts
  * import { interpolateInputs, type JobInput } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const inputs: JobInput[] = [
  *   { key: "target", value: { type: "string", content: "staging", sensitive: false } },
  *   { key: "replicas", value: { type: "number", content: 3, sensitive: false } },
  *   { key: "regions", value: { type: "array", content: ["eu", "us"], sensitive: false } },
  * ];
  * const line = "deploy ${{ job.inputs.target }} x${{ job.inputs.replicas }} ${{ job.inputs.regions[1] }}";
- * console.log(interpolateInputs(line, inputs)); // "deploy staging x3 us"
+ * strictEqual(interpolateInputs(line, inputs), "deploy staging x3 us");
  * ```
  */
 export function interpolateInputs(text: string, inputs: readonly JobInput[]): string {

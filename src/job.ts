@@ -25,8 +25,11 @@ export interface VariableOptions {
  * @example
  * ```ts
  * import { Variable } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const v = new Variable({ key: "TOKEN", value: "s3cr3t-value", masked: true, public: false, file: false, raw: false });
- * console.log(`${v}`, v.value, v.maskedValue); // "[MASKED]" "s3cr3t-value" "[MASKED]"
+ * strictEqual(`${v}`, "[MASKED]");
+ * strictEqual(v.value, "s3cr3t-value");
+ * strictEqual(v.maskedValue, "[MASKED]");
  * ```
  */
 export class Variable {
@@ -66,10 +69,11 @@ export class Variable {
    * @example Build a command line for another system
    * ```ts
    * import { Variable } from "@x/gitlab-runner";
+   * import { strictEqual } from "node:assert";
    * const key = new Variable({ key: "API_KEY", value: "s3cr3t-value", masked: true, public: false, file: false, raw: false });
    * const board = new Variable({ key: "BOARD", value: "rpi4", masked: false, public: true, file: false, raw: false });
-   * console.log(`submit --board ${board.maskedValue} --key ${key.maskedValue}`);
-   * // "submit --board rpi4 --key [MASKED]"
+   * const command = `submit --board ${board.maskedValue} --key ${key.maskedValue}`;
+   * strictEqual(command, "submit --board rpi4 --key [MASKED]");
    * ```
    */
   get maskedValue(): string {
@@ -176,7 +180,7 @@ export class Job {
    * ```ts
    * import { RunnerBuilder, type Job } from "@x/gitlab-runner";
    * import { GitLabMock } from "@x/gitlab-runner/mock";
-   * import assert from "node:assert/strict";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * mock.job().script(["make"]).timeout(1).enqueue();
    * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
@@ -194,7 +198,7 @@ export class Job {
    *   return { step: async () => {} };
    * });
    * await runner.drain();
-   * assert.equal(mock.jobs[0].failureReason, "job_execution_timeout");
+   * strictEqual(mock.jobs[0].failureReason, "job_execution_timeout");
    * ```
    */
   get signal(): AbortSignal {

@@ -28,7 +28,8 @@ export function withJobLog<T>(sink: LogSink, fn: () => T): T {
  * @example
  * ```ts
  * import { currentJobLog } from "@x/gitlab-runner";
- * console.log(currentJobLog() === undefined); // true: not inside a job here
+ * import { strictEqual } from "node:assert";
+ * strictEqual(currentJobLog(), undefined); // not inside a job here
  * ```
  */
 export function currentJobLog(): LogSink | undefined {
@@ -49,10 +50,20 @@ function format(value: unknown): string {
  * Writes its arguments, joined by spaces, as one line to the current job's log. Outside a
  * job it does nothing: output never reaches another job's log.
  *
- * @example
+ * @example Inside a job's step, and outside any job
  * ```ts
- * import { outputln } from "@x/gitlab-runner";
- * outputln("Flashing board", 3); // goes to the running job's log; here, outside a job, nowhere
+ * import { outputln, RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { ok } from "node:assert";
+ * outputln("Flashing board", 3); // outside a job: nowhere
+ * const mock = new GitLabMock();
+ * const job = mock.job().enqueue();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * await runner.requestJob(() => ({ step: async () => outputln("Flashing board", 3) }));
+ * await runner.drain();
+ * ok(job.logText.includes("\nFlashing board 3\n"));
  * ```
  */
 export function outputln(...values: unknown[]): void {

@@ -141,6 +141,7 @@ function abortedSignal(): AbortSignal {
  * ```ts
  * import { RunnerBuilder } from "@x/gitlab-runner";
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * mock.job().script(["echo hello"]).enqueue();
  * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
@@ -148,7 +149,7 @@ function abortedSignal(): AbortSignal {
  *   .build();
  * await runner.requestJob(() => ({ step: async () => {} }));
  * await runner.drain();
- * console.log(mock.jobs[0].state); // "success"
+ * strictEqual(mock.jobs[0].state, "success");
  * ```
  */
 export class Runner {

@@ -149,8 +149,9 @@ export function expandOnce<T extends VariableLike>(
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const lookup = lookupWith((name) => name === "A" ? "a" : undefined);
- * console.log(osExpand("$A-$B-$$-$1", lookup)); // "a--$-"
+ * strictEqual(osExpand("$A-$B-$$-$1", lookup), "a--$-");
  * ```
  */
 export function lookupWith(get: (name: string) => string | undefined): (name: string) => string {
@@ -183,21 +184,27 @@ export function lookupWith(get: (name: string) => string | undefined): (name: st
  * @example Expand a path from the job's variables
  * ```ts
  * import { expandVariables } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const variables = [
  *   { key: "TARGET", value: "arm64" },
  *   { key: "OUT", value: "build/$TARGET" },
  *   { key: "PATTERN", value: "$NOT_EXPANDED", raw: true },
  * ];
- * console.log(expandVariables("${OUT}/app-$$1 $PATTERN $UNKNOWN.", variables));
- * // "build/arm64/app-$1 $NOT_EXPANDED ."
+ * strictEqual(
+ *   expandVariables("${OUT}/app-$$1 $PATTERN $UNKNOWN.", variables),
+ *   "build/arm64/app-$1 $NOT_EXPANDED .",
+ * );
  * ```
  *
  * @example Text for another system, with masked values hidden
  * ```ts
  * import { expandVariables } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const variables = [{ key: "API_KEY", value: "s3cr3t-value", masked: true }];
- * console.log(expandVariables("curl -H 'key: $API_KEY'", variables, { masked: true }));
- * // "curl -H 'key: [MASKED]'"
+ * strictEqual(
+ *   expandVariables("curl -H 'key: $API_KEY'", variables, { masked: true }),
+ *   "curl -H 'key: [MASKED]'",
+ * );
  * ```
  */
 export function expandVariables(

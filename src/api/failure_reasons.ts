@@ -15,7 +15,8 @@
  *
  * @example Checking a reason
  * ```ts
- * console.log(ALWAYS_SUPPORTED_FAILURE_REASONS.includes("script_failure")); // true
+ * import { strictEqual } from "node:assert";
+ * strictEqual(ALWAYS_SUPPORTED_FAILURE_REASONS.includes("script_failure"), true);
  * ```
  */
 export const ALWAYS_SUPPORTED_FAILURE_REASONS: readonly string[] = Object.freeze([
@@ -32,7 +33,8 @@ export const ALWAYS_SUPPORTED_FAILURE_REASONS: readonly string[] = Object.freeze
  *
  * @example Listing the reasons
  * ```ts
- * console.log(RUNNER_FAILURE_REASONS.length); // 9
+ * import { strictEqual } from "node:assert";
+ * strictEqual(RUNNER_FAILURE_REASONS.length, 9);
  * ```
  */
 export const RUNNER_FAILURE_REASONS: readonly [
@@ -69,7 +71,8 @@ export type RunnerFailureReason = typeof RUNNER_FAILURE_REASONS[number];
  *
  * @example Looking up a fallback
  * ```ts
- * console.log(FAILURE_REASON_COMPATIBILITY_MAP.get("image_pull_failure")); // "runner_system_failure"
+ * import { strictEqual } from "node:assert";
+ * strictEqual(FAILURE_REASON_COMPATIBILITY_MAP.get("image_pull_failure"), "runner_system_failure");
  * ```
  */
 export const FAILURE_REASON_COMPATIBILITY_MAP: ReadonlyMap<string, string> = new Map([
@@ -99,10 +102,11 @@ const MAX_MAPPING_DEPTH = 10;
  *
  * @example Mapping against an older GitLab
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const supported = ["script_failure", "runner_system_failure", "unknown_failure"];
- * console.log(mapFailureReason("image_pull_failure", supported)); // "runner_system_failure"
- * console.log(mapFailureReason("job_canceled", supported)); // "unknown_failure"
- * console.log(mapFailureReason(undefined, supported)); // "script_failure"
+ * strictEqual(mapFailureReason("image_pull_failure", supported), "runner_system_failure");
+ * strictEqual(mapFailureReason("job_canceled", supported), "unknown_failure");
+ * strictEqual(mapFailureReason(undefined, supported), "script_failure");
  * ```
  */
 export function mapFailureReason(reason: string | undefined, supported: readonly string[]): string {

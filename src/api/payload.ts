@@ -391,10 +391,11 @@ export type ParseResult =
  *
  * @example Parsing a minimal payload
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const result = parseJobPayload({ id: 42, token: "glcbt-abc", artifacts: null });
- * if (result.ok) {
- *   console.log(result.payload.id, result.payload.artifacts.length); // 42 0
- * }
+ * if (!result.ok) throw new Error(result.error);
+ * strictEqual(result.payload.id, 42);
+ * strictEqual(result.payload.artifacts.length, 0);
  * ```
  */
 export function parseJobPayload(input: unknown): ParseResult {
@@ -418,8 +419,11 @@ export function parseJobPayload(input: unknown): ParseResult {
  *
  * @example Recovering the id and token of a truncated body
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const result = parseJobPayloadText('{"id": 7311, "token": "glcbt-x", "variables": [');
- * if (!result.ok) console.log(result.id, result.token); // 7311 "glcbt-x"
+ * if (result.ok) throw new Error("a truncated body cannot parse");
+ * strictEqual(result.id, 7311);
+ * strictEqual(result.token, "glcbt-x");
  * ```
  */
 export function parseJobPayloadText(text: string): ParseResult {
@@ -453,12 +457,13 @@ export function parseJobPayloadText(text: string): ParseResult {
  *
  * @example Last one wins
  * ```ts
+ * import { deepStrictEqual } from "node:assert";
  * const vars = effectiveVariables([
  *   { key: "A", value: "1", public: true, masked: false, file: false, raw: false },
  *   { key: "B", value: "2", public: true, masked: false, file: false, raw: false },
  *   { key: "A", value: "3", public: true, masked: false, file: false, raw: false },
  * ]);
- * console.log(vars.map((v) => `${v.key}=${v.value}`)); // ["B=2", "A=3"]
+ * deepStrictEqual(vars.map((v) => `${v.key}=${v.value}`), ["B=2", "A=3"]);
  * ```
  */
 export function effectiveVariables(list: readonly JobVariable[]): JobVariable[] {

@@ -20,9 +20,15 @@ import type { Clock } from "../clock.ts";
  *
  * @example Retry for up to an hour, waiting at most a minute between attempts
  * ```ts
- * import type { RetryPolicy } from "@x/gitlab-runner";
+ * import { type RetryPolicy, RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const policy: RetryPolicy = { attempts: Infinity, deadlineMs: 3_600_000, maxBackoffMs: 60_000 };
- * console.log(policy.deadlineMs); // 3600000
+ * const mock = new GitLabMock();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * strictEqual((await runner.verify({ retry: policy })).valid, true);
  * ```
  */
 export interface RetryPolicy {

@@ -63,9 +63,10 @@ const DEFAULT_LEVEL = 6;
  * @example From job variables
  * ```ts
  * import { compressionLevelFromVariable } from "./archive.ts";
- * console.log(compressionLevelFromVariable("fastest")); // 0
- * console.log(compressionLevelFromVariable("slowest")); // 9
- * console.log(compressionLevelFromVariable(undefined)); // 6
+ * import { strictEqual } from "node:assert";
+ * strictEqual(compressionLevelFromVariable("fastest"), 0);
+ * strictEqual(compressionLevelFromVariable("slowest"), 9);
+ * strictEqual(compressionLevelFromVariable(undefined), 6);
  * ```
  */
 export function compressionLevelFromVariable(value?: string): number {
@@ -96,9 +97,10 @@ export function compressionLevelFromVariable(value?: string): number {
  * @example File names
  * ```ts
  * import { artifactFileName } from "./archive.ts";
- * console.log(artifactFileName("my/artifacts", "zip")); // "artifacts.zip"
- * console.log(artifactFileName(undefined, "gzip")); // "default.gz"
- * console.log(artifactFileName("report.xml", "raw")); // "report.xml"
+ * import { strictEqual } from "node:assert";
+ * strictEqual(artifactFileName("my/artifacts", "zip"), "artifacts.zip");
+ * strictEqual(artifactFileName(undefined, "gzip"), "default.gz");
+ * strictEqual(artifactFileName("report.xml", "raw"), "report.xml");
  * ```
  */
 export function artifactFileName(name: string | undefined, format: string): string {
@@ -243,6 +245,7 @@ async function openEntry(entry: ArchiveEntry): Promise<ReadableStream<Uint8Array
  * ```ts
  * import { zipArchive } from "./archive.ts";
  * import { ZipArtifact } from "./reader.ts";
+ * import { deepStrictEqual } from "node:assert";
  * const file = (text: string) => () => new Blob([text]).stream();
  * const zip = zipArchive([
  *   { path: "out/a.txt", open: file("hello") },
@@ -250,7 +253,7 @@ async function openEntry(entry: ArchiveEntry): Promise<ReadableStream<Uint8Array
  * ]);
  * const bytes = new Uint8Array(await new Response(zip).arrayBuffer());
  * const artifact = new ZipArtifact(bytes);
- * console.log((await artifact.entries()).map((e) => e.path)); // ["out/a.txt", "out/b.txt"]
+ * deepStrictEqual((await artifact.entries()).map((e) => e.path), ["out/a.txt", "out/b.txt"]);
  * await artifact.close();
  * ```
  */
@@ -480,12 +483,13 @@ async function* gzipMember(
  * @example A junit report
  * ```ts
  * import { gzipArchive } from "./archive.ts";
+ * import { strictEqual } from "node:assert";
  * const gz = gzipArchive([
  *   { path: "reports/junit.xml", open: () => new Blob(["<testsuites/>"]).stream() },
  * ]);
  * const blob = await new Response(gz).blob();
  * const text = await new Response(blob.stream().pipeThrough(new DecompressionStream("gzip"))).text();
- * console.log(text); // "<testsuites/>"
+ * strictEqual(text, "<testsuites/>");
  * ```
  */
 export function gzipArchive(
@@ -529,20 +533,18 @@ function checkRawCount(list: ArchiveEntry[]): ArchiveEntry {
  * @example One report
  * ```ts
  * import { rawArchive } from "./archive.ts";
+ * import { strictEqual } from "node:assert";
  * const raw = rawArchive([{ path: "gl-sast-report.json", open: () => new Blob(["{}"]).stream() }]);
- * console.log(await new Response(raw).text()); // "{}"
+ * strictEqual(await new Response(raw).text(), "{}");
  * ```
  *
  * @example Several files are an error
  * ```ts
  * import { rawArchive } from "./archive.ts";
  * import { ArtifactError } from "./errors.ts";
+ * import { throws } from "node:assert";
  * const open = () => new Blob(["x"]).stream();
- * try {
- *   rawArchive([{ path: "a", open }, { path: "b", open }]);
- * } catch (err) {
- *   console.log(err instanceof ArtifactError); // true
- * }
+ * throws(() => rawArchive([{ path: "a", open }, { path: "b", open }]), ArtifactError);
  * ```
  */
 export function rawArchive(entries: ArchiveEntries): ReadableStream<Uint8Array> {

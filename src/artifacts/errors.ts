@@ -33,8 +33,11 @@ export interface ArtifactLimitExceeded {
  * @example Catching it
  * ```ts
  * import { ArtifactError } from "./errors.ts";
- * const err = new ArtifactError("Entry escapes the target directory", { path: "../x" });
- * console.log(err instanceof ArtifactError, err.name, err.path);
+ * import { strictEqual } from "node:assert";
+ * const err: unknown = new ArtifactError("Entry escapes the target directory", { path: "../x" });
+ * if (!(err instanceof ArtifactError)) throw new Error("not an ArtifactError");
+ * strictEqual(err.name, "ArtifactError");
+ * strictEqual(err.path, "../x");
  * ```
  */
 export class ArtifactError extends Error {

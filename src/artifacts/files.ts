@@ -19,12 +19,13 @@ import { compareCodePoints } from "./_path.ts";
  * @example A file produced in memory
  * ```ts
  * import type { UploadableFile } from "./files.ts";
+ * import { strictEqual } from "node:assert";
  * const report: UploadableFile = {
  *   path: "reports/junit.xml",
  *   open: () => new Blob(["<testsuites/>"]).stream(),
  *   size: 13,
  * };
- * console.log(report.path);
+ * strictEqual(await new Response(await report.open()).text(), "<testsuites/>");
  * ```
  */
 export interface UploadableFile {
@@ -76,13 +77,14 @@ export interface ReadFileStreamOptions {
  * @example Offer a file of the build directory
  * ```ts
  * import { readFileStream, type UploadableFile } from "./files.ts";
+ * import { strictEqual } from "node:assert";
  * import { mkdtemp, rm, writeFile } from "node:fs/promises";
  * import { tmpdir } from "node:os";
  * import { join } from "node:path";
  * const dir = await mkdtemp(join(tmpdir(), "files-"));
  * await writeFile(join(dir, "app.log"), "started\n");
  * const file: UploadableFile = { path: "app.log", open: () => readFileStream(join(dir, "app.log")) };
- * console.log(await new Response(await file.open()).text()); // "started\n"
+ * strictEqual(await new Response(await file.open()).text(), "started\n");
  * await rm(dir, { recursive: true });
  * ```
  */
@@ -185,6 +187,7 @@ async function* walk(root: string, prefix: string): AsyncGenerator<UploadableFil
  * @example List a build directory
  * ```ts
  * import { filesUnder } from "./files.ts";
+ * import { deepStrictEqual } from "node:assert";
  * import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
  * import { tmpdir } from "node:os";
  * import { join } from "node:path";
@@ -194,7 +197,7 @@ async function* walk(root: string, prefix: string): AsyncGenerator<UploadableFil
  * await writeFile(join(dir, "build.log"), "ok\n");
  * const paths: string[] = [];
  * for await (const file of filesUnder(dir)) paths.push(file.path);
- * console.log(paths); // ["build.log", "out/app"]
+ * deepStrictEqual(paths, ["build.log", "out/app"]);
  * await rm(dir, { recursive: true });
  * ```
  */

@@ -121,10 +121,11 @@ function matchesExclude(pattern: CompiledPattern, file: string): boolean {
  * @example Directory patterns and globs
  * ```ts
  * import { artifactPathMatches } from "./path_match.ts";
- * console.log(artifactPathMatches("out/", "out/a/b.txt")); // true
- * console.log(artifactPathMatches("*.log", "logs/x.txt")); // false
- * console.log(artifactPathMatches("*.log", "a.log")); // true
- * console.log(artifactPathMatches("**\/*.yaml", "a/b/c.yaml")); // true
+ * import { strictEqual } from "node:assert";
+ * strictEqual(artifactPathMatches("out/", "out/a/b.txt"), true);
+ * strictEqual(artifactPathMatches("*.log", "logs/x.txt"), false);
+ * strictEqual(artifactPathMatches("*.log", "a.log"), true);
+ * strictEqual(artifactPathMatches("**\/*.yaml", "a/b/c.yaml"), true);
  * ```
  */
 export function artifactPathMatches(pattern: string, path: string): boolean {
@@ -147,9 +148,10 @@ export function artifactPathMatches(pattern: string, path: string): boolean {
  * @example Paths with an exclusion
  * ```ts
  * import { matchArtifactPaths } from "./path_match.ts";
+ * import { deepStrictEqual } from "node:assert";
  * const files = ["out/app", "out/app.log", "out/sub/x.log", "src/main.c", "README"];
  * const matched = matchArtifactPaths(files, { paths: ["out/"], exclude: ["out/**\/*.log"] });
- * console.log(matched); // ["out/app"]
+ * deepStrictEqual(matched, ["out/app"]);
  * ```
  */
 export function matchArtifactPaths(

@@ -25,9 +25,10 @@ export type ArtifactFormat = "zip" | "gzip" | "zstd" | "unknown";
  * @example Detect a zip
  * ```ts
  * import { detectFormat } from "./reader.ts";
- * console.log(detectFormat(new Uint8Array([0x50, 0x4b, 0x03, 0x04]))); // "zip"
- * console.log(detectFormat(new Uint8Array([0x1f, 0x8b, 0x08]))); // "gzip"
- * console.log(detectFormat(new TextEncoder().encode("<html>"))); // "unknown"
+ * import { strictEqual } from "node:assert";
+ * strictEqual(detectFormat(new Uint8Array([0x50, 0x4b, 0x03, 0x04])), "zip");
+ * strictEqual(detectFormat(new Uint8Array([0x1f, 0x8b, 0x08])), "gzip");
+ * strictEqual(detectFormat(new TextEncoder().encode("<html>")), "unknown");
  * ```
  */
 export function detectFormat(head: Uint8Array): ArtifactFormat {
@@ -392,10 +393,12 @@ class ZipIndex {
  * ```ts
  * import { zipArchive } from "./archive.ts";
  * import { ZipArtifact } from "./reader.ts";
+ * import { deepStrictEqual, strictEqual } from "node:assert";
  * const zip = zipArchive([{ path: "out/hello.txt", open: () => new Blob(["hi"]).stream() }]);
  * const artifact = new ZipArtifact(await new Response(zip).blob());
- * for (const entry of await artifact.entries()) console.log(entry.path, entry.size);
- * console.log(await new Response(await artifact.read("out/hello.txt")).text()); // "hi"
+ * const entries = await artifact.entries();
+ * deepStrictEqual(entries.map((e) => [e.path, e.size]), [["out/hello.txt", 2]]);
+ * strictEqual(await new Response(await artifact.read("out/hello.txt")).text(), "hi");
  * await artifact.close();
  * ```
  */
@@ -1100,12 +1103,9 @@ function isAbsoluteLike(path: string): boolean {
  * @example Safe and unsafe entries
  * ```ts
  * import { safeEntryPath } from "./reader.ts";
- * console.log(safeEntryPath("/builds/dep", "./out//a.txt")); // "/builds/dep/out/a.txt"
- * try {
- *   safeEntryPath("/builds/dep", "../../etc/passwd");
- * } catch (err) {
- *   console.log((err as Error).name); // "ArtifactError"
- * }
+ * import { strictEqual, throws } from "node:assert";
+ * strictEqual(safeEntryPath("/builds/dep", "./out//a.txt"), "/builds/dep/out/a.txt");
+ * throws(() => safeEntryPath("/builds/dep", "../../etc/passwd"), { name: "ArtifactError" });
  * ```
  */
 export function safeEntryPath(root: string, entryPath: string): string {
@@ -1144,12 +1144,12 @@ export function safeEntryPath(root: string, entryPath: string): string {
  * @example A link climbing out
  * ```ts
  * import { safeSymlinkTarget } from "./reader.ts";
- * console.log(safeSymlinkTarget("out/latest", "v2/app")); // "v2/app"
- * try {
- *   safeSymlinkTarget("out/latest", "../../secret");
- * } catch (err) {
- *   console.log((err as Error).message);
- * }
+ * import { strictEqual, throws } from "node:assert";
+ * strictEqual(safeSymlinkTarget("out/latest", "v2/app"), "v2/app");
+ * throws(() => safeSymlinkTarget("out/latest", "../../secret"), {
+ *   name: "ArtifactError",
+ *   message: "Symlink out/latest target escapes the target directory: ../../secret",
+ * });
  * ```
  */
 export function safeSymlinkTarget(entryPath: string, target: string): string {

@@ -481,12 +481,14 @@ async function upload(
  * import { Client } from "../api/client.ts";
  * import { systemClock } from "../clock.ts";
  * import { GitLabMock } from "../mock/mod.ts";
+ * import { deepStrictEqual, strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const job = mock.job().artifact({ name: "bin", paths: ["out/"] }).enqueue();
  * const client = new Client(mock.url, { fetch: mock.fetch });
  * const taken = await client.requestJob(mock.runnerToken);
  * if (taken.type !== "job" || !taken.job.ok) throw new Error("no job");
  * const payload = taken.job.payload;
+ * const lines: string[] = [];
  * const result = await uploadArtifacts({
  *   client,
  *   jobId: payload.id,
@@ -494,10 +496,15 @@ async function upload(
  *   specs: payload.artifacts,
  *   files: () => [{ path: "out/app", open: () => new Blob(["binary"]).stream() }],
  *   scriptFailed: false,
- *   log: (line) => console.log(line),
+ *   log: (line) => lines.push(line),
  *   clock: systemClock,
  * });
- * console.log(result.ok, job.artifacts[0].filename); // true "bin.zip"
+ * strictEqual(result.ok, true);
+ * strictEqual(job.artifacts[0].filename, "bin.zip");
+ * deepStrictEqual(lines.slice(0, 2), [
+ *   "Uploading artifacts...",
+ *   "out: found 1 matching artifact files and directories",
+ * ]);
  * ```
  */
 export async function uploadArtifacts(

@@ -37,8 +37,9 @@ function buildTables(): Int32Array {
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const enc = new TextEncoder();
- * console.log(updateCrc(crc32(enc.encode("1234")), enc.encode("56789")).toString(16)); // "cbf43926"
+ * strictEqual(updateCrc(crc32(enc.encode("1234")), enc.encode("56789")).toString(16), "cbf43926");
  * ```
  */
 export function updateCrc(crc: number, bytes: Uint8Array): number {
@@ -66,8 +67,9 @@ export function updateCrc(crc: number, bytes: Uint8Array): number {
  *
  * @example Checking a known value
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const crc = crc32(new TextEncoder().encode("123456789"));
- * console.log(crc.toString(16)); // "cbf43926"
+ * strictEqual(crc.toString(16), "cbf43926");
  * ```
  */
 export function crc32(bytes: Uint8Array): number {
@@ -79,9 +81,10 @@ export function crc32(bytes: Uint8Array): number {
  *
  * @example Checksum of a log written in two parts
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const encoder = new TextEncoder();
  * const crc = new Crc32().update(encoder.encode("1234")).update(encoder.encode("56789"));
- * console.log(`crc32:${crc.hex()}`); // "crc32:cbf43926"
+ * strictEqual(`crc32:${crc.hex()}`, "crc32:cbf43926");
  * ```
  */
 export class Crc32 {
@@ -95,9 +98,10 @@ export class Crc32 {
    *
    * @example
    * ```ts
+   * import { strictEqual } from "node:assert";
    * const crc = new Crc32();
    * crc.update(new Uint8Array([1, 2, 3]));
-   * console.log(crc.value === crc32(new Uint8Array([1, 2, 3]))); // true
+   * strictEqual(crc.value, crc32(new Uint8Array([1, 2, 3])));
    * ```
    */
   update(bytes: Uint8Array): this {
@@ -110,7 +114,8 @@ export class Crc32 {
    *
    * @example
    * ```ts
-   * console.log(new Crc32().value); // 0
+   * import { strictEqual } from "node:assert";
+   * strictEqual(new Crc32().value, 0);
    * ```
    */
   get value(): number {
@@ -124,7 +129,8 @@ export class Crc32 {
    *
    * @example
    * ```ts
-   * console.log(new Crc32().update(new TextEncoder().encode("a")).hex()); // "e8b7be43"
+   * import { strictEqual } from "node:assert";
+   * strictEqual(new Crc32().update(new TextEncoder().encode("a")).hex(), "e8b7be43");
    * ```
    */
   hex(): string {

@@ -61,8 +61,9 @@ const PAT_PREFIX = "glpat-";
  *
  * @example Checking a prefix
  * ```ts
- * console.log(DEFAULT_TOKEN_PREFIXES.includes("glrt-")); // true
- * console.log(DEFAULT_TOKEN_PREFIXES[0]); // "glpat-"
+ * import { strictEqual } from "node:assert";
+ * strictEqual(DEFAULT_TOKEN_PREFIXES.includes("glrt-"), true);
+ * strictEqual(DEFAULT_TOKEN_PREFIXES[0], "glpat-");
  * ```
  */
 export const DEFAULT_TOKEN_PREFIXES: readonly string[] = Object.freeze([
@@ -579,13 +580,14 @@ let writeTransientImpl: (masker: Masker, chunk: Uint8Array) => Uint8Array;
  *
  * @example Masking a log written in pieces
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const masker = new Masker({ secrets: ["hunter22"] });
  * const decoder = new TextDecoder();
  * const encoder = new TextEncoder();
  * let log = decoder.decode(masker.write(encoder.encode("password: hun")), { stream: true });
  * log += decoder.decode(masker.write(encoder.encode("ter22, token glpat-AbC123 done\n")), { stream: true });
  * log += decoder.decode(masker.flush());
- * console.log(log); // "password: [MASKED], token glpat-[MASKED] done\n"
+ * strictEqual(log, "password: [MASKED], token glpat-[MASKED] done\n");
  * ```
  */
 export class Masker {
@@ -614,9 +616,11 @@ export class Masker {
    *
    * @example Holding back a possible secret
    * ```ts
+   * import { strictEqual } from "node:assert";
    * const masker = new Masker({ secrets: ["s3cr3t-value"] });
    * const out = masker.write(new TextEncoder().encode("key=s3cr3t"));
-   * console.log(new TextDecoder().decode(out), masker.pending); // "key=" 6
+   * strictEqual(new TextDecoder().decode(out), "key=");
+   * strictEqual(masker.pending, 6);
    * ```
    */
   write(chunk: Uint8Array): Uint8Array {
@@ -631,10 +635,12 @@ export class Masker {
    *
    * @example Ending a stream inside a token
    * ```ts
+   * import { strictEqual } from "node:assert";
    * const masker = new Masker();
    * const head = masker.write(new TextEncoder().encode("token: glrt-abc"));
    * const tail = masker.flush();
-   * console.log(new TextDecoder().decode(head), new TextDecoder().decode(tail)); // "token: glrt-" "[MASKED]"
+   * strictEqual(new TextDecoder().decode(head), "token: glrt-");
+   * strictEqual(new TextDecoder().decode(tail), "[MASKED]");
    * ```
    */
   flush(): Uint8Array {
@@ -646,9 +652,10 @@ export class Masker {
    *
    * @example
    * ```ts
+   * import { strictEqual } from "node:assert";
    * const masker = new Masker({ secrets: ["abcdef"] });
    * masker.write(new TextEncoder().encode("xyzabc"));
-   * console.log(masker.pending); // 3
+   * strictEqual(masker.pending, 3);
    * ```
    */
   get pending(): number {
@@ -664,9 +671,12 @@ export class Masker {
    *
    * @example Masking a diagnostic line
    * ```ts
+   * import { strictEqual } from "node:assert";
    * const masker = new Masker({ secrets: ["hunter22"] });
-   * console.log(masker.mask("GET /api?private_token=abc&x=1 with hunter22"));
-   * // "GET /api?private_token=[MASKED]&x=1 with [MASKED]"
+   * strictEqual(
+   *   masker.mask("GET /api?private_token=abc&x=1 with hunter22"),
+   *   "GET /api?private_token=[MASKED]&x=1 with [MASKED]",
+   * );
    * ```
    */
   mask(text: string): string {
@@ -693,6 +703,7 @@ export function writeTransient(masker: Masker, chunk: Uint8Array): Uint8Array {
  *
  * @example Masking a stream
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const source = ReadableStream.from(["run with glpat-", "Xy12z and hunter", "22\n"])
  *   .pipeThrough(new TextEncoderStream());
  * const masked = source
@@ -700,7 +711,7 @@ export function writeTransient(masker: Masker, chunk: Uint8Array): Uint8Array {
  *   .pipeThrough(new TextDecoderStream());
  * let text = "";
  * for await (const piece of masked) text += piece;
- * console.log(text); // "run with glpat-[MASKED] and [MASKED]\n"
+ * strictEqual(text, "run with glpat-[MASKED] and [MASKED]\n");
  * ```
  */
 export class MaskingStream extends TransformStream<Uint8Array, Uint8Array> {

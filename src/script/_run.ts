@@ -86,11 +86,12 @@ export function generateScript(script: readonly string[], echo: boolean): string
  * @example Extend the default list
  * ```ts
  * import { DEFAULT_INHERITED_ENV, runScript } from "@x/gitlab-runner";
+ * import { strictEqual } from "node:assert";
  * const code = await runScript(['test -n "$PATH"'], {
  *   inheritEnv: [...DEFAULT_INHERITED_ENV, "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"],
  *   output: new WritableStream(),
  * });
- * console.log(code); // 0
+ * strictEqual(code, 0);
  * ```
  */
 export const DEFAULT_INHERITED_ENV: readonly string[] = Object.freeze([

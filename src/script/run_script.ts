@@ -21,6 +21,7 @@ export { DEFAULT_INHERITED_ENV };
  *
  * @example Run in a directory with a variable and extra environment
  * ```ts
+ * import { strictEqual } from "node:assert";
  * const options: RunScriptOptions = {
  *   cwd: ".",
  *   variables: [
@@ -29,7 +30,7 @@ export { DEFAULT_INHERITED_ENV };
  *   env: { TARGET: "world" },
  *   output: new WritableStream(),
  * };
- * console.log(await runScript(['test "$GREETING $TARGET" = "hello world"'], options)); // 0
+ * strictEqual(await runScript(['test "$GREETING $TARGET" = "hello world"'], options), 0);
  * ```
  */
 export interface RunScriptOptions {
@@ -162,23 +163,28 @@ picked.catch(() => {}); // reported by runScript when it is called
  *
  * @example Run lines and get the exit code
  * ```ts
+ * import { strictEqual } from "node:assert";
  * let text = "";
  * const decoder = new TextDecoder();
  * const output = new WritableStream<Uint8Array>({
  *   write: (chunk) => void (text += decoder.decode(chunk, { stream: true })),
  * });
  * const code = await runScript(["cd /", 'echo "in $PWD"', "exit 3", "echo never"], { output });
- * console.log(code, text.includes("in /"), text.includes("never\n")); // 3 true false
+ * strictEqual(code, 3);
+ * strictEqual(text.includes("in /\n"), true);
+ * strictEqual(text.includes("never"), false);
  * ```
  *
  * @example Fail a job step with the script's exit code
  * ```ts
  * import { ScriptFailure } from "@x/gitlab-runner";
+ * import { rejects } from "node:assert";
  * async function step(script: readonly string[], signal: AbortSignal): Promise<void> {
  *   const code = await runScript(script, { signal }); // output: the current job's log
  *   if (code !== 0) throw new ScriptFailure(code);
  * }
  * await step(["true"], AbortSignal.timeout(60_000));
+ * await rejects(step(["exit 4"], AbortSignal.timeout(60_000)), { name: "ScriptFailure", exitCode: 4 });
  * ```
  */
 export async function runScript(
