@@ -42,6 +42,7 @@ export {
   ScriptFailure,
 } from "./src/errors.ts";
 export {
+  type ApiEndpoint,
   type CallOptions,
   Client,
   type ClientOptions,
@@ -53,6 +54,7 @@ export {
   type JobUpdate,
   type PatchOptions,
   type PatchResult,
+  type ResponseObserver,
   type RunnerMetadata,
   type UpdateResult,
   type UploadOptions,
@@ -113,3 +115,21 @@ export {
   matchArtifactPaths,
   type MatchArtifactPathsOptions,
 } from "./src/artifacts/path_match.ts";
+export {
+  API_REQUEST_DURATION_BUCKETS,
+  type AttachedRunner,
+  JOB_DURATION_BUCKETS,
+  RunnerMetrics,
+  type RunnerMetricsOptions,
+  type RunnerRecorder,
+  shortToken,
+} from "./src/metrics/registry.ts";
+export {
+  ListenError,
+  metricsHandler,
+  type MetricsHandlerOptions,
+  type MetricsServer,
+  parseListenAddress,
+  serveMetrics,
+  type ServeMetricsOptions,
+} from "./src/metrics/server.ts";
