@@ -18,6 +18,9 @@ import {
 import { listen as listenDeno } from "../src/metrics/_listen.deno.ts";
 import { listen as listenNode } from "../src/metrics/_listen.node.ts";
 import type { JobHandler } from "../src/handler.ts";
+import { GitLabMock } from "../src/mock/mod.ts";
+import { parseConfig, UsageError } from "../examples/shell_runner.ts";
+import { listenerUrl, startRunner } from "./_fleet.ts";
 
 interface Sample {
   name: string;
@@ -379,3 +382,109 @@ Deno.test("C13.2 listen addresses: host:port, :port, [v6]:port; bad ones refused
     assert.throws(() => parseListenAddress(bad), TypeError, bad);
   }
 });
+
+Deno.test("C13.2 the example runner's --help documents --listen-address and the endpoints", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "examples/shell_runner.ts", "--help"],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+  }).output();
+  const help = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0);
+  for (
+    const word of [
+      "--listen-address",
+      "RUNNER_LISTEN_ADDRESS",
+      "/metrics",
+      "/health/live",
+      "/health/ready",
+    ]
+  ) {
+    assert.ok(help.includes(word), word);
+  }
+  assert.deepEqual(
+    parseConfig(["--url", "https://x.org", "--token", "t", "--listen-address", ":9252"], {})
+      ?.listen,
+    { hostname: "0.0.0.0", port: 9252 },
+  );
+  assert.deepEqual(
+    parseConfig(["--url", "https://x.org", "--token", "t"], { RUNNER_LISTEN_ADDRESS: "[::1]:1" })
+      ?.listen,
+    { hostname: "::1", port: 1 },
+  );
+  assert.equal(parseConfig(["--url", "https://x.org", "--token", "t"], {})?.listen, undefined);
+  assert.throws(
+    () => parseConfig(["--url", "https://x.org", "--token", "t", "--listen-address", "9252"], {}),
+    (e: unknown) =>
+      e instanceof UsageError && /--listen-address: Invalid listen address/.test(e.message),
+  );
+});
+
+Deno.test("C13.2 the example runner with --listen-address: scraped and probed over a socket through a SIGTERM drain", async () => {
+  const mock = new GitLabMock();
+  const gitlab = await mock.listen({ hostname: "127.0.0.1", port: 0 });
+  const dir = await Deno.makeTempDir({ prefix: "glr-listen-" });
+  const tokenFile = `${dir}/token`;
+  await Deno.writeTextFile(tokenFile, mock.runnerToken);
+  const p = startRunner({
+    url: gitlab.url,
+    tokenFile,
+    buildDir: `${dir}/builds`,
+    listenAddress: "127.0.0.1:0",
+    concurrency: 2,
+  });
+  let second: ReturnType<typeof startRunner> | undefined;
+  try {
+    const url = await listenerUrl(p);
+    await p.line(/^Waiting for jobs/);
+    await waitStatus(`${url}/health/ready`, 200);
+    mock.job().name("slow").script(["sleep 1"]).enqueue();
+    await p.line(/^job \d+ slow started/);
+    let { samples } = await scrape(url);
+    assert.equal(value(samples, "gitlab_runner_jobs", { state: "running" }), 1);
+    assert.equal(value(samples, "gitlab_runner_concurrent"), 2);
+
+    // The same address for a second runner: a clear error and exit code 1.
+    second = startRunner({
+      url: gitlab.url,
+      tokenFile,
+      buildDir: `${dir}/builds2`,
+      listenAddress: new URL(url).host,
+    });
+    assert.equal(await second.exited, 1);
+    assert.match(
+      await second.stderr,
+      new RegExp(
+        `Cannot listen on ${new URL(url).host} for metrics: the address is already in use`,
+      ),
+    );
+
+    p.kill("SIGTERM");
+    await p.line(/^Stopping/);
+    assert.equal(await status(`${url}/health/ready`), 503, "not ready while draining");
+    assert.equal(await status(`${url}/health/live`), 200, "alive while draining");
+    ({ samples } = await scrape(url)); // a scrape during the shutdown
+    assert.equal(value(samples, "gitlab_runner_jobs", { state: "running" }), 1);
+    assert.equal(await p.exited, 0);
+    assert.equal(mock.jobs[0].state, "success");
+    await assert.rejects(() => fetch(`${url}/metrics`), "the listener is closed after the drain");
+  } finally {
+    p.kill("SIGKILL");
+    second?.kill("SIGKILL");
+    await p.exited;
+    await second?.exited;
+    await gitlab.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function waitStatus(url: string, want: number, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  let last = 0;
+  while (Date.now() < end) {
+    last = await status(url).catch(() => 0);
+    if (last === want) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${url} answered ${last}, not ${want}, within ${ms} ms`);
+}
