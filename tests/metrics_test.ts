@@ -3,6 +3,7 @@
 import { assert } from "./_deps.ts";
 import { atOnce, harness, until } from "./_harness.ts";
 import { JobFailure, ScriptFailure } from "../src/errors.ts";
+import { RunnerBuilder } from "../src/builder.ts";
 import {
   API_REQUEST_DURATION_BUCKETS,
   JOB_DURATION_BUCKETS,
@@ -296,16 +297,12 @@ Deno.test("C13.1 a rejected token makes the runner not ready (verify and 403 on 
   stop.abort();
   await done;
 
-  const wrong = await h.builder.systemId("s_aaaaaaaaaaaa").build();
-  const other = new (await import("../src/builder.ts")).RunnerBuilder(
-    h.mock.url,
-    "glrt-not-the-right-token",
-    h.dir,
-  ).fetch(h.mock.fetch).clock(h.clock);
-  const rejected = await other.build();
+  const fresh = await h.builder.systemId("s_aaaaaaaaaaaa").build();
+  assert.equal(fresh.ready, false, "a runner that never verified nor polled is not ready");
+  const rejected = await new RunnerBuilder(h.mock.url, "glrt-not-the-right-token", h.dir)
+    .fetch(h.mock.fetch).clock(h.clock).build();
   assert.equal((await rejected.verify()).valid, false);
   assert.equal(rejected.ready, false);
-  assert.equal(wrong.ready, false, "a runner that never verified nor polled is not ready");
 });
 
 Deno.test("C13.1 hostile requests: unknown paths 404, other methods 405, never a 500", async () => {
@@ -488,3 +485,35 @@ async function waitStatus(url: string, want: number, ms = 10_000): Promise<void>
   }
   throw new Error(`${url} answered ${last}, not ${want}, within ${ms} ms`);
 }
+
+Deno.test("C13.1 the metrics need no permission on Deno (prom-client is plain JavaScript)", async () => {
+  const root = new URL("..", import.meta.url);
+  const dir = await Deno.makeTempDir({ prefix: "glr-noperm-" });
+  try {
+    const script = `${dir}/scrape.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { RunnerMetrics } from "${new URL("src/metrics/registry.ts", root)}";\n` +
+        `const m = new RunnerMetrics();\n` +
+        `m.attach({ token: "glrt-0123456789abcdef", systemId: "s_0", running: () => 0 }).jobStarted();\n` +
+        `console.log(await m.metrics());\n`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        "--cached-only",
+        "--config",
+        new URL("deno.json", root).pathname,
+        script,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const { samples } = parseExposition(new TextDecoder().decode(out.stdout));
+    assert.equal(value(samples, "gitlab_runner_jobs_total", { runner: "012345678" }), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
