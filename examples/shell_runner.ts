@@ -18,7 +18,9 @@
  * there first, then every step's script runs in one shell session (bash, else sh) with the
  * job's variables as environment, its output streamed (masked) into the job log; artifacts
  * are uploaded from there afterwards. SIGINT or SIGTERM stops gracefully (running jobs finish,
- * no new ones are taken); a second signal cancels the running jobs. `--help` lists the options.
+ * no new ones are taken); a second signal cancels the running jobs. `--listen-address` serves
+ * Prometheus metrics and health checks (`/metrics`, `/health/live`, `/health/ready`; see
+ * docs/OPERATING.md for a fleet on Kubernetes). `--help` lists the options.
  *
  * @module
  */
