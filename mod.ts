@@ -42,7 +42,13 @@ export {
   RequestError,
   ScriptFailure,
 } from "./src/errors.ts";
-export type { CallOptions, RunnerMetadata, VerifyResult } from "./src/api/client.ts";
+export type {
+  ApiEndpoint,
+  CallOptions,
+  ResponseObserver,
+  RunnerMetadata,
+  VerifyResult,
+} from "./src/api/client.ts";
 export type { RetryPolicy } from "./src/api/retry.ts";
 export type {
   ArtifactSpec,
@@ -109,3 +115,21 @@ export {
   type ArtifactErrorOptions,
   type ArtifactLimitExceeded,
 } from "./src/artifacts/errors.ts";
+export {
+  API_REQUEST_DURATION_BUCKETS,
+  type AttachedRunner,
+  JOB_DURATION_BUCKETS,
+  RunnerMetrics,
+  type RunnerMetricsOptions,
+  type RunnerRecorder,
+  shortToken,
+} from "./src/metrics/registry.ts";
+export {
+  ListenError,
+  metricsHandler,
+  type MetricsHandlerOptions,
+  type MetricsServer,
+  parseListenAddress,
+  serveMetrics,
+  type ServeMetricsOptions,
+} from "./src/metrics/server.ts";

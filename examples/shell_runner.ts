@@ -18,7 +18,9 @@
  * there first, then every step's script runs in one shell session (bash, else sh) with the
  * job's variables as environment, its output streamed (masked) into the job log; artifacts
  * are uploaded from there afterwards. SIGINT or SIGTERM stops gracefully (running jobs finish,
- * no new ones are taken); a second signal cancels the running jobs. `--help` lists the options.
+ * no new ones are taken); a second signal cancels the running jobs. `--listen-address` serves
+ * Prometheus metrics and health checks (`/metrics`, `/health/live`, `/health/ready`; see
+ * docs/OPERATING.md for a fleet on Kubernetes). `--help` lists the options.
  *
  * @module
  */
@@ -33,11 +35,17 @@ import {
   JobFailure,
   type JobHandler,
   type JobOutcome,
+  ListenError,
+  type MetricsServer,
   outputln,
+  parseListenAddress,
   type Phase,
+  type Runner,
   RunnerBuilder,
+  RunnerMetrics,
   runScript,
   ScriptFailure,
+  serveMetrics,
 } from "../mod.ts";
 
 const USAGE = `Usage: shell_runner [options]
@@ -55,6 +63,13 @@ Options (each falls back to an environment variable):
   --state-dir DIR      keeps .runner_system_id, so restarts  (RUNNER_STATE_DIR)
                        stay one runner (default: build dir)
   --name NAME          runner name shown in GitLab          (RUNNER_NAME)
+  --listen-address H:P serve metrics and health checks on   (RUNNER_LISTEN_ADDRESS)
+                       host:port (":9252": every interface; port 0: any free one):
+                         GET /metrics       Prometheus text format, the official
+                                            runner's names (gitlab_runner_jobs, …)
+                         GET /health/live   200 while the process runs
+                         GET /health/ready  200 once the token is verified and jobs
+                                            are asked for; 503 while stopping
   --verify             check the token with GitLab and exit
   --verify-timeout S   how long checking the token may take, in seconds
                        (default 30; also at start)      (RUNNER_VERIFY_TIMEOUT)
@@ -68,7 +83,9 @@ The token: jobs run as this runner's user, so they can read its command line
 Use --token-file (a pipe works: --token-file <(pass show runner)) or RUNNER_TOKEN,
 which the runner removes from its environment, initial one included, at start.
 
-Stop with SIGINT or SIGTERM: running jobs finish first; a second signal cancels them.`;
+Stop with SIGINT or SIGTERM: running jobs finish first (the listener stays up
+and /health/ready says 503 meanwhile), then it exits 0; a second signal cancels
+the running jobs.`;
 
 /** Where the runner token came from. */
 export type TokenSource = "file" | "argument" | "environment";
@@ -100,6 +117,8 @@ export interface ShellRunnerConfig {
   requestTimeoutMs: number;
   /** Debug diagnostics. */
   verbose: boolean;
+  /** Where to serve `/metrics` and `/health/*`, if anywhere. */
+  listen?: { hostname: string; port: number };
 }
 
 /** A bad command line: the message says what is wrong. */
@@ -140,6 +159,7 @@ export function parseConfig(
         "build-dir": { type: "string" },
         "state-dir": { type: "string" },
         name: { type: "string" },
+        "listen-address": { type: "string" },
         verify: { type: "boolean" },
         "verify-timeout": { type: "string" },
         "request-timeout": { type: "string" },
@@ -204,6 +224,15 @@ export function parseConfig(
     }
     return n * 1000;
   };
+  const listenAddress = values["listen-address"] ?? (env.RUNNER_LISTEN_ADDRESS || undefined);
+  let listen: ShellRunnerConfig["listen"];
+  if (listenAddress !== undefined) {
+    try {
+      listen = parseListenAddress(listenAddress);
+    } catch (error) {
+      throw new UsageError(`--listen-address: ${(error as Error).message}`);
+    }
+  }
   return {
     url,
     token,
@@ -224,6 +253,7 @@ export function parseConfig(
       600,
     ),
     verbose: values.verbose ?? false,
+    listen,
   };
 }
 
@@ -385,12 +415,13 @@ export async function main(
         "use --token-file or RUNNER_TOKEN instead",
     );
   }
+  const metrics = new RunnerMetrics();
   await configure({
-    sinks: { console: getConsoleSink() },
+    sinks: { console: getConsoleSink(), metrics: metrics.sink },
     loggers: [
       {
         category: ["gitlab-runner"],
-        sinks: ["console"],
+        sinks: ["console", "metrics"],
         lowestLevel: config.verbose ? "debug" : "warning",
       },
       { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "warning" },
@@ -400,10 +431,37 @@ export async function main(
 
   let builder = new RunnerBuilder(config.url, config.token, config.buildDir).shell("bash")
     .systemIdState(`${config.stateDir}/.runner_system_id`)
-    .deadlines({ headerTimeoutMs: config.requestTimeoutMs });
+    .deadlines({ headerTimeoutMs: config.requestTimeoutMs })
+    .metrics(metrics);
   if (config.name) builder = builder.name(config.name);
   const runner = await builder.build();
 
+  let server: MetricsServer | undefined;
+  if (config.listen && !config.verifyOnly) {
+    try {
+      server = await serveMetrics({ ...config.listen, metrics, ready: () => runner.ready });
+    } catch (error) {
+      if (!(error instanceof ListenError)) throw error;
+      console.error(`shell_runner: ${error.message}`);
+      return 1;
+    }
+    console.log(
+      `Serving /metrics, /health/live and /health/ready on ${server.url} ` +
+        `(listening on ${server.hostname}:${server.port})`,
+    );
+  }
+  try {
+    return await serve(config, runner);
+  } finally {
+    await server?.close();
+  }
+}
+
+/** Verifies the token, then runs jobs until a signal; resolves to the exit code. */
+async function serve(
+  config: ShellRunnerConfig,
+  runner: Runner,
+): Promise<number> {
   let verified;
   try {
     // Bounded (C8.1): one deadline for the answer, retries only within it.

@@ -72,7 +72,10 @@ export function mirrorDependencies(
     } else if (rootAll[name] !== range) {
       problems.push(`${name}: deno.json has ${range}, package.json has ${rootAll[name]}`);
     }
-    if (!name.startsWith("@types/")) dependencies[name] = range;
+    // Test-only imports (root devDependencies: validators, parsers) are no runtime dependency.
+    if (!name.startsWith("@types/") && root.devDependencies?.[name] === undefined) {
+      dependencies[name] = range;
+    }
   }
   for (const name of Object.keys(root.dependencies ?? {})) {
     if (!wanted.has(name)) {

@@ -16,6 +16,7 @@ import {
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_MAX_PAYLOAD_BYTES,
 } from "./api/client.ts";
+import type { RunnerMetrics } from "./metrics/registry.ts";
 import { ALL_FEATURES, LIBRARY_FEATURES, Runner } from "./runner.ts";
 import { generateSystemId, persistedSystemId } from "./system_id.ts";
 
@@ -49,6 +50,7 @@ interface BuilderState {
   deadlines: Required<Deadlines>;
   payloadLimit: number;
   systemIdState?: string;
+  metrics?: RunnerMetrics;
 }
 
 /**
@@ -332,6 +334,14 @@ export class RunnerBuilder {
     return this.#with({ systemIdState: path });
   }
 
+  /**
+   * Records the runner's jobs and GitLab's answers in `metrics` (Prometheus, with the official
+   * runner's names: see `RunnerMetrics`); serve them with `serveMetrics()`.
+   */
+  metrics(registry: RunnerMetrics): RunnerBuilder {
+    return this.#with({ metrics: registry });
+  }
+
   /** Makes the runner (generates the system id if none was set). */
   async build(): Promise<Runner> {
     const s = this.#state;
@@ -361,7 +371,16 @@ export class RunnerBuilder {
       features,
       config: { gpus: "" },
     };
+    // The recorder asks the runner, made below, how many jobs run.
+    const made: { runner?: Runner } = {};
+    const recorder = s.metrics?.attach({
+      token: s.token,
+      systemId,
+      name: info.name,
+      running: () => made.runner?.running ?? 0,
+    });
     const client = new Client(s.server, {
+      onResponse: recorder?.response,
       fetch: s.fetch,
       clock,
       random,
@@ -372,7 +391,8 @@ export class RunnerBuilder {
       idleTimeoutMs: s.deadlines.idleTimeoutMs,
       maxPayloadBytes: s.payloadLimit,
     });
-    return new Runner({
+    made.runner = new Runner({
+      metrics: recorder,
       client,
       token: s.token,
       systemId,
@@ -392,5 +412,6 @@ export class RunnerBuilder {
       finalUpdateDeadlineMs: s.deadlines.finalUpdateMs,
       flushDeadlineMs: s.deadlines.flushMs,
     });
+    return made.runner;
   }
 }

@@ -11,6 +11,7 @@ import type { CallOptions, Client, RunnerMetadata, VerifyResult } from "./api/cl
 import { backoffMs } from "./api/retry.ts";
 import { ApiError } from "./errors.ts";
 import type { JobFactory } from "./handler.ts";
+import type { RunnerRecorder } from "./metrics/registry.ts";
 import { type JobOutcome, type RunContext, runJob } from "./run.ts";
 
 /**
@@ -119,6 +120,8 @@ export interface RunnerSettings {
   finalUpdateDeadlineMs?: number;
   /** How long a job's final flush may fail before its state goes without the log's end (C8.5). */
   flushDeadlineMs?: number;
+  /** Where jobs and `run()`'s concurrency are recorded (C13.1). */
+  metrics?: RunnerRecorder;
 }
 
 /**
@@ -160,6 +163,8 @@ export class Runner {
   #lastUpdate: string | undefined;
   #hardStop = new AbortController();
   #outcomes: JobOutcome[] = [];
+  #verified = false;
+  #phase: "idle" | "polling" | "stopping" = "idle";
 
   /** Made by `RunnerBuilder.build()`. */
   constructor(settings: RunnerSettings) {
@@ -186,6 +191,16 @@ export class Runner {
     return this.#running.size;
   }
 
+  /**
+   * Whether the runner is ready, for a readiness probe (`/health/ready`, C13.1): GitLab
+   * accepted the token (`verify()` said valid, or a job request was answered) and `run()`
+   * polls for jobs. False before, after a 403, and from the moment `run()`'s stop signal
+   * aborts (the runner drains: it takes no more jobs).
+   */
+  get ready(): boolean {
+    return this.#verified && this.#phase === "polling";
+  }
+
   /** How the jobs run so far ended (the last 1000), for monitoring and tests. */
   get outcomes(): readonly JobOutcome[] {
     return this.#outcomes;
@@ -196,12 +211,14 @@ export class Runner {
    * header deadline (`options.timeoutMs`, default the runner's) and the retry policy
    * (`options.retry`) limit how long it may take; then it throws `RequestError`.
    */
-  verify(options: CallOptions = {}): Promise<VerifyResult> {
-    return this.#s.client.verify(this.#s.token, {
+  async verify(options: CallOptions = {}): Promise<VerifyResult> {
+    const result = await this.#s.client.verify(this.#s.token, {
       ...options,
       systemId: this.#s.systemId,
       info: this.#s.info,
     });
+    this.#verified = result.valid;
+    return result;
   }
 
   /**
@@ -215,6 +232,7 @@ export class Runner {
       info: this.#s.info,
       lastUpdate: this.#lastUpdate,
     });
+    this.#verified = true;
     if (result.type === "none") {
       this.#adoptLastUpdate(result.lastUpdate);
       return false;
@@ -263,6 +281,10 @@ export class Runner {
     };
     if (cancelSignal?.aborted) onCancel();
     else cancelSignal?.addEventListener("abort", onCancel, { once: true });
+    const onStop = () => (this.#phase = "stopping");
+    this.#phase = signal?.aborted ? "stopping" : "polling";
+    signal?.addEventListener("abort", onStop, { once: true });
+    this.#s.metrics?.concurrent(maximum);
     let errors = 0;
     let forbidden = 0;
     let conflicts = 0;
@@ -285,6 +307,7 @@ export class Runner {
           });
           errors = 0;
           forbidden = 0;
+          this.#verified = true;
           if (result.type === "conflict") {
             // 409: GitLab had a conflict. Once at once, then back off up to the check
             // interval: never a hot loop (C1.6, C8.6).
@@ -324,6 +347,8 @@ export class Runner {
       await this.drain();
     } finally {
       cancelSignal?.removeEventListener("abort", onCancel);
+      signal?.removeEventListener("abort", onStop);
+      this.#phase = "idle";
     }
   }
 
@@ -353,6 +378,7 @@ export class Runner {
 
   #errorWait(error: unknown, errors: number, countForbidden: () => number): number {
     if (error instanceof ApiError && error.status === 403) {
+      this.#verified = false;
       const n = countForbidden();
       const pause = n >= this.#s.unhealthyRequestsLimit;
       this.#logger.error(
@@ -387,6 +413,7 @@ export class Runner {
       ? { id: job.payload.id, name: job.payload.jobInfo.name }
       : { id: job.id ?? 0, name: undefined };
     this.#hook(() => hooks.onJobStart?.(info));
+    this.#s.metrics?.jobStarted();
     const ctx: RunContext = {
       client: this.#s.client,
       clock: this.#s.clock,
@@ -407,6 +434,7 @@ export class Runner {
       flushDeadlineMs: this.#s.flushDeadlineMs,
     };
     const promise: Promise<JobOutcome> = runJob(ctx, job).then((outcome) => {
+      this.#s.metrics?.jobEnded(outcome);
       this.#outcomes.push(outcome);
       if (this.#outcomes.length > 1000) this.#outcomes.shift();
       this.#hook(() => hooks.onJobEnd?.(outcome));

@@ -67,7 +67,35 @@ export interface ClientOptions {
    * being read whole, and the job is failed with what its first bytes say (CONFORMANCE C10.3).
    */
   maxPayloadBytes?: number;
+  /**
+   * Called with every response GitLab sends (each attempt and redirect hop counts), for
+   * request metrics: the endpoint's name as the official runner labels it (`request_job`,
+   * `update_job`, `patch_trace`, `verify_runner`, `upload_artifacts`, `download_artifacts`),
+   * the method, the status and the seconds until the headers came. Requests that got no answer
+   * are not reported. Keep it cheap: it runs on the hot path (nothing is measured when unset).
+   */
+  onResponse?: ResponseObserver;
 }
+
+/**
+ * Observer of {@linkcode ClientOptions.onResponse}: plain arguments, so that a call allocates
+ * nothing for it.
+ */
+export type ResponseObserver = (
+  endpoint: ApiEndpoint,
+  method: string,
+  status: number,
+  seconds: number,
+) => void;
+
+/** The names of the API endpoints, as the official runner labels its request metrics. */
+export type ApiEndpoint =
+  | "verify_runner"
+  | "request_job"
+  | "update_job"
+  | "patch_trace"
+  | "upload_artifacts"
+  | "download_artifacts";
 
 /** Options shared by the calls. */
 export interface CallOptions {
@@ -347,6 +375,7 @@ export class Client {
   #headerTimeoutMs: number;
   #idleTimeoutMs: number;
   #maxPayloadBytes: number;
+  #onResponse: ResponseObserver | undefined;
 
   /** Creates a client for the GitLab at `server` (e.g. `https://gitlab.example.com`). */
   constructor(server: string | URL, options: ClientOptions = {}) {
@@ -359,6 +388,7 @@ export class Client {
     this.#headerTimeoutMs = positiveOr(options.headerTimeoutMs, DEFAULT_HEADER_TIMEOUT_MS);
     this.#idleTimeoutMs = positiveOr(options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS);
     this.#maxPayloadBytes = positiveOr(options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES);
+    this.#onResponse = options.onResponse;
   }
 
   /** The API base URL, ending in `/api/v4/`. */
@@ -375,6 +405,7 @@ export class Client {
     const body = { token, system_id: options.systemId, info: featuresBody(options.info) };
     const endpoint = "POST /api/v4/runners/verify";
     const { response, abort } = await this.#call("POST", "runners/verify", {
+      api: "verify_runner",
       json: body,
       headers: { "runner-token": token },
       secrets: [token],
@@ -420,6 +451,7 @@ export class Client {
     if (options.lastUpdate) body.last_update = options.lastUpdate;
     const endpoint = "POST /api/v4/jobs/request";
     const { response, abort } = await this.#call("POST", "jobs/request", {
+      api: "request_job",
       json: body,
       headers: { "runner-token": token },
       secrets: [token],
@@ -468,6 +500,7 @@ export class Client {
     }
     const path = `jobs/${id}`;
     const { response } = await this.#call("PUT", path, {
+      api: "update_job",
       json: body,
       headers: { "job-token": token },
       secrets: [token],
@@ -493,6 +526,7 @@ export class Client {
     const path = `jobs/${id}/trace`;
     const end = offset + data.byteLength - 1;
     const { response } = await this.#call("PATCH", path, {
+      api: "patch_trace",
       query: { debug_trace: options.debugTrace ? "true" : "false" },
       headers: {
         "job-token": token,
@@ -531,6 +565,7 @@ export class Client {
     const boundary = `----gitlab-runner-ts-${crypto.randomUUID().replaceAll("-", "")}`;
     const endpoint = `POST /api/v4/${path}`;
     const { response } = await this.#call("POST", path, {
+      api: "upload_artifacts",
       query,
       headers: {
         "job-token": token,
@@ -565,6 +600,7 @@ export class Client {
     const path = `jobs/${id}/artifacts`;
     const endpoint = `GET /api/v4/${path}`;
     const { response, abort } = await this.#call("GET", path, {
+      api: "download_artifacts",
       query: { direct_download: options.directDownload === false ? "false" : "true" },
       headers: { "job-token": token },
       secrets: [token],
@@ -735,7 +771,16 @@ export class Client {
       redirect: "manual",
     };
     if (body instanceof ReadableStream) init.duplex = "half";
+    const observe = this.#onResponse;
+    const sent = observe === undefined ? 0 : this.#clock.now();
     const response = await this.#fetch(url, init);
+    if (observe !== undefined) {
+      try {
+        observe(request.api, method, response.status, (this.#clock.now() - sent) / 1000);
+      } catch {
+        // A metrics observer never breaks a call.
+      }
+    }
     // A custom fetch that follows redirects itself must not make another origin's answer count,
     // nor one from a URL that is not http(s) (C9.1, C9.2).
     if (response.url) {
@@ -931,6 +976,8 @@ interface Attempt {
 }
 
 interface CallRequest {
+  /** The endpoint's name for {@linkcode ClientOptions.onResponse}. */
+  api: ApiEndpoint;
   query?: Record<string, string>;
   headers?: Record<string, string>;
   json?: unknown;
