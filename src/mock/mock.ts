@@ -35,17 +35,11 @@ import {
   stalledResponse,
   statusText,
   textResponse,
-} from "./_util.ts";
-import {
-  dependencyRef,
-  JobState,
-  missingFeatures,
-  MockJobBuilder,
-  type PayloadTransform,
-  renderPayload,
-  type ResolvedDependency,
   utf8,
-} from "./job.ts";
+} from "./_util.ts";
+import { dependencyRef, MockJobBuilder, type PayloadTransform } from "./job.ts";
+import { JobState, missingFeatures, type ResolvedDependency } from "./_job_state.ts";
+import { renderPayload } from "./_payload.ts";
 import { ByteCollector, multipartBoundary, MultipartError, readMultipart } from "./_multipart.ts";
 import type {
   CancelOptions,
