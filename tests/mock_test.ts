@@ -1241,3 +1241,52 @@ Deno.test("M10 the in-process fetch knows only the mock's origins and routes lik
   assert.equal(patch.status, 202);
   assert.equal(job.logText, "stream");
 });
+
+// ------------------------------------------------------------------ M10 routing
+
+Deno.test("M10 routing answers like Grape: 405 for a path's other methods, 400 for a bad id, 404 elsewhere", async () => {
+  const mock = new GitLabMock();
+  const at = (path: string, method: string) =>
+    mock.fetch(`${mock.url}/api/v4${path}`, { method, redirect: "manual" });
+  // A path claims its methods: PUT on jobs/request is 405, not "update with a bad id".
+  assert.equal((await at("/jobs/request", "PUT")).status, 405);
+  assert.equal((await at("/jobs/1/artifacts", "DELETE")).status, 405);
+  assert.equal((await at("/runners", "GET")).status, 405);
+  // The method is checked before the id; then the id must be a number.
+  assert.equal((await at("/jobs/abc", "POST")).status, 405);
+  const bad = await at("/jobs/abc/trace", "PATCH");
+  assert.equal(bad.status, 400);
+  assert.deepEqual(await bad.json(), { error: "id is invalid" });
+  // Trailing slashes do not matter under /api/v4.
+  assert.equal((await at("/jobs/request/", "POST")).status, 400);
+  // Anything else is a JSON 404 (hostile shapes included), or 403 for a job that does not exist.
+  for (const path of ["/jobs/1/trace/extra", "//jobs/request", "/jobs", "/nothing"]) {
+    const res = await at(path, "POST");
+    assert.equal(res.status, 404, path);
+    assert.deepEqual(await res.json(), { error: "404 Not Found" });
+  }
+  assert.equal((await at("/jobs/99999999999999999999999/trace", "PATCH")).status, 403);
+  // The object-storage origin: an id that is not a number is a bad signature, not a 400.
+  const object = await mock.fetch(`${mock.objectsUrl}/objects/artifacts/abc/a.zip`);
+  assert.equal(object.status, 403);
+  assert.match(await object.text(), /SignatureDoesNotMatch/);
+  assert.deepEqual(
+    mock.requests.map((r) => [r.route, r.jobId]),
+    [
+      ["unknown", undefined],
+      ["unknown", undefined],
+      ["unknown", undefined],
+      ["unknown", undefined],
+      ["trace", undefined],
+      ["request", undefined],
+      ["unknown", undefined],
+      ["unknown", undefined],
+      ["unknown", undefined],
+      ["unknown", undefined],
+      ["trace", 1e23],
+      ["object", undefined],
+    ],
+  );
+  assert.equal(mock.requestCount("unknown"), 8);
+  assert.deepEqual(mock.errors, []);
+});

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Listener, RawHandler } from "./mock.ts";
+import type { Listener, RawHandler } from "./_listen.ts";
 
 /**
  * `Deno.serve` cannot drop a connection before the status line: a dropped request gets a 502

@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
-import type { Listener, RawHandler } from "./mock.ts";
+import type { Listener, RawHandler } from "./_listen.ts";
 
 function waitWritable(res: ServerResponse): Promise<void> {
   return new Promise<void>((resolve) => {

@@ -219,3 +219,10 @@ export async function stalledResponse(response: Response, bytes: true | number):
     headers,
   });
 }
+
+const encoder = new TextEncoder();
+
+/** Encodes a string as UTF-8. */
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
