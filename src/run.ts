@@ -21,6 +21,7 @@ import { createDependencies } from "./artifacts/download.ts";
 import { filesUnder } from "./artifacts/files.ts";
 import { uploadArtifacts } from "./artifacts/upload.ts";
 import { applyJobInputs } from "./inputs.ts";
+import { whenMatches } from "./_when.ts";
 
 /** What the runner gives each job run. */
 export interface RunContext {
@@ -83,12 +84,6 @@ class StopReason extends Error {
     super(message);
     this.name = "AbortError";
   }
-}
-
-function shouldRun(when: string, failed: boolean): boolean {
-  if (when === "always") return true;
-  if (when === "on_failure") return failed;
-  return !failed;
 }
 
 function describe(error: unknown): string {
@@ -328,7 +323,7 @@ async function runParsed(
     }
     for (const step of steps) {
       if (step.name === "after_script") continue;
-      if (mainCtl.signal.aborted || !shouldRun(step.when, failure !== undefined)) continue;
+      if (mainCtl.signal.aborted || !whenMatches(step.when, failure !== undefined)) continue;
       log.write(`${GREEN}Executing "${stageName(step)}" stage of the job script${RESET}\n`);
       const error = await runStep(ctx, handler, step, mainCtl.signal);
       if (error === undefined) continue;
@@ -344,7 +339,7 @@ async function runParsed(
     if (!gitlabAbort && !runnerStopped) {
       const failed = failure !== undefined || timedOut || graceful;
       for (const step of steps) {
-        if (step.name !== "after_script" || !shouldRun(step.when, failed)) continue;
+        if (step.name !== "after_script" || !whenMatches(step.when, failed)) continue;
         log.write(`${GREEN}Running after_script${RESET}\n`);
         const error = await runStep(ctx, handler, step, afterCtl.signal);
         if (error !== undefined && !afterCtl.signal.aborted) {
