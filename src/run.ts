@@ -156,18 +156,24 @@ class JobStops {
     const onHardStop = () => this.stop("runner-stop", "The runner is shutting down");
     if (hardStop.aborted) onHardStop();
     else hardStop.addEventListener("abort", onHardStop, { once: true });
-    const timer = new AbortController();
-    if (timeoutS > 0) {
-      clock.sleep(timeoutS * 1000, timer.signal).then(
-        () => this.stop("timeout", `execution took longer than ${timeoutS} seconds`),
-        () => {},
-      );
-    }
+    const stopTimer = startTimer(
+      clock,
+      timeoutS * 1000,
+      () => this.stop("timeout", `execution took longer than ${timeoutS} seconds`),
+    );
     return () => {
-      timer.abort(TIMER_DONE);
+      stopTimer();
       hardStop.removeEventListener("abort", onHardStop);
     };
   }
+}
+
+/** Calls `fire` after `ms` on the clock (none unless `ms > 0`); returns what cancels it. */
+function startTimer(clock: Clock, ms: number, fire: () => void): () => void {
+  if (!(ms > 0)) return () => {};
+  const stop = new AbortController();
+  clock.sleep(ms, stop.signal).then(fire, () => {});
+  return () => stop.abort(TIMER_DONE);
 }
 
 /** What every phase of one job shares; made by {@linkcode open}, never changed. */
@@ -605,17 +611,13 @@ async function runStep(
   const ctl = new AbortController();
   const onParent = () => ctl.abort(parent.reason);
   parent.addEventListener("abort", onParent, { once: true });
-  const timerStop = new AbortController();
   const timeout = step.timeout ?? 0;
-  if (timeout > 0) {
-    ctx.clock.sleep(timeout * 1000, timerStop.signal).then(
-      () =>
-        ctl.abort(
-          new StopReason("timeout", `step ${step.name} took longer than ${timeout} seconds`),
-        ),
-      () => {},
-    );
-  }
+  const stopTimer = startTimer(
+    ctx.clock,
+    timeout * 1000,
+    () =>
+      ctl.abort(new StopReason("timeout", `step ${step.name} took longer than ${timeout} seconds`)),
+  );
   try {
     const run = (async () => await handler.step(step.script, step.name, ctl.signal))();
     const settled = await settleUnder(ctx, run, ctl.signal, "A step");
@@ -623,7 +625,7 @@ async function runStep(
     if (ctl.signal.aborted) return "error" in settled ? ctl.signal.reason : undefined;
     return "error" in settled ? settled.error ?? new Error("The step failed") : undefined;
   } finally {
-    timerStop.abort(TIMER_DONE);
+    stopTimer();
     parent.removeEventListener("abort", onParent);
   }
 }
