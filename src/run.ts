@@ -323,9 +323,10 @@ async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
   return await report(life, endOf(life.stops, done.failure));
 }
 
-/** Phase 1: the job's log and stops, started. */
+/** Phase 1: what every phase sees (payload, build directory), the stops, the log (started). */
 function open(ctx: RunContext, inputs: AppliedInputs): Life {
   const payload = inputs.payload;
+  const buildDir = join(ctx.buildDir, String(payload.id));
   const logger = ctx.logger.with({ jobId: payload.id });
   const stops = new JobStops();
   const secrets = payload.variables.filter((v) => v.masked && v.value).map((v) => v.value);
@@ -361,10 +362,10 @@ function open(ctx: RunContext, inputs: AppliedInputs): Life {
       logger.warn(message, maskProperties(properties ?? {}, (t) => log.mask(t))),
   });
   log.start();
-  return { ctx, payload, logger, log, stops, buildDir: join(ctx.buildDir, String(payload.id)) };
+  return { ctx, payload, logger, log, stops, buildDir };
 }
 
-/** Phase 2: the banner, the checks that fail a job before it runs, the build directory, the factory. */
+/** Phase 2: the banner, the checks that fail a job early, the build directory, the factory. */
 async function prepare(life: Life, inputs: AppliedInputs): Promise<Prepared> {
   const { ctx, payload, log, stops, buildDir } = life;
   log.write(
