@@ -62,7 +62,8 @@ export interface JobHandler {
 }
 
 /**
- * Makes the handler for a job; called once the build directory exists. A throwing factory
- * fails the job as `runner_system_failure`.
+ * Makes the handler for a job; called once the build directory exists, under `job.signal`. A
+ * factory that throws a `JobFailure` fails the job with its reason; any other error fails it
+ * as `runner_system_failure`.
  */
 export type JobFactory = (job: Job) => JobHandler | Promise<JobHandler>;

@@ -90,7 +90,7 @@ export class Variable {
   toJSON(): Record<string, unknown> {
     return {
       key: this.key,
-      value: this.toString(),
+      value: this.maskedValue,
       masked: this.masked,
       public: this.public,
       file: this.file,
@@ -98,14 +98,14 @@ export class Variable {
     };
   }
 
-  /** What `console.log` and Node's `util.inspect` show. */
+  /** What Deno's `console.log` and `Deno.inspect` show. */
   [Symbol.for("Deno.customInspect")](): string {
-    return `Variable(${this.key}=${this.toString()})`;
+    return `Variable(${this.key}=${this.maskedValue})`;
   }
 
-  /** What Node's `util.inspect` shows. */
+  /** What Node's `console.log` and `util.inspect` show. */
   [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return `Variable(${this.key}=${this.toString()})`;
+    return `Variable(${this.key}=${this.maskedValue})`;
   }
 }
 
@@ -118,9 +118,9 @@ export interface JobOptions {
   /** The job's log. */
   log: JobLog;
   /** The job's dependencies. */
-  dependencies?: readonly Dependency[];
-  /** The job's abort signal (default: one that never aborts). */
-  signal?: AbortSignal;
+  dependencies: readonly Dependency[];
+  /** The job's abort signal ({@linkcode Job.signal}). */
+  signal: AbortSignal;
 }
 
 /**
@@ -164,8 +164,8 @@ export class Job {
     this.#variables = new Map(
       options.payload.variables.map((v) => [v.key, new Variable(v, { mask })]),
     );
-    this.#dependencies = options.dependencies ?? [];
-    this.#signal = options.signal ?? new AbortController().signal;
+    this.#dependencies = options.dependencies;
+    this.#signal = options.signal;
   }
 
   /**

@@ -1,6 +1,15 @@
 /**
- * One job's life: build directory, factory, steps with their `when` and timeouts, cancel,
- * cleanup, the log pump and the final update (CONFORMANCE C2.2, C3, C5).
+ * One job's life, as phases (CONFORMANCE C2.2, C3, C5, C8):
+ *
+ * 1. **open**: the payload with its inputs applied, the job log (masking, pump) and the job's
+ *    {@linkcode JobStops}: GitLab's cancel, a graceful cancel, the job timeout, a hard stop;
+ * 2. **prepare**: the checks that fail a job before anything runs, the build directory, the
+ *    dependencies, the `Job` and the factory's handler;
+ * 3. **steps**: every step but `after_script`, by its `when`, under the main signal;
+ * 4. **after_script** and 5. **artifacts**, under the after signal: a timeout or a graceful
+ *    cancel does not stop them, GitLab's cancel and a hard stop skip or abort them;
+ * 6. **cleanup**: the handler's `cleanup()`, the build directory;
+ * 7. **end**: one {@linkcode JobEnd} from the stops and the failure, then the final update.
  *
  * @module
  */
@@ -11,16 +20,17 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
 import { type Client, maskSecrets, type RunnerMetadata } from "./api/client.ts";
 import { mapFailureReason } from "./api/failure_reasons.ts";
-import type { JobStep, ParseResult } from "./api/payload.ts";
+import type { JobPayload, JobStep, ParseResult } from "./api/payload.ts";
 import { JobFailure, ScriptFailure } from "./errors.ts";
 import type { JobFactory, JobHandler } from "./handler.ts";
 import { Job } from "./job.ts";
-import { type FinalState, JobLog } from "./log/job_log.ts";
+import { type FinalResult, type FinalState, JobLog } from "./log/job_log.ts";
 import { withJobLog } from "./output.ts";
 import { createDependencies } from "./artifacts/download.ts";
 import { filesUnder } from "./artifacts/files.ts";
 import { uploadArtifacts } from "./artifacts/upload.ts";
-import { applyJobInputs } from "./inputs.ts";
+import { type AppliedInputs, applyJobInputs } from "./inputs.ts";
+import { whenMatches } from "./_when.ts";
 
 /** What the runner gives each job run. */
 export interface RunContext {
@@ -48,7 +58,10 @@ export interface RunContext {
   spoolDir?: string;
 }
 
-/** How a job ended, for the runner's bookkeeping and tests. */
+/**
+ * How a job ended, for the runner's bookkeeping and tests: the result of `runJob`, made once
+ * per job after its final update.
+ */
 export interface JobOutcome {
   /** The job id (0 when the payload had none). */
   id: number;
@@ -64,11 +77,21 @@ export interface JobOutcome {
   durationMs: number;
 }
 
+type Ended = Omit<JobOutcome, "durationMs" | "name">;
+
+/** Why a job failed: a reason (unmapped), the exit code if any, and the job log's words. */
 interface Failure {
   reason: string;
   exitCode?: number;
   message: string;
 }
+
+/**
+ * How a job ended, decided once by {@linkcode endOf} after cleanup: GitLab's cancel (no final
+ * state of ours), success, or a failure. A stop outranks a step's failure: GitLab's cancel,
+ * then a hard stop, the job timeout, a graceful cancel.
+ */
+type JobEnd = { kind: "canceled" } | { kind: "success" } | ({ kind: "failed" } & Failure);
 
 /** The reason timers are stopped with (made once: an abort without one builds an error). */
 const TIMER_DONE = new Error("Timer no longer needed");
@@ -78,21 +101,110 @@ const RED = "\x1b[31;1m";
 const YELLOW = "\x1b[33;1m";
 const RESET = "\x1b[0;m";
 
+type StopKind = "canceled" | "timeout" | "graceful" | "runner-stop";
+
 class StopReason extends Error {
-  constructor(readonly kind: "canceled" | "timeout" | "graceful" | "runner-stop", message: string) {
+  constructor(readonly kind: StopKind, message: string) {
     super(message);
     this.name = "AbortError";
   }
 }
 
-function shouldRun(when: string, failed: boolean): boolean {
-  if (when === "always") return true;
-  if (when === "on_failure") return failed;
-  return !failed;
+/**
+ * The one place a job's stop sources meet. Each records its kind (with the reason it aborted
+ * with) and aborts the signals it stops: `main` ends the factory and the steps; `after` ends
+ * after_script and the artifact upload, and only GitLab's cancel and a hard stop abort it.
+ */
+class JobStops {
+  readonly #main = new AbortController();
+  readonly #after = new AbortController();
+  readonly #seen = new Map<StopKind, StopReason>();
+  /** The factory's and the steps' signal (also `Job.signal`). */
+  readonly main: AbortSignal = this.#main.signal;
+  /** The signal of after_script and the artifact upload. */
+  readonly after: AbortSignal = this.#after.signal;
+
+  /** GitLab canceled the job or the runner stops hard: after_script and artifacts are skipped. */
+  get hard(): boolean {
+    return this.#seen.has("canceled") || this.#seen.has("runner-stop");
+  }
+
+  /** A stop that makes the job count as failed for `when:` (the timeout, a graceful cancel). */
+  get failing(): boolean {
+    return this.#seen.has("timeout") || this.#seen.has("graceful");
+  }
+
+  /** The recorded stop of this kind. */
+  get(kind: StopKind): StopReason | undefined {
+    return this.#seen.get(kind);
+  }
+
+  /** Records a stop (the first of each kind) and aborts the signals it stops. */
+  stop(kind: StopKind, message: string): void {
+    if (this.#seen.has(kind)) return;
+    const reason = new StopReason(kind, message);
+    this.#seen.set(kind, reason);
+    this.#main.abort(reason);
+    if (kind === "canceled" || kind === "runner-stop") this.#after.abort(reason);
+  }
+
+  /**
+   * Starts the runner-side sources: the runner's hard stop and the job timeout (on the clock).
+   * Returns the function that ends them.
+   */
+  arm(clock: Clock, timeoutS: number, hardStop: AbortSignal): () => void {
+    const onHardStop = () => this.stop("runner-stop", "The runner is shutting down");
+    if (hardStop.aborted) onHardStop();
+    else hardStop.addEventListener("abort", onHardStop, { once: true });
+    const stopTimer = startTimer(
+      clock,
+      timeoutS * 1000,
+      () => this.stop("timeout", `execution took longer than ${timeoutS} seconds`),
+    );
+    return () => {
+      stopTimer();
+      hardStop.removeEventListener("abort", onHardStop);
+    };
+  }
+}
+
+/** Calls `fire` after `ms` on the clock (none unless `ms > 0`); returns what cancels it. */
+function startTimer(clock: Clock, ms: number, fire: () => void): () => void {
+  if (!(ms > 0)) return () => {};
+  const stop = new AbortController();
+  clock.sleep(ms, stop.signal).then(fire, () => {});
+  return () => stop.abort(TIMER_DONE);
+}
+
+/** What every phase of one job shares; made by {@linkcode open}, never changed. */
+interface Life {
+  ctx: RunContext;
+  /** The payload every phase sees (job inputs interpolated). */
+  payload: JobPayload;
+  logger: Logger;
+  log: JobLog;
+  stops: JobStops;
+  /** `<build dir>/<job id>`. */
+  buildDir: string;
+}
+
+/** What {@linkcode prepare} leaves for the later phases and for cleanup. */
+interface Prepared {
+  /** The job failed before any step ran. */
+  failure?: Failure;
+  /** The factory's handler: the steps run. */
+  handler?: JobHandler;
+  /** The build directory exists (cleanup removes it). */
+  madeDir: boolean;
 }
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Error text for the runner's own diagnostics, masked like the job log. */
+function safe(log: JobLog, error: unknown): string {
+  return log.mask(describe(error));
 }
 
 function classify(error: unknown): Failure {
@@ -125,11 +237,20 @@ function stageName(step: JobStep): string {
   return step.name === "script" ? "step_script" : step.name;
 }
 
+function lineWriter(log: JobLog): (line: string) => void {
+  return (line) => log.write(line + "\n");
+}
+
+/** The job's state as delivered: GitLab's view when the final update did not go through. */
+function delivered(result: FinalResult, state: FinalState["state"]): JobOutcome["state"] {
+  return result.outcome === "done" ? state : result.outcome === "aborted" ? "aborted" : "lost";
+}
+
 /** Runs one job to its end. Never throws. */
 export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobOutcome> {
   const started = ctx.clock.now();
   const name = parsed.ok ? parsed.payload.jobInfo.name : undefined;
-  let outcome: Omit<JobOutcome, "durationMs" | "name">;
+  let outcome: Ended;
   try {
     outcome = parsed.ok ? await runParsed(ctx, parsed.payload) : await failUnparsed(ctx, parsed);
   } catch (error) {
@@ -149,8 +270,6 @@ export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobO
   }
   return { ...outcome, name, durationMs: ctx.clock.now() - started };
 }
-
-type Ended = Omit<JobOutcome, "durationMs" | "name">;
 
 async function failUnparsed(
   ctx: RunContext,
@@ -180,33 +299,41 @@ async function failUnparsed(
   const result = await log.finish({ state: "failed", failureReason: "runner_system_failure" });
   return {
     id: parsed.id,
-    state: result.outcome === "done" ? "failed" : result.outcome === "aborted" ? "aborted" : "lost",
+    state: delivered(result, "failed"),
     failureReason: "runner_system_failure",
   };
 }
 
-async function runParsed(
-  ctx: RunContext,
-  parsed: Extract<ParseResult, { ok: true }>["payload"],
-): Promise<Ended> {
+async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
   // Job inputs (C12.1, src/inputs.ts): `${{ job.inputs.NAME }}` interpolated into the payload
   // when `job_inputs` is announced; `inputs.secrets` are masked; `inputs.error` fails the job.
   const inputs = applyJobInputs(parsed, ctx.features.job_inputs === true);
-  const payload = inputs.payload;
-  const id = payload.id;
-  const logger = ctx.logger.with({ jobId: id });
-  const mainCtl = new AbortController();
-  const afterCtl = new AbortController();
-  let gitlabAbort = false;
-  let graceful = false;
-  let timedOut = false;
-  let runnerStopped = false;
+  const life = open(ctx, inputs);
+  const disarm = life.stops.arm(ctx.clock, life.payload.runnerInfo.timeout ?? 0, ctx.hardStop);
+  const done = await withJobLog(life.log, async (): Promise<Prepared> => {
+    const prepared = await prepare(life, inputs);
+    if (!prepared.handler) return prepared;
+    const failure = await runSteps(life, prepared.handler);
+    await runAfterScript(life, prepared.handler, failure);
+    const uploadFailure = await uploadJobArtifacts(life, prepared.handler, failure);
+    return { ...prepared, failure: failure ?? uploadFailure };
+  });
+  disarm();
+  await cleanup(life, done);
+  return await report(life, endOf(life.stops, done.failure));
+}
 
+/** Phase 1: what every phase sees (payload, build directory), the stops, the log (started). */
+function open(ctx: RunContext, inputs: AppliedInputs): Life {
+  const payload = inputs.payload;
+  const buildDir = join(ctx.buildDir, String(payload.id));
+  const logger = ctx.logger.with({ jobId: payload.id });
+  const stops = new JobStops();
   const secrets = payload.variables.filter((v) => v.masked && v.value).map((v) => v.value);
   secrets.push(payload.token, ...inputs.secrets);
-  const log = new JobLog({
+  const log: JobLog = new JobLog({
     client: ctx.client,
-    jobId: id,
+    jobId: payload.id,
     token: payload.token,
     clock: ctx.clock,
     masking: { secrets, tokenPrefixes: payload.features.tokenMaskPrefixes },
@@ -219,213 +346,206 @@ async function runParsed(
     flushDeadlineMs: ctx.flushDeadlineMs,
     spoolDir: ctx.spoolDir,
     onAbort: (result) => {
-      gitlabAbort = true;
       logger.info("GitLab stopped job {jobId} (status {status}, Job-Status {jobStatus})", {
         status: result.status,
         jobStatus: result.jobStatus ?? "none",
       });
-      const reason = new StopReason("canceled", "The job was canceled by GitLab");
-      mainCtl.abort(reason);
-      afterCtl.abort(reason);
+      stops.stop("canceled", "The job was canceled by GitLab");
     },
     onCancelRequested: () => {
-      if (!ctx.features.cancel_gracefully || graceful) return;
-      graceful = true;
+      if (!ctx.features.cancel_gracefully || stops.get("graceful")) return;
       logger.info("GitLab asked to cancel job {jobId} gracefully");
       log.write(`${YELLOW}Job is being canceled${RESET}\n`);
-      mainCtl.abort(new StopReason("graceful", "The job is being canceled"));
+      stops.stop("graceful", "The job is being canceled");
     },
     onDiagnostic: (message, properties) =>
       logger.warn(message, maskProperties(properties ?? {}, (t) => log.mask(t))),
   });
-  /** Error text for the runner's own diagnostics, masked like the job log. */
-  const safe = (error: unknown) => log.mask(describe(error));
   log.start();
+  return { ctx, payload, logger, log, stops, buildDir };
+}
 
-  const onHardStop = () => {
-    runnerStopped = true;
-    const reason = new StopReason("runner-stop", "The runner is shutting down");
-    mainCtl.abort(reason);
-    afterCtl.abort(reason);
-  };
-  if (ctx.hardStop.aborted) onHardStop();
-  else ctx.hardStop.addEventListener("abort", onHardStop, { once: true });
-
-  const timeoutS = payload.runnerInfo.timeout ?? 0;
-  const timerStop = new AbortController();
-  if (timeoutS > 0) {
-    ctx.clock.sleep(timeoutS * 1000, timerStop.signal).then(() => {
-      timedOut = true;
-      mainCtl.abort(
-        new StopReason("timeout", `execution took longer than ${timeoutS} seconds`),
-      );
-    }, () => {});
+/** Phase 2: the banner, the checks that fail a job early, the build directory, the factory. */
+async function prepare(life: Life, inputs: AppliedInputs): Promise<Prepared> {
+  const { ctx, payload, log, stops, buildDir } = life;
+  log.write(
+    `Running with @x/gitlab-runner ${ctx.version}\n  on ${
+      ctx.info.name ?? "runner"
+    } ${ctx.systemId}\n`,
+  );
+  if (inputs.error) {
+    const message = `failed to interpolate job inputs: ${inputs.error.detail}`;
+    return { madeDir: false, failure: { reason: inputs.error.reason, message } };
   }
-
-  const buildDir = join(ctx.buildDir, String(id));
-  let failure: Failure | undefined;
-  let handler: JobHandler | undefined;
-  let madeDir = false;
-
-  await withJobLog(log, async () => {
-    log.write(
-      `Running with @x/gitlab-runner ${ctx.version}\n  on ${
-        ctx.info.name ?? "runner"
-      } ${ctx.systemId}\n`,
-    );
-    if (inputs.error) {
-      const message = `failed to interpolate job inputs: ${inputs.error.detail}`;
-      failure = { reason: inputs.error.reason, message };
-      return;
-    }
-    const steps = payload.steps;
-    if (!steps) {
-      failure = {
-        reason: "runner_unsupported",
-        message: "this job uses `run:` (native steps), which this runner does not support",
-      };
-      return;
-    }
-    try {
-      await makeDir(buildDir);
-      madeDir = true;
-    } catch (error) {
-      failure = {
-        reason: "runner_system_failure",
-        message: `cannot create the build directory: ${describe(error)}`,
-      };
-      return;
-    }
-    const logLine = (line: string) => log.write(line + "\n");
-    const dependencies = createDependencies({
-      client: ctx.client,
-      dependencies: payload.dependencies,
-      buildDir,
-      clock: ctx.clock,
-      random: ctx.random,
-      log: logLine,
-    });
-    const job = new Job({ payload, buildDir, log, dependencies, signal: mainCtl.signal });
-    try {
-      // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
-      // and one that does not settle within the abort grace is left behind (C8.3).
-      const made = await settleUnder(
-        ctx,
-        (async () => await ctx.factory(job))(),
-        mainCtl.signal,
-        "The job factory",
-      );
-      if (!made.settled) throw mainCtl.signal.reason;
-      if ("error" in made) throw made.error;
-      handler = made.value;
-    } catch (error) {
-      logger.error("The job factory failed: {error}", { error: safe(error) });
-      failure = error instanceof JobFailure ? classify(error) : {
-        reason: "runner_system_failure",
-        message: `the runner could not prepare the job: ${describe(error)}`,
-      };
-      return;
-    }
-    for (const step of steps) {
-      if (step.name === "after_script") continue;
-      if (mainCtl.signal.aborted || !shouldRun(step.when, failure !== undefined)) continue;
-      log.write(`${GREEN}Executing "${stageName(step)}" stage of the job script${RESET}\n`);
-      const error = await runStep(ctx, handler, step, mainCtl.signal);
-      if (error === undefined) continue;
-      if (mainCtl.signal.aborted) break;
-      if (step.allowFailure) {
-        log.write(
-          `${YELLOW}WARNING: step ${step.name} failed (allowed): ${describe(error)}${RESET}\n`,
-        );
-        continue;
-      }
-      failure = classify(error);
-    }
-    if (!gitlabAbort && !runnerStopped) {
-      const failed = failure !== undefined || timedOut || graceful;
-      for (const step of steps) {
-        if (step.name !== "after_script" || !shouldRun(step.when, failed)) continue;
-        log.write(`${GREEN}Running after_script${RESET}\n`);
-        const error = await runStep(ctx, handler, step, afterCtl.signal);
-        if (error !== undefined && !afterCtl.signal.aborted) {
-          log.write(`${YELLOW}WARNING: after_script failed: ${describe(error)}${RESET}\n`);
-        }
-      }
-    }
-    if (payload.artifacts.length > 0 && !gitlabAbort && !runnerStopped) {
-      const h = handler;
-      try {
-        const result = await uploadArtifacts({
-          client: ctx.client,
-          jobId: id,
-          token: payload.token,
-          specs: payload.artifacts,
-          files: () => h.uploadableFiles?.() ?? filesUnder(buildDir),
-          scriptFailed: failure !== undefined || timedOut || graceful,
-          variables: payload.variables,
-          log: logLine,
-          clock: ctx.clock,
-          signal: afterCtl.signal,
-          projectDir: buildDir,
-        });
-        if (!result.ok && failure === undefined) {
-          failure = {
-            reason: result.failureReason ?? "script_failure",
-            exitCode: result.exitCode,
-            message: `uploading artifacts failed: ${
-              result.failures.map((f) => describe(f.error)).join("; ")
-            }`,
-          };
-        }
-      } catch (error) {
-        if (!afterCtl.signal.aborted && failure === undefined) {
-          failure = {
-            reason: "runner_system_failure",
-            message: `uploading artifacts failed: ${describe(error)}`,
-          };
-        }
-      }
-    }
+  if (!payload.steps) {
+    const message = "this job uses `run:` (native steps), which this runner does not support";
+    return { madeDir: false, failure: { reason: "runner_unsupported", message } };
+  }
+  try {
+    await makeDir(buildDir);
+  } catch (error) {
+    const message = `cannot create the build directory: ${describe(error)}`;
+    return { madeDir: false, failure: { reason: "runner_system_failure", message } };
+  }
+  const dependencies = createDependencies({
+    client: ctx.client,
+    dependencies: payload.dependencies,
+    buildDir,
+    clock: ctx.clock,
+    random: ctx.random,
+    log: lineWriter(log),
   });
+  const job = new Job({ payload, buildDir, log, dependencies, signal: stops.main });
+  try {
+    // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
+    // and one that does not settle within the abort grace is left behind (C8.3).
+    const made = await settleUnder(
+      ctx,
+      (async () => await ctx.factory(job))(),
+      stops.main,
+      "The job factory",
+    );
+    if (made === undefined) throw stops.main.reason;
+    if ("error" in made) throw made.error;
+    return { madeDir: true, handler: made.value };
+  } catch (error) {
+    life.logger.error("The job factory failed: {error}", { error: safe(log, error) });
+    const failure = error instanceof JobFailure ? classify(error) : {
+      reason: "runner_system_failure",
+      message: `the runner could not prepare the job: ${describe(error)}`,
+    };
+    return { madeDir: true, failure };
+  }
+}
 
-  timerStop.abort(TIMER_DONE);
-  ctx.hardStop.removeEventListener("abort", onHardStop);
+/** Phase 3: every step but after_script, by its `when`, under the main signal. */
+async function runSteps(life: Life, handler: JobHandler): Promise<Failure | undefined> {
+  const { ctx, payload, log, stops } = life;
+  let failure: Failure | undefined;
+  for (const step of payload.steps ?? []) {
+    if (step.name === "after_script") continue;
+    if (stops.main.aborted || !whenMatches(step.when, failure !== undefined)) continue;
+    log.write(`${GREEN}Executing "${stageName(step)}" stage of the job script${RESET}\n`);
+    const error = await runStep(ctx, handler, step, stops.main);
+    if (error === undefined) continue;
+    if (stops.main.aborted) break;
+    if (step.allowFailure) {
+      log.write(
+        `${YELLOW}WARNING: step ${step.name} failed (allowed): ${describe(error)}${RESET}\n`,
+      );
+      continue;
+    }
+    failure = classify(error);
+  }
+  return failure;
+}
 
+/** Phase 4: after_script, by its `when`, under the after signal; its failure is only a warning. */
+async function runAfterScript(
+  life: Life,
+  handler: JobHandler,
+  failure: Failure | undefined,
+): Promise<void> {
+  const { ctx, payload, log, stops } = life;
+  if (stops.hard) return;
+  const failed = failure !== undefined || stops.failing;
+  for (const step of payload.steps ?? []) {
+    if (step.name !== "after_script" || !whenMatches(step.when, failed)) continue;
+    log.write(`${GREEN}Running after_script${RESET}\n`);
+    const error = await runStep(ctx, handler, step, stops.after);
+    if (error !== undefined && !stops.after.aborted) {
+      log.write(`${YELLOW}WARNING: after_script failed: ${describe(error)}${RESET}\n`);
+    }
+  }
+}
+
+/**
+ * Phase 5: the artifact upload, under the after signal. Resolves to its failure, which counts
+ * only when the steps did not fail (the script's error comes first).
+ */
+async function uploadJobArtifacts(
+  life: Life,
+  handler: JobHandler,
+  failure: Failure | undefined,
+): Promise<Failure | undefined> {
+  const { ctx, payload, stops, buildDir } = life;
+  if (payload.artifacts.length === 0 || stops.hard) return undefined;
+  try {
+    const result = await uploadArtifacts({
+      client: ctx.client,
+      jobId: payload.id,
+      token: payload.token,
+      specs: payload.artifacts,
+      files: () => handler.uploadableFiles?.() ?? filesUnder(buildDir),
+      scriptFailed: failure !== undefined || stops.failing,
+      variables: payload.variables,
+      log: lineWriter(life.log),
+      clock: ctx.clock,
+      signal: stops.after,
+      projectDir: buildDir,
+    });
+    if (result.ok) return undefined;
+    return {
+      reason: result.failureReason ?? "script_failure",
+      exitCode: result.exitCode,
+      message: `uploading artifacts failed: ${
+        result.failures.map((f) => describe(f.error)).join("; ")
+      }`,
+    };
+  } catch (error) {
+    if (stops.after.aborted) return undefined;
+    return {
+      reason: "runner_system_failure",
+      message: `uploading artifacts failed: ${describe(error)}`,
+    };
+  }
+}
+
+/** Phase 6: the handler's cleanup (inside the job's log context), then the build directory. */
+async function cleanup(life: Life, { handler, madeDir }: Prepared): Promise<void> {
+  const { log, logger, buildDir } = life;
   if (handler?.cleanup) {
     try {
-      await withJobLog(log, async () => await handler!.cleanup!());
+      await withJobLog(log, async () => await handler.cleanup?.());
     } catch (error) {
-      logger.warn("Job cleanup failed: {error}", { error: safe(error) });
+      logger.warn("Job cleanup failed: {error}", { error: safe(log, error) });
     }
   }
   if (madeDir) {
     await removeDir(buildDir).catch((error) =>
-      logger.warn("Cannot remove the build directory: {error}", { error: safe(error) })
+      logger.warn("Cannot remove the build directory: {error}", { error: safe(log, error) })
     );
     await removeDir(`${buildDir}.tmp`).catch(() => {}); // downloads (C10.5)
   }
+}
 
-  if (gitlabAbort) {
+/** How the job ended: the one place the stops and the failure are weighed. */
+function endOf(stops: JobStops, failure: Failure | undefined): JobEnd {
+  if (stops.get("canceled")) return { kind: "canceled" };
+  const timeout = stops.get("timeout");
+  const stopped: Failure | undefined = stops.get("runner-stop")
+    ? { reason: "runner_system_failure", message: "the runner was stopped" }
+    : timeout
+    ? { reason: "job_execution_timeout", message: timeout.message }
+    : stops.get("graceful")
+    ? { reason: "job_canceled", message: "the job was canceled" }
+    : failure;
+  return stopped ? { kind: "failed", ...stopped } : { kind: "success" };
+}
+
+/** Phase 7: the last log line and the final update (or, after GitLab's cancel, the log's end). */
+async function report(life: Life, end: JobEnd): Promise<Ended> {
+  const { payload, log, logger } = life;
+  const id = payload.id;
+  if (end.kind === "canceled") {
     await log.stop();
     return { id, state: "aborted" };
   }
-
-  if (runnerStopped) {
-    failure = { reason: "runner_system_failure", message: "the runner was stopped" };
-  } else if (timedOut) {
-    failure = {
-      reason: "job_execution_timeout",
-      message: `execution took longer than ${timeoutS} seconds`,
-    };
-  } else if (graceful) {
-    failure = { reason: "job_canceled", message: "the job was canceled" };
-  }
-
   let final: FinalState;
-  if (failure) {
-    const reason = mapFailureReason(failure.reason, payload.features.failureReasons);
-    log.write(`${RED}ERROR: Job failed: ${failure.message}${RESET}\n`);
-    final = { state: "failed", failureReason: reason, exitCode: failure.exitCode };
+  if (end.kind === "failed") {
+    const reason = mapFailureReason(end.reason, payload.features.failureReasons);
+    log.write(`${RED}ERROR: Job failed: ${end.message}${RESET}\n`);
+    final = { state: "failed", failureReason: reason, exitCode: end.exitCode };
   } else {
     log.write(`${GREEN}Job succeeded${RESET}\n`);
     final = { state: "success" };
@@ -436,33 +556,28 @@ async function runParsed(
   }
   return {
     id,
-    state: result.outcome === "done"
-      ? final.state
-      : result.outcome === "aborted"
-      ? "aborted"
-      : "lost",
+    state: delivered(result, final.state),
     failureReason: final.failureReason,
     exitCode: final.exitCode,
   };
 }
 
-type Settled<T> = { settled: true; value: T } | { settled: true; error: unknown } | {
-  settled: false;
-};
+/** How a piece of work settled: its value or its error. */
+type Settled<T> = { value: T } | { error: unknown };
 
 /**
  * Waits for `work`; once `signal` aborts, for at most the abort grace more. Resolves to how it
- * settled, or `settled: false` when it was left behind.
+ * settled, or to undefined when it was left behind.
  */
 async function settleUnder<T>(
   ctx: RunContext,
   work: Promise<T>,
   signal: AbortSignal,
   what: string,
-): Promise<Settled<T>> {
+): Promise<Settled<T> | undefined> {
   const outcome: Promise<Settled<T>> = work.then(
-    (value) => ({ settled: true, value }),
-    (error: unknown) => ({ settled: true, error }),
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
   );
   const aborted = new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
@@ -482,7 +597,7 @@ async function settleUnder<T>(
     what,
     ms: ctx.abortGraceMs,
   });
-  return { settled: false };
+  return undefined;
 }
 
 /** Runs a step; resolves to undefined on success or to the error. */
@@ -496,25 +611,21 @@ async function runStep(
   const ctl = new AbortController();
   const onParent = () => ctl.abort(parent.reason);
   parent.addEventListener("abort", onParent, { once: true });
-  const timerStop = new AbortController();
   const timeout = step.timeout ?? 0;
-  if (timeout > 0) {
-    ctx.clock.sleep(timeout * 1000, timerStop.signal).then(
-      () =>
-        ctl.abort(
-          new StopReason("timeout", `step ${step.name} took longer than ${timeout} seconds`),
-        ),
-      () => {},
-    );
-  }
+  const stopTimer = startTimer(
+    ctx.clock,
+    timeout * 1000,
+    () =>
+      ctl.abort(new StopReason("timeout", `step ${step.name} took longer than ${timeout} seconds`)),
+  );
   try {
     const run = (async () => await handler.step(step.script, step.name, ctl.signal))();
     const settled = await settleUnder(ctx, run, ctl.signal, "A step");
-    if (!settled.settled) return ctl.signal.reason;
+    if (!settled) return ctl.signal.reason;
     if (ctl.signal.aborted) return "error" in settled ? ctl.signal.reason : undefined;
     return "error" in settled ? settled.error ?? new Error("The step failed") : undefined;
   } finally {
-    timerStop.abort(TIMER_DONE);
+    stopTimer();
     parent.removeEventListener("abort", onParent);
   }
 }

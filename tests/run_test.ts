@@ -387,3 +387,65 @@ Deno.test("C4.9 two concurrent jobs never see each other's lines", async () => {
     assert.equal(mine.logText.includes(`job ${other.id} line`), false);
   }
 });
+
+Deno.test("C5.3 a graceful cancel outranks the script's failure: the job ends canceled, not script_failure", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["exit 2"]).afterScript(["sleep 60"]).enqueue();
+  const runner = await h.builder.build();
+  const phases: Phase[] = [];
+  assert.equal(
+    await runner.requestJob(() => ({
+      step: (_s, phase) => {
+        phases.push(phase);
+        // The script fails on its own; after_script (not stopped by a graceful cancel) waits.
+        return phase === "script"
+          ? Promise.reject(new ScriptFailure(2))
+          : h.clock.sleep(60_000, new AbortController().signal);
+      },
+    })),
+    true,
+  );
+  await until(h.clock, () => phases.length === 2);
+  h.mock.cancel(job.id);
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(phases, ["script", "after_script"]);
+  assert.equal(job.state, "canceled");
+  assert.equal(job.finalUpdates.length, 1);
+  assert.equal(runner.outcomes[0].exitCode, undefined);
+  assert.match(job.logText, /Job is being canceled/);
+  assert.match(job.logText, /ERROR: Job failed: the job was canceled/);
+  assert.doesNotMatch(job.logText, /exit code 2/);
+});
+
+Deno.test("C3.6 a hard stop during after_script outranks the job timeout: runner_system_failure", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(60).script(["sleep 3600"]).afterScript(["sleep 3600"])
+    .enqueue();
+  const runner = await h.builder.build();
+  const stop = new AbortController();
+  const hard = new AbortController();
+  const phases: Phase[] = [];
+  const done = runner.run(
+    () => ({
+      step: (_s, phase, signal) => {
+        phases.push(phase);
+        return new Promise<void>((_, reject) =>
+          signal.addEventListener("abort", () => reject(signal.reason))
+        );
+      },
+    }),
+    1,
+    { signal: stop.signal, cancelSignal: hard.signal },
+  );
+  // The job timeout ends the script; after_script still runs (a timeout does not stop it).
+  await until(h.clock, () => phases.length === 2);
+  assert.equal(h.clock.now() >= 60_000, true);
+  stop.abort();
+  hard.abort();
+  await until(h.clock, () => runner.running === 0);
+  await done;
+  assert.deepEqual(phases, ["script", "after_script"]);
+  assert.equal(job.state, "failed");
+  assert.equal(job.failureReason, "runner_system_failure");
+  assert.match(job.logText, /ERROR: Job failed: the runner was stopped/);
+});

@@ -38,6 +38,7 @@ import {
   zipArchive,
 } from "./archive.ts";
 import { ArtifactError } from "./errors.ts";
+import { whenMatches } from "../_when.ts";
 import type { UploadableFile } from "./files.ts";
 import { matchArtifactPaths } from "./path_match.ts";
 import { cleanPath, compareCodePoints } from "./_path.ts";
@@ -166,12 +167,6 @@ function expander(variables: UploadArtifactsOptions["variables"]): Expander {
     expand: (text) => expandVariables(text, list),
     get: (key) => known.has(key) ? expandVariables(`\${${key}}`, list) : undefined,
   };
-}
-
-function whenMatches(when: string, scriptFailed: boolean): boolean {
-  if (when === "always") return true;
-  if (when === "on_failure") return scriptFailed;
-  return !scriptFailed;
 }
 
 function isLink(file: UploadableFile): boolean {
