@@ -7,6 +7,7 @@
 import type { JobInput, JobPayload, JobVariable } from "./api/payload.ts";
 import type { JobLog } from "./log/job_log.ts";
 import type { Dependency } from "./artifacts/download.ts";
+import { getSources, type SourcesOptions, type SourcesResult } from "./sources/sources.ts";
 
 /** Options of the {@linkcode Variable} constructor. */
 export interface VariableOptions {
@@ -248,6 +249,36 @@ export class Job {
    */
   dependencies(): Dependency[] {
     return [...this.#dependencies];
+  }
+
+  /**
+   * Gets the job's sources with the machine's `git`, like the official runner's get_sources
+   * stage: `GIT_STRATEGY`, `git_info.refspecs` and depth, checkout, clean, submodules, LFS, the
+   * get_sources hooks, `GET_SOURCES_ATTEMPTS` (see {@linkcode getSources}). Its lines go to the
+   * job log; the job token stays out of `.git/config`, command lines and the log. Announce the
+   * `refspecs` feature when you use it. Rejects with a `SourcesError` (a `JobFailure`, which
+   * fails the job with the reason) when git fails, and with the signal's reason on abort.
+   *
+   * @param dir Where to put the sources. Default: {@linkcode Job.buildDir}.
+   * @param options Signal (default: the job's), output (default: the job log), environment.
+   * @returns The strategy used, the directory, the commit checked out.
+   *
+   * @example Check out the sources in the factory, then run the script there
+   * ```ts ignore
+   * import { type Job, type JobHandler, runScript, ScriptFailure } from "@x/gitlab-runner";
+   * async function factory(job: Job): Promise<JobHandler> {
+   *   const { dir } = await job.sources();
+   *   return {
+   *     step: async (script, _phase, signal) => {
+   *       const code = await runScript(script, { cwd: dir, variables: job.variables, signal });
+   *       if (code !== 0) throw new ScriptFailure(code);
+   *     },
+   *   };
+   * }
+   * ```
+   */
+  sources(dir: string = this.#buildDir, options: SourcesOptions = {}): Promise<SourcesResult> {
+    return getSources(this, dir, options);
   }
 
   /** Appends raw bytes or text to the job log (masked and limited like all output). */

@@ -310,6 +310,31 @@ function service(s: string | Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
+ * `git_info.refspecs` as GitLab's `BuildRunnerPresenter#refspecs` makes them: the pipeline's
+ * persistent ref by commit, then with a depth the branch or tag (nothing more for a
+ * merge-request ref), with depth 0 every branch and tag.
+ */
+function presenterRefspecs(
+  sha: string,
+  pipelineId: number,
+  ref: string,
+  refType: string,
+  depth: number,
+): string[] {
+  const specs = [`+${sha}:refs/pipelines/${pipelineId}`];
+  const short = ref.replace(/^refs\/(heads|tags)\//, "");
+  if (depth > 0) {
+    if (refType === "tag") specs.push(`+refs/tags/${short}:refs/tags/${short}`);
+    else if (!ref.startsWith("refs/") || ref.startsWith("refs/heads/")) {
+      specs.push(`+refs/heads/${short}:refs/remotes/origin/${short}`);
+    }
+  } else {
+    specs.push("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*");
+  }
+  return specs;
+}
+
+/**
  * Renders the 201 payload of `/jobs/request` in GitLab's key order (PROTOCOL §4, §12.2), then
  * applies the spec's `payload`/`omit` and the builder's transform. Returns the object and the
  * exact body text.
@@ -334,6 +359,11 @@ export function renderPayload(
   const beforeSha = spec.beforeSha ?? "0000000000000000000000000000000000000000";
   const timeout = spec.timeout ?? 3600;
   const token = job.token;
+  // Like GitLab's BuildRunnerPresenter#git_depth: the job's GIT_DEPTH, else the project's.
+  const gitDepth = spec.variables?.findLast((v) => v.key === "GIT_DEPTH")?.value;
+  const depth = typeof gitDepth === "string" && /^\d+$/.test(gitDepth)
+    ? Number(gitDepth)
+    : spec.depth ?? 20;
   const projectUrl = `${serverUrl}/${projectPath}`;
   const repoUrl = `${server.protocol}//gitlab-ci-token:${token}@${server.host}${
     server.pathname.replace(/\/+$/, "")
@@ -444,13 +474,8 @@ export function renderPayload(
       sha,
       before_sha: beforeSha,
       ref_type: refType,
-      refspecs: spec.refspecs ?? [
-        `+refs/pipelines/${pipelineId}:refs/pipelines/${pipelineId}`,
-        refType === "tag"
-          ? `+refs/tags/${shortRef}:refs/tags/${shortRef}`
-          : `+refs/heads/${shortRef}:refs/remotes/origin/${shortRef}`,
-      ],
-      depth: spec.depth ?? 20,
+      refspecs: spec.refspecs ?? presenterRefspecs(sha, pipelineId, ref, refType, depth),
+      depth,
       repo_object_format: spec.repoObjectFormat ?? "sha1",
       protected: spec.protected ?? false,
     },

@@ -47,6 +47,7 @@ import {
   utf8,
 } from "./job.ts";
 import { ByteCollector, multipartBoundary, MultipartError, readMultipart } from "./_multipart.ts";
+import { MockGit } from "./_git_http.ts";
 import type {
   CancelOptions,
   CancelResponse,
@@ -227,6 +228,8 @@ export class GitLabMock {
   readonly fetch: (input: Request | string | URL, init?: RequestInit) => Promise<Response>;
   /** A paused runner gets 204 (with `X-GitLab-Last-Update`) and no job. */
   paused = false;
+  /** Git repositories served over smart HTTP to jobs (C11.4); see {@linkcode MockGit}. */
+  readonly git: MockGit;
 
   #clock: Clock;
   #longPollMs: number;
@@ -296,6 +299,11 @@ export class GitLabMock {
     this.#runnerTokenBytes = utf8(this.runnerToken);
     this.#queueValue = hexFromSeed(0, 32);
     this.fetch = (input, init) => this.#fetch(input, init);
+    this.git = new MockGit(
+      this.#basePath,
+      (t) => this.#byToken.get(t)?.state === "running",
+      (ms, s) => this.#delay(ms, s),
+    );
   }
 
   /**
@@ -911,6 +919,8 @@ export class GitLabMock {
   }
 
   async #serve(request: Request, ctx: ServeContext): Promise<Response | null> {
+    const git = this.git.handle(request); // C11.4: /<project>.git/… of a served repository
+    if (git) return await git;
     this.#sweep();
     const url = new URL(request.url);
     const { route, jobId, badId, badMethod } = this.#classify(request.method, url.pathname);
