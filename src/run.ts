@@ -70,6 +70,30 @@ interface Failure {
   message: string;
 }
 
+/**
+ * The variables the runner sets itself (gitlab-runner `common/build.go` `GetDefaultVariables`):
+ * where the builds and this job's directory are (absolute), `CI_SERVER`, `CI_JOB_STATUS`,
+ * `CI_JOB_TIMEOUT`. They come after GitLab's, so they win over a `CI_PROJECT_DIR` GitLab
+ * describes for its own layout.
+ */
+function runnerVariables(ctx: RunContext, buildDir: string, timeoutS: number) {
+  const v = (key: string, value: string) => ({
+    key,
+    value,
+    public: true,
+    masked: false,
+    file: false,
+    raw: true,
+  });
+  return [
+    v("CI_BUILDS_DIR", ctx.buildDir),
+    v("CI_PROJECT_DIR", buildDir),
+    v("CI_SERVER", "yes"),
+    v("CI_JOB_STATUS", "running"),
+    ...(timeoutS > 0 ? [v("CI_JOB_TIMEOUT", String(timeoutS))] : []),
+  ];
+}
+
 /** The reason timers are stopped with (made once: an abort without one builds an error). */
 const TIMER_DONE = new Error("Timer no longer needed");
 
@@ -305,7 +329,19 @@ async function runParsed(
       random: ctx.random,
       log: logLine,
     });
-    const job = new Job({ payload, buildDir, log, dependencies, signal: mainCtl.signal });
+    // The runner's own variables (the official runner's GetDefaultVariables) are part of the
+    // job's variables, so that `$CI_PROJECT_DIR` in a job variable expands to the build dir.
+    const withRunner = {
+      ...payload,
+      variables: [...payload.variables, ...runnerVariables(ctx, buildDir, timeoutS)],
+    };
+    const job = new Job({
+      payload: withRunner,
+      buildDir,
+      log,
+      dependencies,
+      signal: mainCtl.signal,
+    });
     try {
       // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
       // and one that does not settle within the abort grace is left behind (C8.3).

@@ -1,7 +1,7 @@
 // Job.sources(): the official runner's get_sources with real git against the mock's smart HTTP
 // git server (CONFORMANCE C11).
 import { assert } from "./_deps.ts";
-import { join } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { GitLabMock, type MockJob, type MockJobBuilder } from "../src/mock/mod.ts";
 import { RunnerBuilder } from "../src/builder.ts";
 import type { Job } from "../src/job.ts";
@@ -681,4 +681,126 @@ Deno.test("C11.3 the job timeout aborts a slow fetch", async () => {
   assert.equal(ran.job.failureReason, "job_execution_timeout");
   assert.ok(Date.now() - start < 30_000);
   assert.ok(ran.error !== undefined);
+});
+
+Deno.test("C11 a relative build dir is made absolute: CI_PROJECT_DIR and file variables work after cd", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "sources-rel-" });
+  try {
+    const mock = new GitLabMock();
+    const relativeDir = relative(Deno.cwd(), join(tmp, "builds"));
+    assert.equal(isAbsolute(relativeDir), false);
+    const runner = await new RunnerBuilder(mock.url, mock.runnerToken, relativeDir)
+      .fetch(mock.fetch).build();
+    const job = mock.job({
+      variables: [
+        { key: "GIT_STRATEGY", value: "none" },
+        { key: "CONFIG", value: "from a file variable", file: true },
+      ],
+    }).script(["cd /", 'test "$(cat "$CONFIG")" = "from a file variable"', 'cd "$CI_PROJECT_DIR"'])
+      .enqueue();
+    let seen = "";
+    await runner.requestJob((j: Job): JobHandler => {
+      seen = j.buildDir;
+      return {
+        step: async (script, _phase, signal) => {
+          const code = await runScript(script, {
+            cwd: j.buildDir,
+            variables: j.variables,
+            fileVariablesDir: `${j.buildDir}.tmp`,
+            signal,
+          });
+          if (code !== 0) throw new Error(`exit ${code}`);
+        },
+      };
+    });
+    await runner.drain();
+    assert.equal(seen, join(tmp, "builds", String(job.id)));
+    assert.equal(job.state, "success", job.logText);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("C11 the runner's variables (CI_PROJECT_DIR, CI_BUILDS_DIR) are set before expansion", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sources-vars-" });
+  try {
+    const mock = new GitLabMock();
+    const runner = await new RunnerBuilder(mock.url, mock.runnerToken, root)
+      .fetch(mock.fetch).build();
+    const job = mock.job({
+      variables: [
+        { key: "OUT_DIR", value: "$CI_PROJECT_DIR/out" },
+        { key: "CACHE_DIR", value: "${CI_BUILDS_DIR}/cache" },
+      ],
+    }).enqueue();
+    let out: string | undefined;
+    let cache: string | undefined;
+    let server: string | undefined;
+    await runner.requestJob((j: Job): JobHandler => {
+      return {
+        step: async () => {
+          let text = "";
+          const output = new WritableStream<Uint8Array>({
+            write: (c) => void (text += dec.decode(c)),
+          });
+          await runScript(['echo "$OUT_DIR|$CACHE_DIR|$CI_SERVER"'], {
+            variables: j.variables,
+            output,
+            echo: false,
+          });
+          [out, cache, server] = text.trim().split("|");
+        },
+      };
+    });
+    await runner.drain();
+    assert.equal(job.state, "success", job.logText);
+    assert.equal(out, join(root, String(job.id), "out"));
+    assert.equal(cache, join(root, "cache"));
+    assert.equal(server, "yes");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("C11.5 the example shell runner checks out each job's sources and announces refspecs", async () => {
+  await using t = await setup();
+  const repo = await makeRepo(join(t.root, "src"));
+  t.mock.git.serve("mock/project", repo.gitDir);
+  const buildDir = join(t.root, "runner-builds");
+  // A merge-request pipeline's job: GitLab gives it only to runners announcing refspecs.
+  const job = t.mock.job({
+    projectPath: "mock/project",
+    sha: repo.mr,
+    ref: "refs/merge-requests/1/head",
+  }).script(["cat mr.txt", 'test "$PWD" = "$CI_PROJECT_DIR"']).enqueue();
+  assert.deepEqual(job.requires, ["refspecs"]);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "examples/shell_runner.ts",
+      "--url",
+      t.server.url,
+      "--build-dir",
+      buildDir,
+    ],
+    cwd: new URL("../", import.meta.url),
+    env: { RUNNER_TOKEN: t.mock.runnerToken, NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await t.mock.waitFor(() => job.state !== "pending" && job.state !== "running", {
+      timeoutMs: 30_000,
+    });
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+  assert.equal(job.state, "success", job.logText);
+  assert.deepEqual(job.runnerFeatures?.refspecs, true);
+  assert.match(job.logText, /Fetching changes with git depth set to 20\.\.\./);
+  assert.ok(job.logText.includes(`Checking out ${repo.mr.slice(0, 8)} as detached HEAD`));
+  assert.match(job.logText, /\nmerge request\n/);
+  assert.equal(job.logText.includes(job.token), false);
 });
