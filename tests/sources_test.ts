@@ -501,7 +501,7 @@ Deno.test("C11.1 GIT_SUBMODULE_PATHS and GIT_SUBMODULE_FORCE_HTTPS", async () =>
 Deno.test("C11.1 LFS files are pulled after the checkout", async (t) => {
   if (!(await haveLfs())) {
     console.warn("SKIPPED: git lfs is not installed (apt-get install git-lfs)");
-    t.step({ name: "git lfs is not installed", ignore: true, fn: () => {} });
+    await t.step({ name: "git lfs is not installed", ignore: true, fn: () => {} });
     return;
   }
   await using h = await setup();
@@ -803,4 +803,65 @@ Deno.test("C11.5 the example shell runner checks out each job's sources and anno
   assert.ok(job.logText.includes(`Checking out ${repo.mr.slice(0, 8)} as detached HEAD`));
   assert.match(job.logText, /\nmerge request\n/);
   assert.equal(job.logText.includes(job.token), false);
+});
+
+Deno.test("C11.1 hostile settings: bad values warn or fail clearly, names never reach a shell", async () => {
+  await using t = await setup();
+  const repo = await makeRepo(join(t.root, "src"));
+  t.mock.git.serve("mock/project", repo.gitDir);
+  const pwned = join(t.root, "pwned");
+  // An unknown strategy falls back to the default with the official warning.
+  const bogus = await t.run((m) =>
+    m.job({
+      projectPath: "mock/project",
+      sha: repo.main,
+      ref: "main",
+      variables: [{ key: "GIT_STRATEGY", value: "teleport" }],
+    })
+  );
+  assert.equal(bogus.job.state, "success", bogus.log);
+  assert.match(
+    bogus.log,
+    /WARNING: GIT_STRATEGY: expected either 'clone', 'fetch', 'none' or 'empty' got "teleport", using default value 'fetch'/,
+  );
+  // An unknown submodule strategy is a configuration error, before git runs.
+  const sub = await t.run((m) =>
+    m.job({
+      projectPath: "mock/project",
+      sha: repo.main,
+      ref: "main",
+      variables: [{ key: "GIT_SUBMODULE_STRATEGY", value: "all" }],
+    })
+  );
+  assert.equal(sub.job.state, "failed");
+  assert.equal(sub.job.failureReason, "runner_configuration_error");
+  // A ref, refspec or sha made of shell syntax stays a string.
+  const evil = `$(touch ${pwned})`;
+  const ref = await t.run((m) =>
+    m.job({ projectPath: "mock/project", sha: repo.main, ref: `main${evil}` }).payload((p) => {
+      const git = p.git_info as { refspecs: string[] };
+      git.refspecs = [`+refs/heads/main:refs/remotes/origin/main`, `;touch ${pwned};`];
+      return p;
+    })
+  );
+  assert.equal(ref.job.state, "failed"); // git refuses the refspec
+  const sha = await t.run((m) => m.job({ projectPath: "mock/project", sha: evil, ref: "main" }));
+  assert.equal(sha.job.state, "failed");
+  assert.equal(sha.job.failureReason, "runner_configuration_error");
+  assert.match(sha.log, /no valid commit to check out/);
+  await assert.rejects(Deno.stat(pwned));
+  // Out-of-range attempts are clamped like the official runner.
+  const clamped = await t.run((m) =>
+    m.job({
+      projectPath: "mock/project",
+      sha: repo.main,
+      ref: "main",
+      variables: [{ key: "GET_SOURCES_ATTEMPTS", value: "99" }],
+    })
+  );
+  assert.equal(clamped.job.state, "success", clamped.log);
+  assert.match(
+    clamped.log,
+    /GET_SOURCES_ATTEMPTS: number of attempts out of the range \[1, 10\], clamping to: 10/,
+  );
 });

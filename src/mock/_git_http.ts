@@ -194,7 +194,7 @@ export class MockGit {
   async #lfsBatch(request: Request, url: URL, repo: Repo): Promise<Response> {
     let body: { operation?: string; objects?: { oid?: string; size?: number }[] };
     try {
-      body = await request.json();
+      body = await request.json() as typeof body;
     } catch {
       return text(422, "Unprocessable Entity\n");
     }

@@ -360,7 +360,7 @@ export function renderPayload(
   const timeout = spec.timeout ?? 3600;
   const token = job.token;
   // Like GitLab's BuildRunnerPresenter#git_depth: the job's GIT_DEPTH, else the project's.
-  const gitDepth = spec.variables?.findLast((v) => v.key === "GIT_DEPTH")?.value;
+  const gitDepth = (spec.variables ?? []).filter((v) => v.key === "GIT_DEPTH").pop()?.value;
   const depth = typeof gitDepth === "string" && /^\d+$/.test(gitDepth)
     ? Number(gitDepth)
     : spec.depth ?? 20;
