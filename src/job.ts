@@ -217,7 +217,11 @@ export class Job {
     return this.#payload;
   }
 
-  /** All variables (duplicates resolved: the last one wins). */
+  /**
+   * All variables (duplicates resolved: the last one wins): GitLab's, then the runner's own,
+   * which win — `CI_PROJECT_DIR` (the build dir), `CI_BUILDS_DIR`, `CI_SERVER`,
+   * `CI_JOB_STATUS`, `CI_JOB_TIMEOUT` — so that `$CI_PROJECT_DIR` in a variable's value expands.
+   */
   get variables(): Variable[] {
     return [...this.#variables.values()];
   }

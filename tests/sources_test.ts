@@ -865,3 +865,70 @@ Deno.test("C11.1 hostile settings: bad values warn or fail clearly, names never 
     /GET_SOURCES_ATTEMPTS: number of attempts out of the range \[1, 10\], clamping to: 10/,
   );
 });
+
+Deno.test("C11.4 the mock's git endpoints authenticate like GitLab: 401 without, 403 wrong or finished", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sources-auth-" });
+  try {
+    const repo = await makeRepo(join(root, "src"));
+    const mock = new GitLabMock();
+    const served = mock.git.serve("mock/project", repo.gitDir);
+    const runner = await new RunnerBuilder(mock.url, mock.runnerToken, join(root, "builds"))
+      .fetch(mock.fetch).build();
+    const job = mock.job({ variables: [{ key: "GIT_STRATEGY", value: "none" }] }).enqueue();
+    const refs = `${mock.url}/mock/project.git/info/refs?service=git-upload-pack`;
+    const basic = (user: string, password: string) => ({
+      authorization: `Basic ${btoa(`${user}:${password}`)}`,
+    });
+    const seen: Record<string, number | string> = {};
+    await runner.requestJob((j: Job): JobHandler => ({
+      step: async () => {
+        const token = j.payload.token;
+        const none = await mock.fetch(refs);
+        seen.none = none.status;
+        seen.challenge = none.headers.get("www-authenticate") ?? "";
+        await none.body?.cancel();
+        const wrong = await mock.fetch(refs, { headers: basic("gitlab-ci-token", "nope") });
+        seen.wrong = wrong.status;
+        await wrong.body?.cancel();
+        const user = await mock.fetch(refs, { headers: basic("someone", token) });
+        seen.user = user.status;
+        await user.body?.cancel();
+        const ok = await mock.fetch(refs, { headers: basic("gitlab-ci-token", token) });
+        seen.ok = ok.status;
+        seen.type = ok.headers.get("content-type") ?? "";
+        seen.advertises = (await ok.text()).includes("refs/heads/main") ? 1 : 0;
+        const push = await mock.fetch(
+          `${mock.url}/mock/project.git/info/refs?service=git-receive-pack`,
+          { headers: basic("gitlab-ci-token", token) },
+        );
+        seen.push = push.status;
+        await push.body?.cancel();
+        seen.token = token;
+      },
+    }));
+    await runner.drain();
+    assert.equal(job.state, "success", job.logText);
+    assert.equal(seen.none, 401);
+    assert.match(String(seen.challenge), /^Basic /);
+    assert.equal(seen.wrong, 403);
+    assert.equal(seen.user, 403);
+    assert.equal(seen.ok, 200);
+    assert.equal(seen.type, "application/x-git-upload-pack-advertisement");
+    assert.equal(seen.advertises, 1);
+    assert.equal(seen.push, 403);
+    assert.equal(served.refused, 3);
+    // The job is finished: its token no longer opens the repository.
+    const after = await mock.fetch(refs, { headers: basic("gitlab-ci-token", String(seen.token)) });
+    assert.equal(after.status, 403);
+    await after.body?.cancel();
+    // Other paths are not git's: the API still answers.
+    const api = await mock.fetch(`${mock.url}/api/v4/runners/verify`, {
+      method: "POST",
+      body: "{}",
+    });
+    assert.equal(api.status, 400);
+    await api.body?.cancel();
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

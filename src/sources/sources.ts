@@ -53,7 +53,7 @@ export interface SourcesOptions {
   inheritEnv?: boolean | readonly string[];
   /** Milliseconds between SIGTERM and SIGKILL on abort. Default: 10 000. */
   killGraceMs?: number;
-  /** The `http.userAgent` git sends. Default: `gitlab-runner-ts <git's own>`-like `@x/gitlab-runner`. */
+  /** The `http.userAgent` git sends. Default: `@x/gitlab-runner`. */
   userAgent?: string;
 }
 
@@ -210,11 +210,23 @@ function plan(
       });
     }
     if (url.username !== "" || url.password !== "") {
+      const decode = (text: string) => {
+        try {
+          return decodeURIComponent(text);
+        } catch {
+          return text;
+        }
+      };
       credentials = {
         origin: url.origin,
-        username: decodeURIComponent(url.username),
-        password: decodeURIComponent(url.password),
+        username: decode(url.username),
+        password: decode(url.password),
       };
+      if (/[\r\n]/.test(credentials.username + credentials.password)) {
+        throw new SourcesError("The repository URL holds invalid credentials", {
+          reason: "runner_configuration_error",
+        });
+      }
     }
     url.username = "";
     url.password = "";
