@@ -118,6 +118,11 @@ export interface JobOptions {
   dependencies?: readonly Dependency[];
   /** The job's abort signal (default: one that never aborts). */
   signal?: AbortSignal;
+  /**
+   * Variables the runner sets itself (`CI_PROJECT_DIR`, `CI_BUILDS_DIR`, …), after the
+   * payload's: they win. Default: none.
+   */
+  runnerVariables?: readonly JobVariable[];
 }
 
 /**
@@ -159,7 +164,8 @@ export class Job {
     this.#log = options.log;
     const mask = (text: string) => options.log.mask(text);
     this.#variables = new Map(
-      options.payload.variables.map((v) => [v.key, new Variable(v, { mask })]),
+      [...options.payload.variables, ...(options.runnerVariables ?? [])]
+        .map((v) => [v.key, new Variable(v, { mask })]),
     );
     this.#dependencies = options.dependencies ?? [];
     this.#signal = options.signal ?? new AbortController().signal;

@@ -11,7 +11,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
 import { type Client, maskSecrets, type RunnerMetadata } from "./api/client.ts";
 import { mapFailureReason } from "./api/failure_reasons.ts";
-import type { JobStep, ParseResult } from "./api/payload.ts";
+import type { JobStep, JobVariable, ParseResult } from "./api/payload.ts";
 import { JobFailure, ScriptFailure } from "./errors.ts";
 import type { JobFactory, JobHandler } from "./handler.ts";
 import { Job } from "./job.ts";
@@ -74,9 +74,10 @@ interface Failure {
  * The variables the runner sets itself (gitlab-runner `common/build.go` `GetDefaultVariables`):
  * where the builds and this job's directory are (absolute), `CI_SERVER`, `CI_JOB_STATUS`,
  * `CI_JOB_TIMEOUT`. They come after GitLab's, so they win over a `CI_PROJECT_DIR` GitLab
- * describes for its own layout.
+ * describes for its own layout, and they are part of `job.variables` before any expansion, so
+ * `$CI_PROJECT_DIR` in a job variable's value expands to the build dir.
  */
-function runnerVariables(ctx: RunContext, buildDir: string, timeoutS: number) {
+function runnerVariables(ctx: RunContext, buildDir: string, timeoutS: number): JobVariable[] {
   const v = (key: string, value: string) => ({
     key,
     value,
@@ -329,18 +330,13 @@ async function runParsed(
       random: ctx.random,
       log: logLine,
     });
-    // The runner's own variables (the official runner's GetDefaultVariables) are part of the
-    // job's variables, so that `$CI_PROJECT_DIR` in a job variable expands to the build dir.
-    const withRunner = {
-      ...payload,
-      variables: [...payload.variables, ...runnerVariables(ctx, buildDir, timeoutS)],
-    };
     const job = new Job({
-      payload: withRunner,
+      payload,
       buildDir,
       log,
       dependencies,
       signal: mainCtl.signal,
+      runnerVariables: runnerVariables(ctx, buildDir, timeoutS),
     });
     try {
       // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
