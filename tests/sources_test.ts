@@ -8,6 +8,7 @@ import type { Job } from "../src/job.ts";
 import type { JobHandler } from "../src/handler.ts";
 import { runScript } from "../src/script/run_script.ts";
 import type { SourcesOptions, SourcesResult } from "../src/sources/sources.ts";
+import { sourcesScript } from "../src/sources/_script.ts";
 
 const dec = new TextDecoder();
 
@@ -158,6 +159,7 @@ Deno.test("C11.1 clone: the job's commit is checked out, in the official runner'
   );
   assert.equal(ran.job.state, "success", ran.log);
   assert.equal(ran.result?.strategy, "clone");
+  assert.match(ran.log, /Getting source from Git repository/);
   assert.match(ran.log, /Fetching changes with git depth set to 20\.\.\./);
   assert.match(ran.log, /Initialized empty Git repository in /);
   assert.match(ran.log, /Created fresh repository\./);
@@ -931,4 +933,66 @@ Deno.test("C11.4 the mock's git endpoints authenticate like GitLab: 401 without,
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("C11.1 the get_sources script runs the official runner's commands, in its order", () => {
+  const lines = sourcesScript({
+    strategy: "fetch",
+    dir: "/b/1",
+    remoteUrl: "https://gitlab.example.com/g/p.git",
+    ref: "main",
+    sha: "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d",
+    refspecs: ["+1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d:refs/pipelines/7"],
+    depth: 0,
+    objectFormat: "sha256",
+    checkout: true,
+    cleanFlags: ["-ffdx"],
+    fetchFlags: ["--prune", "--quiet"],
+    submodules: "recursive",
+    submoduleDepth: 3,
+    submodulePaths: ["lib"],
+    submoduleUpdateFlags: ["--jobs", "4"],
+    lfsSkipSmudge: false,
+    templateDir: "/tmp/t",
+    preHook: ["echo pre"],
+    postHook: ["echo post"],
+    userAgent: "ua",
+  });
+  const commands = lines.filter((l) => !l.startsWith("printf ") && !/^(if|else|fi)\b/.test(l));
+  const expected = [
+    "echo pre",
+    "export GIT_LFS_SKIP_SMUDGE=1",
+    "rm -f -- /b/1/.git/index.lock",
+    "rm -f -- /b/1/.git/shallow.lock",
+    "rm -f -- /b/1/.git/HEAD.lock",
+    "rm -f -- /b/1/.git/hooks/post-checkout",
+    "rm -f -- /b/1/.git/config.lock",
+    "git init /b/1 --template /tmp/t --object-format sha256",
+    "cd /b/1",
+    "git remote set-url origin https://gitlab.example.com/g/p.git",
+    "git -c http.userAgent=ua fetch origin --no-recurse-submodules " +
+    "+1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d:refs/pipelines/7 --prune --quiet --unshallow",
+    "git -c http.userAgent=ua fetch origin --no-recurse-submodules " +
+    "+1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d:refs/pipelines/7 --prune --quiet",
+    "git -c submodule.recurse=false checkout -f -q 1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d",
+    "git clean -ffdx",
+    "git lfs pull",
+    "git submodule init",
+    "git submodule sync --recursive -- lib",
+    "git submodule foreach --recursive git clean -ffdx",
+    "git submodule foreach --recursive git reset --hard",
+    "git submodule sync --recursive -- lib",
+    "git submodule sync --recursive -- lib",
+    "git submodule update --init --recursive --depth 3 --jobs 4 -- lib",
+    "git submodule foreach --recursive git reset --hard",
+    "git submodule foreach --recursive git clean -ffdx",
+    "git submodule foreach --recursive git lfs pull",
+    "cd /b/1",
+    "echo post",
+  ];
+  assert.deepEqual(commands.filter((l) => !l.startsWith("find ")), expected);
+  assert.ok(
+    lines.some((l) => l.startsWith("if git submodule update --init --recursive --depth 3")),
+  );
+  assert.ok(lines.includes("if [ -f .git/shallow ]; then"));
 });

@@ -119,6 +119,7 @@ export interface SourcesJob {
 }
 
 const YELLOW = "\x1b[0;33m";
+const CYAN = "\x1b[36;1m";
 const RESET = "\x1b[0;m";
 const encoder = new TextEncoder();
 
@@ -411,6 +412,8 @@ export async function getSources(
     const host = v("CI_SERVER_SHELL_SSH_HOST") || v("CI_SERVER_HOST") || url.hostname;
     forceHttps = { base: url.origin, host };
   }
+  // The official runner's stage title (common/build.go, BuildStageGetSources).
+  await write(`${CYAN}Getting source from Git repository${RESET}\n`);
   for (const line of pending.splice(0)) await write(line);
 
   const prepared = await prepareGitDir(draft.credentials, forceHttps);
