@@ -80,6 +80,15 @@ export type { JobOutcome } from "./src/run.ts";
 export type { JobFactory, JobHandler, Phase } from "./src/handler.ts";
 export { Job, Variable, type VariableOptions } from "./src/job.ts";
 export {
+  getSources,
+  type GitStrategy,
+  SourcesError,
+  type SourcesJob,
+  type SourcesOptions,
+  type SourcesResult,
+  type SubmoduleStrategy,
+} from "./src/sources/sources.ts";
+export {
   expandVariables,
   type ExpandVariablesOptions,
   type VariableLike,

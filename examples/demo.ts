@@ -3,13 +3,17 @@
  * pipeline, runs the example shell runner (`examples/shell_runner.ts`) against it as a separate
  * process, and prints each job's log and final state. No GitLab needed.
  *
- * The pipeline: a build that produces artifacts, a test that consumes them as a dependency, a
- * lint job that fails with exit code 3, a job that prints a masked secret, and a long job that
- * is cancelled while it runs. Exits 0 when every job ended as expected.
+ * The pipeline: a job that checks out a small git repository the demo creates and serves
+ * (its script runs a file of the checkout; skipped, with a note, where `git` is missing), a
+ * build that produces artifacts, a test that consumes them as a dependency, a lint job that
+ * fails with exit code 3, a job that prints a masked secret, and a long job that is cancelled
+ * while it runs. The jobs that need no sources say so with `GIT_STRATEGY: none`, as in a real
+ * `.gitlab-ci.yml`. Exits 0 when every job ended as expected.
  *
  * @module
  */
 
+import { join } from "node:path";
 import { GitLabMock, type MockJob } from "../src/mock/mod.ts";
 
 const plain = Deno.env.get("NO_COLOR") !== undefined || !Deno.stdout.isTerminal();
@@ -28,8 +32,56 @@ const mock = new GitLabMock({
 // node:http (works on Deno too): Deno.serve warns once about request.signal in long polls.
 const server = await mock.listen({ hostname: "127.0.0.1", port: 0, server: "node" });
 const buildDir = await Deno.makeTempDir({ prefix: "gitlab-runner-demo-" });
+const repoDir = await Deno.makeTempDir({ prefix: "gitlab-runner-demo-repo-" });
 
-const build = mock.job().name("build").stage("build")
+/** Runs git in the demo repository; undefined when git is not installed. */
+async function git(...args: string[]): Promise<string | undefined> {
+  let out;
+  try {
+    out = await new Deno.Command("git", {
+      args: ["-c", "user.name=Demo", "-c", "user.email=demo@example.com", ...args],
+      cwd: repoDir,
+      env: { GIT_CONFIG_NOSYSTEM: "1", HOME: repoDir },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  if (!out.success) throw new Error(`git ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+/** A small repository: a script and a README, two commits on main. */
+async function makeRepository(): Promise<string | undefined> {
+  if ((await git("init", "-q", "-b", "main")) === undefined) return undefined;
+  await Deno.writeTextFile(join(repoDir, "README.md"), "# hello\n\nThe demo's project.\n");
+  await git("add", ".");
+  await git("commit", "-q", "-m", "Add README");
+  await Deno.writeTextFile(
+    join(repoDir, "hello.sh"),
+    '#!/bin/sh\necho "hello from $(head -n 1 README.md), commit $(git rev-parse --short HEAD)"\n',
+    { mode: 0o755 },
+  );
+  await git("add", ".");
+  await git("commit", "-q", "-m", "Add hello.sh");
+  return await git("rev-parse", "HEAD");
+}
+
+const sha = await makeRepository();
+let checkout: MockJob | undefined;
+if (sha) {
+  mock.git.serve("demo/hello", join(repoDir, ".git"));
+  checkout = mock.job({ projectPath: "demo/hello", sha, ref: "main" }).name("checkout")
+    .stage("build")
+    .script(["ls", "./hello.sh"])
+    .enqueue();
+} else {
+  say("git is not installed: skipping the job that checks out a repository");
+}
+
+const build = mock.job().variable("GIT_STRATEGY", "none").name("build").stage("build")
   .script([
     "mkdir -p out",
     'echo "hello from the build" > out/app.txt',
@@ -38,11 +90,11 @@ const build = mock.job().name("build").stage("build")
   ])
   .artifact({ name: "app", paths: ["out/"], when: "on_success", expireIn: "1 week" })
   .enqueue();
-const lint = mock.job().name("lint").stage("build")
+const lint = mock.job().variable("GIT_STRATEGY", "none").name("lint").stage("build")
   .script(["echo 'checking style…'", "echo 'src/main.c:12: line too long' >&2", "exit 3"])
   .afterScript(["echo 'after_script runs after a failure too'"])
   .enqueue();
-const secret = mock.job().name("deploy-check").stage("build")
+const secret = mock.job().variable("GIT_STRATEGY", "none").name("deploy-check").stage("build")
   .variable("DEPLOY_TOKEN", "s3cr3t-d3ploy-t0ken", { masked: true })
   .script([
     'echo "deploying with token $DEPLOY_TOKEN"',
@@ -50,7 +102,7 @@ const secret = mock.job().name("deploy-check").stage("build")
     "echo 'a personal access token glpat-abcdefghijklmnopqrst is masked too'",
   ])
   .enqueue();
-const slow = mock.job().name("long-test").stage("build")
+const slow = mock.job().variable("GIT_STRATEGY", "none").name("long-test").stage("build")
   .script([
     "echo 'starting a long test'",
     'for i in $(seq 1 600); do echo "test case $i passed"; sleep 1; done',
@@ -100,16 +152,19 @@ try {
   // The test stage starts when the build succeeded, with the build's artifacts as dependency.
   await mock.waitFor(() => ended(build), { timeoutMs: 60_000 });
   if (build.state === "success") {
-    test = mock.job().name("test").stage("test").dependency(build)
+    test = mock.job().variable("GIT_STRATEGY", "none").name("test").stage("test").dependency(build)
       .script(["cat out/app.txt", "test -f out/built-at.txt && echo 'artifact downloaded'"])
       .enqueue();
   }
   await mock.waitFor(() => slow.logText.includes("starting a long test"), { timeoutMs: 60_000 });
   say(`canceling job ${slow.id} (long-test) while it runs`);
   mock.cancel(slow.id);
-  await mock.waitFor(() => [build, lint, secret, slow, test].every((j) => !j || ended(j)), {
-    timeoutMs: 120_000,
-  });
+  await mock.waitFor(
+    () => [checkout, build, lint, secret, slow, test].every((j) => !j || ended(j)),
+    {
+      timeoutMs: 120_000,
+    },
+  );
   ok = true;
 } catch (error) {
   say(`the pipeline did not finish: ${error instanceof Error ? error.message : error}`);
@@ -119,9 +174,10 @@ try {
   await relay;
   await server.close();
   await Deno.remove(buildDir, { recursive: true }).catch(() => {});
+  await Deno.remove(repoDir, { recursive: true }).catch(() => {});
 }
 
-const jobs = [build, lint, secret, slow, ...(test ? [test] : [])];
+const jobs = [...(checkout ? [checkout] : []), build, lint, secret, slow, ...(test ? [test] : [])];
 for (const job of jobs) {
   const details = [job.failureReason, job.exitCode ? `exit code ${job.exitCode}` : undefined]
     .filter(Boolean).join(", ");
@@ -135,6 +191,7 @@ for (const job of jobs) {
 }
 
 const expected: [MockJob | undefined, string][] = [
+  ...(sha ? [[checkout, "success"] as [MockJob | undefined, string]] : []),
   [build, "success"],
   [test, "success"],
   [lint, "failed"],
@@ -145,7 +202,9 @@ const wrong = expected.filter(([j, state]) => !j || j.state !== state);
 const leaked = secret.logText.includes("s3cr3t-d3ploy-t0ken") ||
   secret.logText.includes("abcdefghijklmnopqrst");
 console.log("");
-if (!ok || wrong.length > 0 || leaked || lint.exitCode !== 3) {
+const fetched = !checkout || (checkout.logText.includes("Fetching changes") &&
+  checkout.logText.includes("hello from # hello"));
+if (!ok || wrong.length > 0 || leaked || lint.exitCode !== 3 || !fetched) {
   say("the pipeline did not end as expected");
   Deno.exit(1);
 }

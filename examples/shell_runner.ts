@@ -14,8 +14,11 @@
  * they can read every file that user can, a token file too, unless it is a pipe or it is made
  * unreadable after start. `--token` still works, with a warning.
  *
- * Each job runs in `<build dir>/<job id>`: dependency artifacts are downloaded and extracted
- * there first, then every step's script runs in one shell session (bash, else sh) with the
+ * Each job runs in `<build dir>/<job id>`: the job's sources are checked out there first with
+ * the machine's `git`, like the official shell executor does (`GIT_STRATEGY`, `GIT_DEPTH`,
+ * submodules, LFS: `Job.sources()`; the runner announces `refspecs`, so merge-request
+ * pipelines work), then dependency artifacts are downloaded and extracted there, then every
+ * step's script runs in one shell session (bash, else sh) with the
  * job's variables as environment, its output streamed (masked) into the job log; artifacts
  * are uploaded from there afterwards. SIGINT or SIGTERM stops gracefully (running jobs finish,
  * no new ones are taken); a second signal cancels the running jobs. `--listen-address` serves
@@ -258,15 +261,16 @@ export function parseConfig(
 }
 
 /**
- * The handler of one shell job: downloads the dependencies' artifacts into the build dir, then
- * runs each step with `runScript` there. Artifacts are uploaded by the library afterwards from
- * the build dir (the default of `uploadableFiles()`).
+ * The handler of one shell job: checks out the job's sources into the build dir and downloads
+ * the dependencies' artifacts there, then runs each step with `runScript` there. Artifacts are
+ * uploaded by the library afterwards from the build dir (the default of `uploadableFiles()`).
  */
 export class ShellJob implements JobHandler {
   #job: Job;
 
-  /** Prepares the job: downloads and extracts the dependencies' artifacts. */
+  /** Prepares the job: gets its sources, downloads and extracts the dependencies' artifacts. */
   static async create(job: Job): Promise<ShellJob> {
+    await job.sources(); // like the shell executor's get_sources; a failure fails the job
     for (const dependency of job.dependencies()) {
       if (!dependency.hasArtifacts) continue;
       let artifact;
@@ -296,7 +300,6 @@ export class ShellJob implements JobHandler {
     const code = await runScript(script, {
       cwd: this.#job.buildDir,
       variables: this.#job.variables,
-      env: { CI_PROJECT_DIR: this.#job.buildDir, CI_BUILDS_DIR: this.#job.buildDir },
       fileVariablesDir: `${this.#job.buildDir}.tmp`,
       signal,
     });
@@ -430,6 +433,7 @@ export async function main(
   });
 
   let builder = new RunnerBuilder(config.url, config.token, config.buildDir).shell("bash")
+    .features(["refspecs"]) // job.sources() fetches git_info.refspecs (C11.5)
     .systemIdState(`${config.stateDir}/.runner_system_id`)
     .deadlines({ headerTimeoutMs: config.requestTimeoutMs })
     .metrics(metrics);

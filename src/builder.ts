@@ -4,6 +4,7 @@
  * @module
  */
 
+import { resolve } from "node:path";
 import { type Clock, systemClock } from "./clock.ts";
 import { apiBaseUrl, Client, type RunnerMetadata } from "./api/client.ts";
 import {
@@ -400,7 +401,9 @@ export class RunnerBuilder {
       features,
       clock,
       random,
-      buildDir: s.buildDir,
+      // Absolute: a relative one would give relative CI_PROJECT_DIR and file-variable paths,
+      // wrong after the script's first `cd`.
+      buildDir: resolve(s.buildDir),
       outputLimit: s.outputLimit,
       checkIntervalMs: s.checkIntervalMs,
       updateIntervalMs: s.updateIntervalMs,

@@ -7,6 +7,7 @@
 import type { JobInput, JobPayload, JobVariable } from "./api/payload.ts";
 import type { JobLog } from "./log/job_log.ts";
 import type { Dependency } from "./artifacts/download.ts";
+import { getSources, type SourcesOptions, type SourcesResult } from "./sources/sources.ts";
 
 /** Options of the {@linkcode Variable} constructor. */
 export interface VariableOptions {
@@ -121,6 +122,11 @@ export interface JobOptions {
   dependencies: readonly Dependency[];
   /** The job's abort signal ({@linkcode Job.signal}). */
   signal: AbortSignal;
+  /**
+   * Variables the runner sets itself (`CI_PROJECT_DIR`, `CI_BUILDS_DIR`, …), after the
+   * payload's: they win. Default: none.
+   */
+  runnerVariables?: readonly JobVariable[];
 }
 
 /**
@@ -162,7 +168,8 @@ export class Job {
     this.#log = options.log;
     const mask = (text: string) => options.log.mask(text);
     this.#variables = new Map(
-      options.payload.variables.map((v) => [v.key, new Variable(v, { mask })]),
+      [...options.payload.variables, ...(options.runnerVariables ?? [])]
+        .map((v) => [v.key, new Variable(v, { mask })]),
     );
     this.#dependencies = options.dependencies;
     this.#signal = options.signal;
@@ -220,7 +227,11 @@ export class Job {
     return this.#payload;
   }
 
-  /** All variables (duplicates resolved: the last one wins). */
+  /**
+   * All variables (duplicates resolved: the last one wins): GitLab's, then the runner's own,
+   * which win — `CI_PROJECT_DIR` (the build dir), `CI_BUILDS_DIR`, `CI_SERVER`,
+   * `CI_JOB_STATUS`, `CI_JOB_TIMEOUT` — so that `$CI_PROJECT_DIR` in a variable's value expands.
+   */
   get variables(): Variable[] {
     return [...this.#variables.values()];
   }
@@ -252,6 +263,36 @@ export class Job {
    */
   dependencies(): Dependency[] {
     return [...this.#dependencies];
+  }
+
+  /**
+   * Gets the job's sources with the machine's `git`, like the official runner's get_sources
+   * stage: `GIT_STRATEGY`, `git_info.refspecs` and depth, checkout, clean, submodules, LFS, the
+   * get_sources hooks, `GET_SOURCES_ATTEMPTS` (see {@linkcode getSources}). Its lines go to the
+   * job log; the job token stays out of `.git/config`, command lines and the log. Announce the
+   * `refspecs` feature when you use it. Rejects with a `SourcesError` (a `JobFailure`, which
+   * fails the job with the reason) when git fails, and with the signal's reason on abort.
+   *
+   * @param dir Where to put the sources. Default: {@linkcode Job.buildDir}.
+   * @param options Signal (default: the job's), output (default: the job log), environment.
+   * @returns The strategy used, the directory, the commit checked out.
+   *
+   * @example Check out the sources in the factory, then run the script there
+   * ```ts ignore
+   * import { type Job, type JobHandler, runScript, ScriptFailure } from "@x/gitlab-runner";
+   * async function factory(job: Job): Promise<JobHandler> {
+   *   const { dir } = await job.sources();
+   *   return {
+   *     step: async (script, _phase, signal) => {
+   *       const code = await runScript(script, { cwd: dir, variables: job.variables, signal });
+   *       if (code !== 0) throw new ScriptFailure(code);
+   *     },
+   *   };
+   * }
+   * ```
+   */
+  sources(dir: string = this.#buildDir, options: SourcesOptions = {}): Promise<SourcesResult> {
+    return getSources(this, dir, options);
   }
 
   /** Appends raw bytes or text to the job log (masked and limited like all output). */

@@ -20,7 +20,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
 import { type Client, maskSecrets, type RunnerMetadata } from "./api/client.ts";
 import { mapFailureReason } from "./api/failure_reasons.ts";
-import type { JobPayload, JobStep, ParseResult } from "./api/payload.ts";
+import type { JobPayload, JobStep, JobVariable, ParseResult } from "./api/payload.ts";
 import { JobFailure, ScriptFailure } from "./errors.ts";
 import type { JobFactory, JobHandler } from "./handler.ts";
 import { Job } from "./job.ts";
@@ -92,6 +92,31 @@ interface Failure {
  * then a hard stop, the job timeout, a graceful cancel.
  */
 type JobEnd = { kind: "canceled" } | { kind: "success" } | ({ kind: "failed" } & Failure);
+
+/**
+ * The variables the runner sets itself (gitlab-runner `common/build.go` `GetDefaultVariables`):
+ * where the builds and this job's directory are (absolute), `CI_SERVER`, `CI_JOB_STATUS`,
+ * `CI_JOB_TIMEOUT`. They come after GitLab's, so they win over a `CI_PROJECT_DIR` GitLab
+ * describes for its own layout, and they are part of `job.variables` before any expansion, so
+ * `$CI_PROJECT_DIR` in a job variable's value expands to the build dir.
+ */
+function runnerVariables(ctx: RunContext, buildDir: string, timeoutS: number): JobVariable[] {
+  const v = (key: string, value: string) => ({
+    key,
+    value,
+    public: true,
+    masked: false,
+    file: false,
+    raw: true,
+  });
+  return [
+    v("CI_BUILDS_DIR", ctx.buildDir),
+    v("CI_PROJECT_DIR", buildDir),
+    v("CI_SERVER", "yes"),
+    v("CI_JOB_STATUS", "running"),
+    ...(timeoutS > 0 ? [v("CI_JOB_TIMEOUT", String(timeoutS))] : []),
+  ];
+}
 
 /** The reason timers are stopped with (made once: an abort without one builds an error). */
 const TIMER_DONE = new Error("Timer no longer needed");
@@ -395,7 +420,14 @@ async function prepare(life: Life, inputs: AppliedInputs): Promise<Prepared> {
     random: ctx.random,
     log: lineWriter(log),
   });
-  const job = new Job({ payload, buildDir, log, dependencies, signal: stops.main });
+  const job = new Job({
+    payload,
+    buildDir,
+    log,
+    dependencies,
+    signal: stops.main,
+    runnerVariables: runnerVariables(ctx, buildDir, payload.runnerInfo.timeout ?? 0),
+  });
   try {
     // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
     // and one that does not settle within the abort grace is left behind (C8.3).

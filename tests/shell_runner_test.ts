@@ -102,13 +102,20 @@ Deno.test("C7 example end to end: artifacts, a dependency, an exit code, a cance
   const output = Promise.all([child.stdout, child.stderr].map((s) => new Response(s).text()));
   let stdout = "";
   try {
-    const build = mock.job().name("build")
+    const build = mock.job().variable("GIT_STRATEGY", "none").name("build")
       .script(["mkdir -p out", "echo built > out/app.txt"])
       .artifact({ name: "app", paths: ["out/"] })
       .enqueue();
-    const failing = mock.job().name("failing").script(["echo before", "exit 7", "echo after"])
+    const failing = mock.job().variable("GIT_STRATEGY", "none").name("failing").script([
+      "echo before",
+      "exit 7",
+      "echo after",
+    ])
       .enqueue();
-    const slow = mock.job().name("slow").variable("PID_DIR", pidDir)
+    const slow = mock.job().variable("GIT_STRATEGY", "none").name("slow").variable(
+      "PID_DIR",
+      pidDir,
+    )
       .script([
         "sleep 1000 & echo $! > $PID_DIR/background.pid",
         "echo $$ > $PID_DIR/shell.pid",
@@ -117,7 +124,9 @@ Deno.test("C7 example end to end: artifacts, a dependency, an exit code, a cance
       ])
       .enqueue();
     await mock.waitFor(() => build.state === "success", { timeoutMs: 20_000 });
-    const test = mock.job().name("test").dependency(build).script(["cat out/app.txt"]).enqueue();
+    const test = mock.job().variable("GIT_STRATEGY", "none").name("test").dependency(build).script([
+      "cat out/app.txt",
+    ]).enqueue();
     await mock.waitFor(() => test.state === "success", { timeoutMs: 20_000 });
     assert.match(test.logText, /\nbuilt\n/);
     await mock.waitFor(() => failing.state === "failed", { timeoutMs: 20_000 });
@@ -233,7 +242,7 @@ async function huntFor(
   const output = Promise.all([child.stdout, child.stderr].map((s) => new Response(s).text()));
   const half = Math.floor(token.length / 2);
   try {
-    const job = mock.job().name("hunt")
+    const job = mock.job().variable("GIT_STRATEGY", "none").name("hunt")
       .variable("N1", token.slice(0, half))
       .variable("N2", token.slice(half))
       .script(HUNT)

@@ -97,6 +97,37 @@ export function payloadFacts(job: JobState, serverUrl: string): PayloadFacts {
   };
 }
 
+/** `git_info.depth` like GitLab's `BuildRunnerPresenter#git_depth`: the job's `GIT_DEPTH`, else the project's. */
+function gitDepth(spec: JobState["spec"]): number {
+  const value = (spec.variables ?? []).filter((v) => v.key === "GIT_DEPTH").pop()?.value;
+  return typeof value === "string" && /^\d+$/.test(value) ? Number(value) : spec.depth ?? 20;
+}
+
+/**
+ * `git_info.refspecs` as GitLab's `BuildRunnerPresenter#refspecs` makes them: the pipeline's
+ * persistent ref by commit, then with a depth the branch or tag (nothing more for a
+ * merge-request ref), with depth 0 every branch and tag.
+ */
+function presenterRefspecs(
+  sha: string,
+  pipelineId: number,
+  ref: string,
+  refType: string,
+  depth: number,
+): string[] {
+  const specs = [`+${sha}:refs/pipelines/${pipelineId}`];
+  const short = ref.replace(/^refs\/(heads|tags)\//, "");
+  if (depth > 0) {
+    if (refType === "tag") specs.push(`+refs/tags/${short}:refs/tags/${short}`);
+    else if (!ref.startsWith("refs/") || ref.startsWith("refs/heads/")) {
+      specs.push(`+refs/heads/${short}:refs/remotes/origin/${short}`);
+    }
+  } else {
+    specs.push("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*");
+  }
+  return specs;
+}
+
 /** The predefined variables GitLab puts before the job's own (PROTOCOL §4, §12.2). */
 export function predefinedVariables(job: JobState, facts: PayloadFacts): MockVariable[] {
   const { server, serverUrl, projectUrl, token, sha, shortRef, pipelineId } = facts;
@@ -184,13 +215,9 @@ export function defaultPayload(
       sha: facts.sha,
       before_sha: facts.beforeSha,
       ref_type: refType,
-      refspecs: spec.refspecs ?? [
-        `+refs/pipelines/${pipelineId}:refs/pipelines/${pipelineId}`,
-        refType === "tag"
-          ? `+refs/tags/${shortRef}:refs/tags/${shortRef}`
-          : `+refs/heads/${shortRef}:refs/remotes/origin/${shortRef}`,
-      ],
-      depth: spec.depth ?? 20,
+      refspecs: spec.refspecs ??
+        presenterRefspecs(facts.sha, pipelineId, spec.ref ?? "main", refType, gitDepth(spec)),
+      depth: gitDepth(spec),
       repo_object_format: spec.repoObjectFormat ?? "sha1",
       protected: spec.protected ?? false,
     },

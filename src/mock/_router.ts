@@ -132,6 +132,8 @@ export async function serve(
   request: Request,
   ctx: ServeContext,
 ): Promise<Response | null> {
+  const git = store.git?.handle(request); // C11.4: /<project>.git/… of a served repository
+  if (git) return await git;
   store.sweep();
   const url = new URL(request.url);
   const match = classify(store.config.basePath, request.method, url.pathname);

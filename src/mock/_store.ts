@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { MockGit } from "./_git_http.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import {
   MAX_ARTIFACT_SIZE,
@@ -98,6 +99,8 @@ export class MockStore {
   readonly jobs: JobState[] = [];
   readonly byId: Map<number, JobState> = new Map();
   readonly byToken: Map<string, JobState> = new Map();
+  /** The served git repositories (C11.4), asked before the routes (set by `GitLabMock`). */
+  git?: MockGit;
   /** Pending jobs in queue order. */
   readonly pending: Set<JobState> = new Set();
   /** The queue's current `X-GitLab-Last-Update` value; changes whenever a job is queued. */

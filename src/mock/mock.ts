@@ -13,6 +13,7 @@ import { fetchInProcess } from "./_redirects.ts";
 import { serve, type ServeContext } from "./_router.ts";
 import { MockStore, resolveConfig } from "./_store.ts";
 import { MockJobBuilder } from "./job.ts";
+import { MockGit } from "./_git_http.ts";
 import type {
   CancelOptions,
   ListenOptions,
@@ -80,6 +81,8 @@ export class GitLabMock {
   readonly fetch: (input: Request | string | URL, init?: RequestInit) => Promise<Response>;
   /** A paused runner gets 204 (with `X-GitLab-Last-Update`) and no job. */
   paused = false;
+  /** Git repositories served over smart HTTP to jobs (C11.4); see {@linkcode MockGit}. */
+  readonly git: MockGit;
 
   #store: MockStore;
   #servers = new Set<MockServer>();
@@ -96,6 +99,13 @@ export class GitLabMock {
     this.url = `${config.origin}${config.basePath}`;
     this.objectsUrl = config.objectsOrigin;
     const origins = [config.origin, config.objectsOrigin];
+    const clock = config.clock;
+    this.git = new MockGit(
+      config.basePath,
+      (t) => this.#store.byToken.get(t)?.state === "running",
+      (ms, signal) => clock.sleep(ms, signal).then(() => true, () => false),
+    );
+    this.#store.git = this.git;
     const ctx: ServeContext = { objectsOrigin: config.objectsOrigin };
     this.fetch = (input, init) =>
       fetchInProcess((request) => serve(this.#store, request, ctx), origins, input, init);

@@ -45,6 +45,7 @@
 
 export type { Clock } from "../clock.ts";
 export { GitLabMock } from "./mock.ts";
+export { MockGit, type MockGitRepository, type MockGitRepositoryOptions } from "./_git_http.ts";
 export { MockJobBuilder, type PayloadTransform } from "./job.ts";
 export type {
   CancelOptions,
