@@ -435,7 +435,7 @@ Deno.test("C13.2 the example runner with --listen-address: scraped and probed ov
     const url = await listenerUrl(p);
     await p.line(/^Waiting for jobs/);
     await waitStatus(`${url}/health/ready`, 200);
-    mock.job().name("slow").script(["sleep 1"]).enqueue();
+    mock.job().variable("GIT_STRATEGY", "none").name("slow").script(["sleep 1"]).enqueue();
     await p.line(/^job \d+ slow started/);
     let { samples } = await scrape(url);
     assert.equal(value(samples, "gitlab_runner_jobs", { state: "running" }), 1);

@@ -40,7 +40,7 @@ Deno.test("C13.3 four runner processes share the queue; a rolling restart loses 
   for (let i = 0; i < JOBS; i++) {
     const ms = Math.floor(random() * 300);
     const fails = i % 10 === 7;
-    const job = mock.job().name(`j${i}`)
+    const job = mock.job().variable("GIT_STRATEGY", "none").name(`j${i}`)
       .script([`sleep ${(ms / 1000).toFixed(3)}`, ...(fails ? ["exit 3"] : [])])
       .enqueue();
     expected.set(job.id, fails ? { state: "failed", exitCode: 3 } : { state: "success" });
