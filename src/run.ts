@@ -61,7 +61,28 @@ export interface RunContext {
 
 /**
  * How a job ended, for the runner's bookkeeping and tests: the result of `runJob`, made once
- * per job after its final update.
+ * per job after its final update (`Runner.outcomes`, `RunOptions.onJobEnd`).
+ *
+ * @example The outcome of a job whose step failed
+ * ```ts
+ * import { type JobOutcome, RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { ok, strictEqual } from "node:assert";
+ * const mock = new GitLabMock();
+ * const job = mock.job().name("flash").enqueue();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * await runner.requestJob(() => ({ step: () => Promise.reject(new Error("No board attached")) }));
+ * await runner.drain();
+ * const [outcome]: readonly JobOutcome[] = runner.outcomes;
+ * strictEqual(outcome.id, job.id);
+ * strictEqual(outcome.name, "flash");
+ * strictEqual(outcome.state, "failed");
+ * strictEqual(outcome.failureReason, "script_failure");
+ * strictEqual(outcome.exitCode, undefined); // a ScriptFailure would carry its exit code
+ * ok(outcome.durationMs >= 0);
+ * ```
  */
 export interface JobOutcome {
   /** The job id (0 when the payload had none). */
