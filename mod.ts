@@ -103,7 +103,6 @@ export {
 } from "./src/script/run_script.ts";
 export {
   filesUnder,
-  type FilesUnderOptions,
   readFileStream,
   type ReadFileStreamOptions,
   type UploadableFile,

@@ -36,19 +36,48 @@ export function currentJobLog(): LogSink | undefined {
   return storage.getStore();
 }
 
+/**
+ * One value as text: a string as is, an error's stack, an object as JSON, anything else through
+ * `String`. Never throws: what neither can render (a cyclic object with no prototype, a revoked
+ * proxy, a throwing `toJSON` or `toString`) falls back to {@linkcode fallback}.
+ */
 function format(value: unknown): string {
   if (typeof value === "string") return value;
-  if (value instanceof Error) return value.stack ?? value.message;
   try {
-    return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
+    const text = value instanceof Error
+      ? value.stack ?? value.message
+      : typeof value === "object" && value !== null
+      ? JSON.stringify(value)
+      : String(value);
+    if (typeof text === "string") return text;
   } catch {
+    // JSON.stringify, a getter or the value's own conversion threw: fall back.
+  }
+  return fallback(value);
+}
+
+/**
+ * `String(value)`, else its `[object Tag]`, else a fixed text: never throws (also used for the
+ * runner's descriptions of whatever a handler threw).
+ */
+export function fallback(value: unknown): string {
+  try {
     return String(value);
+  } catch {
+    // No usable toString (e.g. a null prototype) or it throws.
+  }
+  try {
+    return Object.prototype.toString.call(value);
+  } catch {
+    return "[unprintable value]";
   }
 }
 
 /**
  * Writes its arguments, joined by spaces, as one line to the current job's log. Outside a
- * job it does nothing: output never reaches another job's log.
+ * job it does nothing: output never reaches another job's log. Strings go as they are, errors
+ * as their stack, other objects as JSON; it never throws for what it is given (a value nothing
+ * can render, like a cyclic object with no prototype, is written as `[object Object]`).
  *
  * @example Inside a job's step, and outside any job
  * ```ts

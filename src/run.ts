@@ -18,18 +18,19 @@ import { join } from "node:path";
 import { makeDir, removeDir } from "./_dirs.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
-import { type Client, maskSecrets, type RunnerMetadata } from "./api/client.ts";
+import type { Client, RunnerMetadata } from "./api/client.ts";
 import { mapFailureReason } from "./api/failure_reasons.ts";
 import type { JobPayload, JobStep, JobVariable, ParseResult } from "./api/payload.ts";
 import { JobFailure, ScriptFailure } from "./errors.ts";
 import type { JobFactory, JobHandler } from "./handler.ts";
 import { Job } from "./job.ts";
 import { type FinalResult, type FinalState, JobLog } from "./log/job_log.ts";
-import { withJobLog } from "./output.ts";
+import { Masker, type MaskerOptions } from "./log/masker.ts";
+import { fallback, withJobLog } from "./output.ts";
 import { createDependencies } from "./artifacts/download.ts";
 import { filesUnder } from "./artifacts/files.ts";
 import { uploadArtifacts } from "./artifacts/upload.ts";
-import { type AppliedInputs, applyJobInputs } from "./inputs.ts";
+import { type AppliedInputs, applyJobInputs, sensitiveInputValues } from "./inputs.ts";
 import { whenMatches } from "./_when.ts";
 
 /** What the runner gives each job run. */
@@ -60,7 +61,28 @@ export interface RunContext {
 
 /**
  * How a job ended, for the runner's bookkeeping and tests: the result of `runJob`, made once
- * per job after its final update.
+ * per job after its final update (`Runner.outcomes`, `RunOptions.onJobEnd`).
+ *
+ * @example The outcome of a job whose step failed
+ * ```ts
+ * import { type JobOutcome, RunnerBuilder } from "@x/gitlab-runner";
+ * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { ok, strictEqual } from "node:assert";
+ * const mock = new GitLabMock();
+ * const job = mock.job().name("flash").enqueue();
+ * const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+ *   .fetch(mock.fetch)
+ *   .build();
+ * await runner.requestJob(() => ({ step: () => Promise.reject(new Error("No board attached")) }));
+ * await runner.drain();
+ * const [outcome]: readonly JobOutcome[] = runner.outcomes;
+ * strictEqual(outcome.id, job.id);
+ * strictEqual(outcome.name, "flash");
+ * strictEqual(outcome.state, "failed");
+ * strictEqual(outcome.failureReason, "script_failure");
+ * strictEqual(outcome.exitCode, undefined); // a ScriptFailure would carry its exit code
+ * ok(outcome.durationMs >= 0);
+ * ```
  */
 export interface JobOutcome {
   /** The job id (0 when the payload had none). */
@@ -78,6 +100,9 @@ export interface JobOutcome {
 }
 
 type Ended = Omit<JobOutcome, "durationMs" | "name">;
+
+/** A payload that cannot be used (maybe with its id and token). */
+type Unparsed = Extract<ParseResult, { ok: false }>;
 
 /** Why a job failed: a reason (unmapped), the exit code if any, and the job log's words. */
 interface Failure {
@@ -223,8 +248,15 @@ interface Prepared {
   madeDir: boolean;
 }
 
+/** An error's message, or the thrown value as text; never throws, whatever was thrown. */
 function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  try {
+    const text = error instanceof Error ? error.message : String(error);
+    if (typeof text === "string") return text;
+  } catch {
+    // A value with no usable conversion (e.g. a null prototype), or a throwing getter.
+  }
+  return fallback(error);
 }
 
 /** Error text for the runner's own diagnostics, masked like the job log. */
@@ -271,6 +303,18 @@ function delivered(result: FinalResult, state: FinalState["state"]): JobOutcome[
   return result.outcome === "done" ? state : result.outcome === "aborted" ? "aborted" : "lost";
 }
 
+/**
+ * What a job's log and the runner's diagnostics about the job mask (C4.8, C9.4): the job
+ * token, the values of masked variables, the values of sensitive inputs, and the job's token
+ * prefixes; of a payload that cannot be read, the token if it was recovered.
+ */
+function maskingOf(payload: JobPayload | Unparsed): MaskerOptions {
+  if ("ok" in payload) return { secrets: payload.token ? [payload.token] : [] };
+  const secrets = payload.variables.filter((v) => v.masked && v.value).map((v) => v.value);
+  secrets.push(payload.token, ...sensitiveInputValues(payload.inputs));
+  return { secrets, tokenPrefixes: payload.features.tokenMaskPrefixes };
+}
+
 /** Runs one job to its end. Never throws. */
 export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobOutcome> {
   const started = ctx.clock.now();
@@ -279,17 +323,10 @@ export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobO
   try {
     outcome = parsed.ok ? await runParsed(ctx, parsed.payload) : await failUnparsed(ctx, parsed);
   } catch (error) {
-    // Masked like the job log: the error may quote the job's token or a masked value (C9.4).
-    const secrets = parsed.ok
-      ? [
-        parsed.payload.token,
-        ...parsed.payload.variables.filter((v) => v.masked).map((v) => v.value),
-      ]
-      : parsed.token
-      ? [parsed.token]
-      : [];
+    // Masked like the job log: the error may quote the job's token, a masked variable's or a
+    // sensitive input's value (C9.4).
     ctx.logger.error("Unexpected error while running a job: {error}", {
-      error: maskSecrets(describe(error), secrets),
+      error: new Masker(maskingOf(parsed.ok ? parsed.payload : parsed)).mask(describe(error)),
     });
     outcome = { id: parsed.ok ? parsed.payload.id : parsed.id ?? 0, state: "lost" };
   }
@@ -298,7 +335,7 @@ export async function runJob(ctx: RunContext, parsed: ParseResult): Promise<JobO
 
 async function failUnparsed(
   ctx: RunContext,
-  parsed: Extract<ParseResult, { ok: false }>,
+  parsed: Unparsed,
 ): Promise<Ended> {
   ctx.logger.error("GitLab sent a job payload that cannot be read: {error}", {
     jobId: parsed.id,
@@ -312,7 +349,7 @@ async function failUnparsed(
     jobId: parsed.id,
     token: parsed.token,
     clock: ctx.clock,
-    masking: { secrets: [parsed.token] },
+    masking: maskingOf(parsed),
     info: ctx.info,
     random: ctx.random,
     finalUpdateDeadlineMs: ctx.finalUpdateDeadlineMs,
@@ -331,7 +368,8 @@ async function failUnparsed(
 
 async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
   // Job inputs (C12.1, src/inputs.ts): `${{ job.inputs.NAME }}` interpolated into the payload
-  // when `job_inputs` is announced; `inputs.secrets` are masked; `inputs.error` fails the job.
+  // when `job_inputs` is announced; sensitive inputs are masked (maskingOf); `inputs.error` fails
+  // the job.
   const inputs = applyJobInputs(parsed, ctx.features.job_inputs === true);
   const life = open(ctx, inputs);
   const disarm = life.stops.arm(ctx.clock, life.payload.runnerInfo.timeout ?? 0, ctx.hardStop);
@@ -354,14 +392,12 @@ function open(ctx: RunContext, inputs: AppliedInputs): Life {
   const buildDir = join(ctx.buildDir, String(payload.id));
   const logger = ctx.logger.with({ jobId: payload.id });
   const stops = new JobStops();
-  const secrets = payload.variables.filter((v) => v.masked && v.value).map((v) => v.value);
-  secrets.push(payload.token, ...inputs.secrets);
   const log: JobLog = new JobLog({
     client: ctx.client,
     jobId: payload.id,
     token: payload.token,
     clock: ctx.clock,
-    masking: { secrets, tokenPrefixes: payload.features.tokenMaskPrefixes },
+    masking: maskingOf(payload),
     outputLimit: ctx.outputLimit,
     updateIntervalMs: ctx.updateIntervalMs,
     keepAliveMs: ctx.keepAliveMs,

@@ -57,3 +57,49 @@ Deno.test("C4.8 diagnostics never print tokens or masked values", async () => {
     await reset();
   }
 });
+
+Deno.test("C4.8 C9.4 the catch-all diagnostic masks like the job log: sensitive inputs, masked variables, the token", async () => {
+  const records: LogRecord[] = [];
+  await configure({
+    sinks: { capture: (record) => records.push(record) },
+    loggers: [
+      { category: ["gitlab-runner"], sinks: ["capture"], lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+    reset: true,
+  });
+  try {
+    await using h = await harness();
+    const input = "correct-horse-battery-staple";
+    const variable = "s3cr3t-Pa55w0rd-value";
+    const job = h.mock.job()
+      .input("password", input, { sensitive: true })
+      .variable("API_PASSWORD", variable, { masked: true })
+      .variable("EMPTY_SECRET", "", { masked: true })
+      .script(["deploy"])
+      .enqueue();
+    const runner = await h.builder.features(["job_inputs"]).build();
+    // A handler whose cleanup cannot even be looked up: an error no phase expects, so it
+    // reaches runJob's catch-all, quoting the job's secrets.
+    await runner.requestJob((j) => ({
+      step: async () => {},
+      get cleanup(): () => void {
+        throw new Error(
+          `no cleanup for ${j.input("password")?.value.content} ${
+            j.variable("API_PASSWORD")?.value
+          } ${j.payload.token}`,
+        );
+      },
+    }));
+    await until(h.clock, () => runner.running === 0);
+    const text = records.map((r) => JSON.stringify({ m: r.message.map(String), p: r.properties }))
+      .join("\n");
+    assert.match(text, /Unexpected error while running a job/);
+    assert.match(text, /no cleanup for \[MASKED\] \[MASKED\] \[MASKED\]/);
+    for (const forbidden of [input, variable, job.token]) {
+      assert.equal(text.includes(forbidden), false, `diagnostics leak ${forbidden.slice(0, 6)}…`);
+    }
+  } finally {
+    await reset();
+  }
+});

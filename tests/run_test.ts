@@ -182,6 +182,43 @@ Deno.test("C3.4 a handler that throws synchronously or rejects with nothing neve
   assert.equal(a.failureReason, "script_failure");
 });
 
+Deno.test("C3.4 a handler that throws what String cannot convert still ends the job failed", async () => {
+  await using h = await harness();
+  const cyclic = Object.create(null);
+  cyclic.self = cyclic;
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const badMessage = new Error("x");
+  Object.defineProperty(badMessage, "message", {
+    get() {
+      throw new Error("no message");
+    },
+  });
+  const thrown: unknown[] = [cyclic, badMessage];
+  const jobs = thrown.map(() => h.mock.job().script(["a"]).enqueue());
+  const factoryFails = h.mock.job().script(["b"]).enqueue();
+  const cleanupFails = h.mock.job().script(["c"]).enqueue();
+  await runAll(h, (job) => {
+    if (job.id === factoryFails.id) throw cyclic;
+    const i = jobs.findIndex((j) => j.id === job.id);
+    return {
+      step: () => Promise.reject(i >= 0 ? thrown[i] : undefined),
+      cleanup: () => {
+        if (job.id === cleanupFails.id) throw revoked;
+      },
+    };
+  }, { maximum: 4 });
+  for (const job of jobs) {
+    assert.deepEqual(finalOf(job), { state: "failed", reason: "script_failure", exit: undefined });
+  }
+  assert.match(jobs[0].logText, /ERROR: Job failed: \[object Object\]/);
+  assert.match(jobs[1].logText, /ERROR: Job failed: \[object Error\]/);
+  assert.equal(factoryFails.state, "failed");
+  assert.equal(factoryFails.failureReason, "runner_system_failure");
+  assert.match(factoryFails.logText, /could not prepare the job: \[object Object\]/);
+  assert.equal(cleanupFails.state, "failed"); // the step rejected with nothing; the cleanup threw
+});
+
 Deno.test("C3.6 the job timeout aborts the step and fails with job_execution_timeout", async () => {
   await using h = await harness();
   const job = h.mock.job().timeout(60).script(["sleep 3600"]).afterScript(["echo after"])

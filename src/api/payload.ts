@@ -274,8 +274,8 @@ export interface JobService extends JobImage {
   variables: ServiceVariable[];
 }
 
-/** What triggers an artifact upload or a cache save. */
-export type UploadWhen = "on_success" | "on_failure" | "always";
+/** What triggers an artifact upload or a cache save: the values of {@linkcode StepWhen}. */
+export type UploadWhen = StepWhen;
 
 /** One artifact to upload (`artifacts[]`): the archive, or one report. */
 export interface ArtifactSpec {

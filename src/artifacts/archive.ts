@@ -37,11 +37,11 @@ export interface ArchiveEntry {
   mtime?: Date;
 }
 
-/** Options of {@link zipArchive} and {@link gzipArchive}. */
+/** Options of {@link zipArchive}. */
 export interface ArchiveOptions {
   /**
    * Deflate level, 0 (store, no compression) to 9; see {@link compressionLevelFromVariable}.
-   * Default 6. gzip ignores it, like the official runner.
+   * Default 6. {@link gzipArchive} takes none: like the official runner, it ignores the level.
    */
   level?: number;
 }
@@ -468,15 +468,14 @@ async function* gzipMember(
  * contains `%` is written as `e:` + its URL path escape (`e:r%C3%A9sum%C3%A9.xml`), and the
  * member's MTIME is the entry's `mtime`.
  *
- * The data is compressed by the platform's `CompressionStream` (its default level: the
- * official runner ignores the compression level for gzip too); `options.level` is only checked.
+ * The data is compressed by the platform's `CompressionStream` at its default level: the
+ * official runner ignores the compression level for gzip too.
  *
  * Note: a multi-member gzip decodes as the concatenation of the files with `gunzip` or Node's
  * `zlib.gunzipSync`, but Deno's `DecompressionStream("gzip")` stops with an error after the
  * first member.
  *
  * @param entries The files, with paths relative to the project directory.
- * @param options Accepted for symmetry with {@link zipArchive}.
  * @returns The concatenated gzip members.
  * @throws {ArtifactError} At once for an invalid or duplicate path when `entries` is an array.
  *
@@ -492,11 +491,7 @@ async function* gzipMember(
  * strictEqual(text, "<testsuites/>");
  * ```
  */
-export function gzipArchive(
-  entries: ArchiveEntries,
-  options: ArchiveOptions = {},
-): ReadableStream<Uint8Array> {
-  checkLevel(options.level);
+export function gzipArchive(entries: ArchiveEntries): ReadableStream<Uint8Array> {
   const checked = isSyncIterable(entries) ? checkedEntries(entries) : undefined;
   const active: ActiveSource = {};
   return streamFrom(

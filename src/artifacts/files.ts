@@ -44,16 +44,6 @@ export interface UploadableFile {
   mtime?: Date;
 }
 
-/** Options of {@link filesUnder}. */
-export interface FilesUnderOptions {
-  /**
-   * Symbolic links are never followed: a link is offered as a link (its mode has the file type
-   * `0o120000` and its content is the target), and a link to a directory is not descended
-   * into. Only `false` is accepted; the option exists to make that explicit.
-   */
-  followSymlinks?: false;
-}
-
 const CHUNK_SIZE = 64 * 1024;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
@@ -181,7 +171,6 @@ async function* walk(root: string, prefix: string): AsyncGenerator<UploadableFil
  * a link to a directory is not descended into.
  *
  * @param dir The directory, e.g. the job's build directory.
- * @param options See {@link FilesUnderOptions}.
  * @returns The files, each opened only when read.
  *
  * @example List a build directory
@@ -201,13 +190,7 @@ async function* walk(root: string, prefix: string): AsyncGenerator<UploadableFil
  * await rm(dir, { recursive: true });
  * ```
  */
-export function filesUnder(
-  dir: string,
-  options: FilesUnderOptions = {},
-): AsyncIterable<UploadableFile> {
-  if (options.followSymlinks !== undefined && options.followSymlinks !== false) {
-    throw new TypeError("filesUnder never follows symbolic links: followSymlinks must be false");
-  }
+export function filesUnder(dir: string): AsyncIterable<UploadableFile> {
   const root = dir.length > 1 ? dir.replace(/[/\\]+$/, "") : dir;
   return { [Symbol.asyncIterator]: () => walk(root, "") };
 }

@@ -31,18 +31,14 @@ export type MultipartEvent =
   | { type: "data"; bytes: Uint8Array }
   | { type: "end" };
 
-/** Options of {@linkcode readMultipart}. */
-export interface ReadMultipartOptions {
-  /** Largest header block of a part, in bytes (default 16 KiB). */
-  maxHeaderBytes?: number;
-}
-
 const CR = 0x0d;
 const LF = 0x0a;
 const DASH = 0x2d;
 const CRLF = new Uint8Array([CR, LF]);
 const CRLFCRLF = new Uint8Array([CR, LF, CR, LF]);
 const MAX_PADDING = 1024;
+/** Largest header block of a part, in bytes. */
+const MAX_HEADER_BYTES = 16 * 1024;
 const encoder = new TextEncoder();
 
 /**
@@ -62,17 +58,15 @@ export function multipartBoundary(contentType: string | null): string | undefine
 /**
  * Reads a `multipart/form-data` body as a stream of events. The bytes of `data` events are
  * views valid until the next event (copy them to keep them). Throws {@linkcode MultipartError}
- * on a malformed body (no opening boundary, broken part headers, a body that ends before the
- * closing boundary). Stopping the iteration early (or an error) cancels the rest of the body;
- * whatever follows the closing boundary (the epilogue) is not read.
+ * on a malformed body (no opening boundary, broken part headers or over 16 KiB of them, a body
+ * that ends before the closing boundary). Stopping the iteration early (or an error) cancels
+ * the rest of the body; whatever follows the closing boundary (the epilogue) is not read.
  */
 export async function* readMultipart(
   body: ReadableStream<Uint8Array> | null,
   boundary: string,
-  options: ReadMultipartOptions = {},
 ): AsyncGenerator<MultipartEvent, void, undefined> {
   if (body === null) throw new MultipartError("empty multipart body");
-  const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
   // Every delimiter is CRLF "--" boundary; the first one may open the body without the CRLF,
   // so the body is read as if a CRLF came first.
   const delimiter = encoder.encode(`\r\n--${boundary}`);
@@ -146,12 +140,12 @@ export async function* readMultipart(
           continue;
         }
         const at = indexOf(buf, CRLFCRLF, pos);
-        if (at >= 0 && at - pos <= maxHeaderBytes) {
+        if (at >= 0 && at - pos <= MAX_HEADER_BYTES) {
           const text = new TextDecoder().decode(buf.subarray(pos, at));
           pos = at + 4;
           yield { type: "part", part: parsePartHeaders(text) };
           state = "body";
-        } else if (at >= 0 || buf.length - pos > maxHeaderBytes + 4) {
+        } else if (at >= 0 || buf.length - pos > MAX_HEADER_BYTES + 4) {
           throw new MultipartError("multipart part headers are too large");
         } else if (!(await more())) {
           throw new MultipartError("multipart body ends in part headers");

@@ -22,12 +22,20 @@ import type {
  * @example Turn a job into a `run:` job (no `steps` key)
  * ```ts
  * import { GitLabMock, type PayloadTransform } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const toRunJob: PayloadTransform = (p) => {
  *   const { steps: _steps, ...rest } = p;
  *   return { ...rest, run: JSON.stringify([{ name: "hello", script: "echo hi" }]) };
  * };
  * const mock = new GitLabMock();
- * mock.job().payload(toRunJob).enqueue();
+ * const job = mock.job().payload(toRunJob).enqueue();
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * strictEqual(job.payload?.steps, undefined);
+ * strictEqual(job.payload?.run, '[{"name":"hello","script":"echo hi"}]');
  * ```
  */
 export type PayloadTransform = (
@@ -41,6 +49,7 @@ export type PayloadTransform = (
  * @example
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const build = mock.job().name("build").artifact({ paths: ["out/"] }).enqueue();
  * const test = mock.job()
@@ -51,7 +60,8 @@ export type PayloadTransform = (
  *   .dependency(build)
  *   .timeout(600)
  *   .enqueue();
- * console.log(test.id, test.state); // 2 pending
+ * strictEqual(test.id, 2);
+ * strictEqual(test.state, "pending");
  * ```
  */
 export class MockJobBuilder {

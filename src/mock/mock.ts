@@ -41,6 +41,7 @@ import type {
  * @example Hand out a job and finish it, in-process
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const job = mock.job().name("build").script(["make"]).enqueue();
  *
@@ -50,7 +51,8 @@ import type {
  *   body: JSON.stringify({ token: mock.runnerToken }),
  * });
  * const payload = await res.json();
- * console.log(res.status, payload.id === job.id); // 201 true
+ * strictEqual(res.status, 201);
+ * strictEqual(payload.id, job.id);
  *
  * await mock.fetch(`${mock.url}/api/v4/jobs/${job.id}/trace`, {
  *   method: "PATCH",
@@ -62,7 +64,8 @@ import type {
  *   headers: { "content-type": "application/json" },
  *   body: JSON.stringify({ token: payload.token, state: "success" }),
  * });
- * console.log(job.state, job.logText); // success hello
+ * strictEqual(job.state, "success");
+ * strictEqual(job.logText, "hello\n");
  * ```
  */
 export class GitLabMock {
@@ -117,11 +120,12 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { deepStrictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const seen: string[] = [];
    * mock.onRequest((r) => seen.push(`${r.method} ${r.path} ${r.status}`));
    * await mock.fetch(`${mock.url}/api/v4/runners/verify`, { method: "POST", body: "{}" });
-   * console.log(seen); // ["POST /api/v4/runners/verify 400"]
+   * deepStrictEqual(seen, ["POST /api/v4/runners/verify 400"]);
    * ```
    */
   onRequest(callback: ((request: MockRequest) => void) | undefined): void {
@@ -136,9 +140,11 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job({ name: "lint" }).script(["npm run lint"]).enqueue();
-   * console.log(job.name, job.state); // lint pending
+   * strictEqual(job.name, "lint");
+   * strictEqual(job.state, "pending");
    * ```
    */
   job(spec: Partial<MockJobSpec> = {}): MockJobBuilder {
@@ -151,10 +157,12 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const dep = mock.addJob({ name: "build", state: "success", artifactsFile: "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==" });
    * const job = mock.addJob({ name: "test", dependencies: ["build"] });
-   * console.log(dep.state, job.state); // success pending
+   * strictEqual(dep.state, "success");
+   * strictEqual(job.state, "pending");
    * ```
    */
   addJob(spec: MockJobSpec): MockJob {
@@ -167,10 +175,11 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { deepStrictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * mock.job().enqueue();
    * mock.job().enqueue();
-   * console.log(mock.jobs.map((j) => j.id)); // [1, 2]
+   * deepStrictEqual(mock.jobs.map((j) => j.id), [1, 2]);
    * ```
    */
   get jobs(): readonly MockJob[] {
@@ -184,9 +193,11 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job().enqueue();
-   * console.log(mock.getJob(job.id) === job, mock.getJob(99)); // true undefined
+   * strictEqual(mock.getJob(job.id), job);
+   * strictEqual(mock.getJob(99), undefined);
    * ```
    */
   getJob(id: number): MockJob | undefined {
@@ -203,10 +214,11 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job().enqueue();
    * mock.cancel(job.id);
-   * console.log(job.state); // canceled
+   * strictEqual(job.state, "canceled"); // it was pending
    * ```
    */
   cancel(id: number, options: CancelOptions = {}): void {
@@ -220,10 +232,12 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job().enqueue();
    * mock.dropJob(job.id, "no_updates_running");
-   * console.log(job.state, job.failureReason); // failed no_updates_running
+   * strictEqual(job.state, "failed");
+   * strictEqual(job.failureReason, "no_updates_running");
    * ```
    */
   dropJob(id: number, reason = "unknown_failure"): void {
@@ -237,11 +251,34 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job().enqueue();
-   * mock.watchTrace(job.id, true);   // 3 s
-   * mock.watchTrace(job.id, 10);     // any value
-   * mock.watchTrace(job.id, false);  // back to 60 s
+   * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+   *   method: "POST",
+   *   headers: { "content-type": "application/json" },
+   *   body: JSON.stringify({ token: mock.runnerToken }),
+   * });
+   * // Appends one byte to the log; resolves to the interval the answer asks for.
+   * const patch = async () => {
+   *   const at = job.logSize;
+   *   const res = await mock.fetch(`${mock.url}/api/v4/jobs/${job.id}/trace`, {
+   *     method: "PATCH",
+   *     headers: {
+   *       "job-token": job.token,
+   *       "content-range": `${at}-${at}`,
+   *       "content-type": "text/plain",
+   *     },
+   *     body: ".",
+   *   });
+   *   return res.headers.get("x-gitlab-trace-update-interval");
+   * };
+   * mock.watchTrace(job.id, true);
+   * strictEqual(await patch(), "3");
+   * mock.watchTrace(job.id, 10); // any value
+   * strictEqual(await patch(), "10");
+   * mock.watchTrace(job.id, false);
+   * strictEqual(await patch(), "60");
    * ```
    */
   watchTrace(id: number, watched: boolean | number = true): void {
@@ -260,10 +297,26 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job().enqueue();
+   * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+   *   method: "POST",
+   *   headers: { "content-type": "application/json" },
+   *   body: JSON.stringify({ token: mock.runnerToken }),
+   * });
+   * const patch = (range: string, body: string) =>
+   *   mock.fetch(`${mock.url}/api/v4/jobs/${job.id}/trace`, {
+   *     method: "PATCH",
+   *     headers: { "job-token": job.token, "content-range": range, "content-type": "text/plain" },
+   *     body,
+   *   });
+   * strictEqual((await patch("0-5", "hello\n")).status, 202);
    * mock.loseTrace(job.id);
-   * console.log(job.log.length); // 0
+   * strictEqual(job.logSize, 0);
+   * const res = await patch("6-11", "world\n");
+   * strictEqual(res.status, 416);
+   * strictEqual(res.headers.get("range"), "0-0"); // resend from the start
    * ```
    */
   loseTrace(id: number): void {
@@ -277,9 +330,19 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { deepStrictEqual } from "node:assert";
    * const mock = new GitLabMock();
-   * const dep = mock.job().state("success").artifactsFile(new Uint8Array([1])).enqueue();
+   * const dep = mock.job().name("build").state("success").artifactsFile(new Uint8Array([1]))
+   *   .enqueue();
+   * const job = mock.job().dependency(dep).enqueue();
    * mock.eraseArtifacts(dep.id);
+   * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+   *   method: "POST",
+   *   headers: { "content-type": "application/json" },
+   *   body: JSON.stringify({ token: mock.runnerToken }),
+   * });
+   * const [entry] = job.payload?.dependencies as Record<string, unknown>[];
+   * deepStrictEqual([entry.name, "artifacts_file" in entry], ["build", false]);
    * ```
    */
   eraseArtifacts(id: number): void {
@@ -294,10 +357,11 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * mock.fault({ route: "request", status: 409 });
    * const res = await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST" });
-   * console.log(res.status); // 409
+   * strictEqual(res.status, 409);
    * ```
    */
   fault(fault: MockFault): void {
@@ -310,9 +374,15 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * mock.fault({ route: "*", status: 500, times: Infinity });
    * mock.clearFaults();
+   * const res = await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+   *   method: "POST",
+   *   body: "{}",
+   * });
+   * strictEqual(res.status, 400); // handled again: the body has no token
    * ```
    */
   clearFaults(): void {
@@ -325,9 +395,10 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { deepStrictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST", body: "{}" });
-   * console.log(mock.requests.map((r) => `${r.route} ${r.status}`)); // ["request 400"]
+   * deepStrictEqual(mock.requests.map((r) => `${r.route} ${r.status}`), ["request 400"]);
    * ```
    */
   get requests(): readonly MockRequest[] {
@@ -340,9 +411,12 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST", body: "{}" });
-   * console.log(mock.requestCount("request"), mock.requestCount()); // 1 1
+   * strictEqual(mock.requestCount("request"), 1);
+   * strictEqual(mock.requestCount("trace"), 0);
+   * strictEqual(mock.requestCount(), 1);
    * ```
    */
   requestCount(route?: MockRoute): number {
@@ -360,8 +434,10 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
-   * console.log(mock.errors.length); // 0
+   * await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST", body: "not json" });
+   * strictEqual(mock.errors.length, 0); // a bad request is answered 400, not an error
    * ```
    */
   get errors(): readonly unknown[] {
@@ -375,11 +451,14 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { rejects, strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const job = mock.job().enqueue();
    * const done = mock.waitFor(() => job.state === "canceled");
    * mock.cancel(job.id);
    * await done;
+   * strictEqual(job.state, "canceled");
+   * await rejects(mock.waitFor(() => false, { timeoutMs: 10 })); // never holds
    * ```
    */
   waitFor(predicate: (mock: GitLabMock) => boolean, options: WaitForOptions = {}): Promise<void> {
@@ -394,9 +473,10 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * const res = await mock.handle(new Request(`${mock.url}/api/v4/jobs/1/trace`, { method: "PATCH" }));
-   * console.log(res.status); // 403
+   * strictEqual(res.status, 403); // no job token
    * ```
    */
   async handle(request: Request): Promise<Response> {
@@ -411,6 +491,7 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { ok, strictEqual } from "node:assert";
    * const mock = new GitLabMock();
    * await using server = await mock.listen({ hostname: "127.0.0.1", port: 0 });
    * const res = await fetch(`${server.url}/api/v4/jobs/request`, {
@@ -418,7 +499,8 @@ export class GitLabMock {
    *   headers: { "content-type": "application/json" },
    *   body: JSON.stringify({ token: mock.runnerToken }),
    * });
-   * console.log(res.status, res.headers.has("x-gitlab-last-update")); // 204 true
+   * strictEqual(res.status, 204); // no job
+   * ok(res.headers.has("x-gitlab-last-update"));
    * ```
    */
   async listen(options: ListenOptions = {}): Promise<MockServer> {
@@ -438,9 +520,11 @@ export class GitLabMock {
    * @example
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { rejects } from "node:assert";
    * const mock = new GitLabMock();
-   * await mock.listen();
+   * const server = await mock.listen({ port: 0 });
    * await mock.close();
+   * await rejects(fetch(`${server.url}/api/v4/jobs/request`, { method: "POST" }), TypeError);
    * ```
    */
   async close(): Promise<void> {

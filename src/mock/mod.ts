@@ -19,6 +19,7 @@
  * @example Drive the mock with plain fetch calls
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  *
  * const mock = new GitLabMock();
  * const job = mock.job().name("build").script(["make"]).enqueue();
@@ -37,7 +38,8 @@
  *   headers: { "job-token": payload.token, "content-range": "0-2", "content-type": "text/plain" },
  *   body: "hi\n",
  * });
- * console.log(patch.status, patch.headers.get("job-status")); // 202 canceling
+ * strictEqual(patch.status, 202);
+ * strictEqual(patch.headers.get("job-status"), "canceling");
  * ```
  *
  * @module

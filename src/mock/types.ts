@@ -17,9 +17,23 @@ import type { Clock } from "../clock.ts";
  * @example Pick the older GitLab behaviour
  * ```ts
  * import { GitLabMock, type CancelResponse } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const cancelResponse: CancelResponse = "job-status";
  * const mock = new GitLabMock({ cancelResponse });
- * console.log(mock.url);
+ * const job = mock.job().enqueue();
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * mock.cancel(job.id); // the runner did not announce cancel_gracefully: canceled at once
+ * const res = await mock.fetch(`${mock.url}/api/v4/jobs/${job.id}/trace`, {
+ *   method: "PATCH",
+ *   headers: { "job-token": job.token, "content-range": "0-2", "content-type": "text/plain" },
+ *   body: "hi\n",
+ * });
+ * strictEqual(res.status, 202);
+ * strictEqual(res.headers.get("job-status"), "canceled");
  * ```
  */
 export type CancelResponse = "bare-forbidden" | "forbidden" | "job-status";
@@ -29,9 +43,13 @@ export type CancelResponse = "bare-forbidden" | "forbidden" | "job-status";
  *
  * @example
  * ```ts
- * import type { MockJobState } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockJobState } from "@x/gitlab-runner/mock";
+ * import { ok } from "node:assert";
  * const done: MockJobState[] = ["success", "failed", "canceled"];
- * console.log(done.includes("failed"));
+ * const mock = new GitLabMock();
+ * const job = mock.job().enqueue();
+ * mock.cancel(job.id);
+ * ok(done.includes(job.state));
  * ```
  */
 export type MockJobState = "pending" | "running" | "canceling" | "canceled" | "success" | "failed";
@@ -43,9 +61,12 @@ export type MockJobState = "pending" | "running" | "canceling" | "canceled" | "s
  * @example
  * ```ts
  * import { GitLabMock, type MockRoute } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const route: MockRoute = "request";
- * console.log(mock.requestCount(route)); // 0
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST", body: "{}" });
+ * strictEqual(mock.requestCount(route), 1);
+ * strictEqual(mock.requests[0].route, route);
  * ```
  */
 export type MockRoute =
@@ -66,8 +87,9 @@ export type MockRoute =
  * ```ts
  * import { FakeClock } from "@x/gitlab-runner";
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock({ clock: new FakeClock(), longPollMs: 50_000, finalUpdateAccepts: 2 });
- * console.log(mock.runnerToken); // glrt-mock-runner-token
+ * strictEqual(mock.runnerToken, "glrt-mock-runner-token");
  * ```
  */
 export interface MockOptions {
@@ -121,13 +143,17 @@ export interface MockOptions {
    * @example A GitLab behind a proxy that redirects uploads elsewhere
    * ```ts
    * import { GitLabMock } from "@x/gitlab-runner/mock";
+   * import { strictEqual } from "node:assert";
    * const mock = new GitLabMock({ uploadRedirect: "other-origin" });
    * const res = await mock.fetch(`${mock.url}/api/v4/jobs/1/artifacts`, {
    *   method: "POST",
    *   redirect: "manual",
    * });
-   * console.log(res.status, res.headers.get("location"));
-   * // 307 http://objects.mock/api/v4/jobs/1/artifacts?mock_redirected=1
+   * strictEqual(res.status, 307);
+   * strictEqual(
+   *   res.headers.get("location"),
+   *   "http://objects.mock/api/v4/jobs/1/artifacts?mock_redirected=1",
+   * );
    * ```
    */
   uploadRedirect?: "none" | "same-origin" | "other-origin";
@@ -160,9 +186,18 @@ export interface MockOptions {
  *
  * @example
  * ```ts
- * import type { MockVariable } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockVariable } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const v: MockVariable = { key: "API_PASSWORD", value: "s3cr3t", masked: true };
- * console.log(v.key);
+ * const mock = new GitLabMock();
+ * const job = mock.addJob({ variables: [v] });
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * const sent = (job.payload?.variables as { key: string }[]).find((x) => x.key === v.key);
+ * deepStrictEqual(sent, { key: "API_PASSWORD", value: "s3cr3t", public: false, masked: true });
  * ```
  */
 export interface MockVariable {
@@ -185,9 +220,21 @@ export interface MockVariable {
  *
  * @example
  * ```ts
- * import type { MockStep } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockStep } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const step: MockStep = { name: "release", script: ["release-cli create"] };
- * console.log(step.name);
+ * const mock = new GitLabMock();
+ * const job = mock.addJob({ script: ["make"], steps: [step] });
+ * deepStrictEqual(job.requires, ["multi_build_steps"]); // else the job fails runner_unsupported
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({
+ *     token: mock.runnerToken,
+ *     info: { features: { multi_build_steps: true } },
+ *   }),
+ * });
+ * deepStrictEqual((job.payload?.steps as MockStep[]).map((s) => s.name), ["script", "release"]);
  * ```
  */
 export interface MockStep {
@@ -210,10 +257,26 @@ export interface MockStep {
  *
  * @example
  * ```ts
- * import type { MockArtifactSpec } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockArtifactSpec } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const archive: MockArtifactSpec = { name: "bin", paths: ["out/"], expireIn: "1 week" };
  * const junit: MockArtifactSpec = { artifactType: "junit", paths: ["junit.xml"] };
- * console.log(archive.name, junit.artifactType);
+ * const mock = new GitLabMock();
+ * const job = mock.addJob({ artifacts: [archive, junit] });
+ * deepStrictEqual(job.requires, ["upload_multiple_artifacts"]);
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({
+ *     token: mock.runnerToken,
+ *     info: { features: { upload_multiple_artifacts: true } },
+ *   }),
+ * });
+ * const sent = job.payload?.artifacts as Record<string, unknown>[];
+ * deepStrictEqual(sent.map((a) => [a.name, a.artifact_type, a.artifact_format, a.when]), [
+ *   ["bin", "archive", "zip", "on_success"],
+ *   ["junit.xml.gz", "junit", "gzip", "always"], // GitLab's file name for the type
+ * ]);
  * ```
  */
 export interface MockArtifactSpec {
@@ -242,22 +305,55 @@ export interface MockArtifactSpec {
  *
  * @example
  * ```ts
- * import type { MockDependencySpec } from "@x/gitlab-runner/mock";
- * const deps: MockDependencySpec[] = [1, "build", { job: 3, artifacts: false }];
- * console.log(deps.length);
+ * import { GitLabMock, type MockDependencySpec } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
+ * const mock = new GitLabMock();
+ * const zip = "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="; // an empty zip archive
+ * mock.addJob({ name: "build", state: "success", artifactsFile: zip }); // job 1
+ * mock.addJob({ name: "lint", state: "success", artifactsFile: zip }); // job 2
+ * mock.addJob({ name: "docs", state: "success", artifactsFile: zip }); // job 3
+ * const deps: MockDependencySpec[] = [1, "lint", { job: 3, artifacts: false }];
+ * const job = mock.addJob({ name: "test", dependencies: deps });
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * const sent = job.payload?.dependencies as Record<string, unknown>[];
+ * deepStrictEqual(sent.map((d) => [d.id, d.name, "artifacts_file" in d]), [
+ *   [1, "build", true],
+ *   [2, "lint", true],
+ *   [3, "docs", false],
+ * ]);
  * ```
  */
 export type MockDependencySpec = number | string | { job: number | string; artifacts?: boolean };
 
 /**
- * A cache entry of a job spec (rendered as `{key, untracked, paths, policy, when, fallback_keys}`).
+ * A cache entry of a job spec (rendered as `{key, untracked, paths, policy, when, fallback_keys}`,
+ * the key followed by `-` and the entry's position).
  * Non-empty `fallbackKeys` require the runner feature `fallback_cache_keys`.
  *
  * @example
  * ```ts
- * import type { MockCacheSpec } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockCacheSpec } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const cache: MockCacheSpec = { key: "deps", paths: ["vendor/"] };
- * console.log(cache.key);
+ * const mock = new GitLabMock();
+ * const job = mock.addJob({ cache: [cache] });
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * deepStrictEqual(job.payload?.cache, [{
+ *   key: "deps-0",
+ *   untracked: false,
+ *   paths: ["vendor/"],
+ *   policy: "pull-push",
+ *   when: "on_success",
+ *   fallback_keys: [],
+ * }]);
  * ```
  */
 export interface MockCacheSpec {
@@ -280,9 +376,17 @@ export interface MockCacheSpec {
  *
  * @example
  * ```ts
- * import type { MockJobInput } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockJobInput } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const input: MockJobInput = { key: "env", value: { type: "string", content: "prod", sensitive: false } };
- * console.log(input.key);
+ * const mock = new GitLabMock();
+ * const job = mock.addJob({ inputs: [input], script: ["deploy ${{ job.inputs.env }}"] });
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * deepStrictEqual(job.payload?.inputs, [input]); // sent as given
  * ```
  */
 export interface MockJobInput {
@@ -306,9 +410,17 @@ export interface MockJobInput {
  * @example
  * ```ts
  * import { GitLabMock, type MockJobSpec } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const spec: MockJobSpec = { name: "build", script: ["make"], timeout: 600 };
  * const mock = new GitLabMock();
- * console.log(mock.addJob(spec).state); // pending
+ * const job = mock.addJob(spec);
+ * strictEqual(job.state, "pending");
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * strictEqual((job.payload?.runner_info as { timeout: number }).timeout, 600);
  * ```
  */
 export interface MockJobSpec {
@@ -395,9 +507,27 @@ export interface MockJobSpec {
  *
  * @example
  * ```ts
- * import type { MockUpdate } from "@x/gitlab-runner/mock";
- * const u: MockUpdate = { token: "t", state: "success", output: { checksum: "crc32:0", bytesize: 0 } };
- * console.log(u.state);
+ * import { GitLabMock, type MockUpdate } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual, strictEqual } from "node:assert";
+ * const mock = new GitLabMock();
+ * const job = mock.job().enqueue();
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * const update: MockUpdate = {
+ *   token: job.token,
+ *   state: "success",
+ *   output: { checksum: "crc32:00000000", bytesize: 0 },
+ * };
+ * await mock.fetch(`${mock.url}/api/v4/jobs/${job.id}`, {
+ *   method: "PUT",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify(update),
+ * });
+ * deepStrictEqual(job.finalUpdates, [update]);
+ * strictEqual(job.state, "success");
  * ```
  */
 export interface MockUpdate {
@@ -420,11 +550,26 @@ export interface MockUpdate {
  *
  * @example
  * ```ts
- * import type { MockArtifact } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type MockArtifact } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual, strictEqual } from "node:assert";
  * function describe(a: MockArtifact): string {
  *   return `${a.type}/${a.format} ${a.filename} ${a.data.length} bytes`;
  * }
- * console.log(typeof describe);
+ * const mock = new GitLabMock();
+ * const job = mock.job().enqueue();
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ token: mock.runnerToken }),
+ * });
+ * const form = new FormData();
+ * form.append("file", new Blob(["<testsuites/>"]), "junit.xml");
+ * const res = await mock.fetch(
+ *   `${mock.url}/api/v4/jobs/${job.id}/artifacts?artifact_type=junit&artifact_format=raw`,
+ *   { method: "POST", headers: { "job-token": job.token }, body: form },
+ * );
+ * strictEqual(res.status, 201);
+ * deepStrictEqual(job.artifacts.map(describe), ["junit/raw junit.xml 13 bytes"]);
  * ```
  */
 export interface MockArtifact {
@@ -450,9 +595,10 @@ export interface MockArtifact {
  * @example
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const job = mock.job().name("build").enqueue();
- * console.log(job.id, job.state, job.log.length); // 1 pending 0
+ * deepStrictEqual([job.id, job.name, job.state, job.logSize], [1, "build", "pending", 0]);
  * ```
  */
 export interface MockJob {
@@ -515,10 +661,20 @@ export interface MockJob {
  * @example Three 502s, then a 429 with Retry-After, then a random 10 % of dropped PATCHes
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * mock.fault({ route: "request", status: 502, times: 3 });
  * mock.fault({ route: "update", status: 429, headers: { "Retry-After": "60" } });
  * mock.fault({ route: "trace", drop: true, probability: 0.1, times: Infinity });
+ * const statuses: number[] = [];
+ * for (let i = 0; i < 4; i++) {
+ *   const res = await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *     method: "POST",
+ *     body: "{}",
+ *   });
+ *   statuses.push(res.status);
+ * }
+ * deepStrictEqual(statuses, [502, 502, 502, 400]); // then handled: the body has no token
  * ```
  */
 export interface MockFault {
@@ -558,10 +714,17 @@ export interface MockFault {
  * @example
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { deepStrictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * await mock.fetch(`${mock.url}/api/v4/jobs/request`, { method: "POST", body: "{}" });
  * const [req] = mock.requests;
- * console.log(req.route, req.status); // request 400
+ * deepStrictEqual([req.route, req.method, req.path, req.status, req.done], [
+ *   "request",
+ *   "POST",
+ *   "/api/v4/jobs/request",
+ *   400,
+ *   true,
+ * ]);
  * ```
  */
 export interface MockRequest {
@@ -594,9 +757,13 @@ export interface MockRequest {
  *
  * @example
  * ```ts
- * import type { ListenOptions } from "@x/gitlab-runner/mock";
+ * import { GitLabMock, type ListenOptions } from "@x/gitlab-runner/mock";
+ * import { ok, strictEqual } from "node:assert";
  * const options: ListenOptions = { hostname: "127.0.0.1", port: 0 };
- * console.log(options.port);
+ * await using server = await new GitLabMock().listen(options);
+ * ok(server.port > 0); // port 0: any free port
+ * strictEqual(server.url, `http://127.0.0.1:${server.port}`);
+ * strictEqual(server.objectsUrl, `http://localhost:${server.port}`);
  * ```
  */
 export interface ListenOptions {
@@ -623,9 +790,11 @@ export interface ListenOptions {
  * @example
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { ok, strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const server = await mock.listen();
- * console.log(server.url.startsWith("http://127.0.0.1:"));
+ * strictEqual(server.hostname, "127.0.0.1");
+ * ok(server.url.startsWith("http://127.0.0.1:"));
  * await server.close();
  * ```
  */
@@ -650,10 +819,19 @@ export interface MockServer {
  * @example
  * ```ts
  * import { GitLabMock } from "@x/gitlab-runner/mock";
+ * import { strictEqual } from "node:assert";
  * const mock = new GitLabMock();
  * const job = mock.job().enqueue();
- * mock.cancel(job.id, { graceful: false });
- * console.log(job.state); // canceled
+ * await mock.fetch(`${mock.url}/api/v4/jobs/request`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({
+ *     token: mock.runnerToken,
+ *     info: { features: { cancel_gracefully: true } },
+ *   }),
+ * });
+ * mock.cancel(job.id, { graceful: false }); // the runner announced cancel_gracefully: skip it
+ * strictEqual(job.state, "canceled");
  * ```
  */
 export interface CancelOptions {
@@ -669,9 +847,11 @@ export interface CancelOptions {
  *
  * @example
  * ```ts
- * import type { WaitForOptions } from "@x/gitlab-runner/mock";
- * const options: WaitForOptions = { timeoutMs: 2000 };
- * console.log(options.timeoutMs);
+ * import { GitLabMock, type WaitForOptions } from "@x/gitlab-runner/mock";
+ * import { rejects } from "node:assert";
+ * const options: WaitForOptions = { timeoutMs: 20 };
+ * const mock = new GitLabMock();
+ * await rejects(mock.waitFor((m) => m.jobs.length > 0, options)); // no job is added
  * ```
  */
 export interface WaitForOptions {
