@@ -373,17 +373,35 @@ async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
   const inputs = applyJobInputs(parsed, ctx.features.job_inputs === true);
   const life = open(ctx, inputs);
   const disarm = life.stops.arm(ctx.clock, life.payload.runnerInfo.timeout ?? 0, ctx.hardStop);
-  const done = await withJobLog(life.log, async (): Promise<Prepared> => {
-    const prepared = await prepare(life, inputs);
-    if (!prepared.handler) return prepared;
-    const failure = await runSteps(life, prepared.handler);
-    await runAfterScript(life, prepared.handler, failure);
-    const uploadFailure = await uploadJobArtifacts(life, prepared.handler, failure);
-    return { ...prepared, failure: failure ?? uploadFailure };
-  });
-  disarm();
-  await cleanup(life, done);
-  return await report(life, endOf(life.stops, done.failure));
+  let end: JobEnd;
+  try {
+    const done = await withJobLog(life.log, async (): Promise<Prepared> => {
+      const prepared = await prepare(life, inputs);
+      if (!prepared.handler) return prepared;
+      const failure = await runSteps(life, prepared.handler);
+      await runAfterScript(life, prepared.handler, failure);
+      const uploadFailure = await uploadJobArtifacts(life, prepared.handler, failure);
+      return { ...prepared, failure: failure ?? uploadFailure };
+    });
+    disarm();
+    await cleanup(life, done);
+    end = endOf(life.stops, done.failure);
+  } catch (error) {
+    // An error no phase expects (a handler whose `cleanup` getter throws, a rejection with a
+    // revoked proxy, …): the job GitLab handed out still ends, as a system failure (C3.4), and
+    // the diagnostic is masked like the job log (C9.4).
+    disarm();
+    life.logger.error("Unexpected error while running a job: {error}", {
+      error: safe(life.log, error),
+    });
+    await removeDir(life.buildDir).catch(() => {});
+    await removeDir(`${life.buildDir}.tmp`).catch(() => {});
+    end = endOf(life.stops, {
+      reason: "runner_system_failure",
+      message: `the runner failed unexpectedly: ${describe(error)}`,
+    });
+  }
+  return await report(life, end);
 }
 
 /** Phase 1: what every phase sees (payload, build directory), the stops, the log (started). */

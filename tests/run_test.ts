@@ -486,3 +486,34 @@ Deno.test("C3.6 a hard stop during after_script outranks the job timeout: runner
   assert.equal(job.failureReason, "runner_system_failure");
   assert.match(job.logText, /ERROR: Job failed: the runner was stopped/);
 });
+
+Deno.test("C3.4 an error no phase expects (a throwing cleanup getter, a revoked-proxy rejection) still ends the job: runner_system_failure delivered", async () => {
+  await using h = await harness();
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const getterThrows = h.mock.job().script(["a"]).enqueue();
+  const revokedRejection = h.mock.job().script(["b"]).enqueue();
+  await runAll(h, (job) => {
+    if (job.id === getterThrows.id) {
+      return {
+        step: async () => {},
+        get cleanup(): () => void {
+          throw new Error("no cleanup here");
+        },
+      };
+    }
+    return { step: () => Promise.reject(revoked) };
+  }, { maximum: 2 });
+  for (const job of [getterThrows, revokedRejection]) {
+    assert.deepEqual(finalOf(job), {
+      state: "failed",
+      reason: "runner_system_failure",
+      exit: undefined,
+    });
+    assert.match(job.logText, /the runner failed unexpectedly/);
+  }
+  // Nothing keeps talking to GitLab about the ended jobs (no keep-alive after the final update).
+  const updates = getterThrows.updates.length;
+  await h.clock.advance(10 * 60_000);
+  assert.equal(getterThrows.updates.length, updates);
+});
