@@ -90,8 +90,9 @@ export interface AttachedRunner {
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import { shortToken } from "@x/gitlab-runner";
- * console.log(shortToken("glrt-abcdefghijklmnopqrst")); // "abcdefghi"
+ * strictEqual(shortToken("glrt-abcdefghijklmnopqrst"), "abcdefghi");
  * ```
  *
  * @param token The runner token.
@@ -149,6 +150,7 @@ function platform(): { os: string; architecture: string } {
  *
  * @example Count a job and read the exposition
  * ```ts
+ * import { ok } from "node:assert";
  * import { RunnerBuilder, RunnerMetrics } from "@x/gitlab-runner";
  * import { GitLabMock } from "@x/gitlab-runner/mock";
  * const mock = new GitLabMock();
@@ -161,7 +163,7 @@ function platform(): { os: string; architecture: string } {
  * await runner.requestJob(() => ({ step: async () => {} }));
  * await runner.drain();
  * const text = await metrics.metrics();
- * console.log(text.includes("gitlab_runner_jobs_total{")); // true
+ * ok(text.includes("gitlab_runner_jobs_total{"));
  * ```
  */
 export class RunnerMetrics {

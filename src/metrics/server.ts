@@ -73,8 +73,9 @@ export class ListenError extends Error {
  *
  * @example
  * ```ts
+ * import { deepStrictEqual } from "node:assert";
  * import { parseListenAddress } from "@x/gitlab-runner";
- * console.log(parseListenAddress("127.0.0.1:9252")); // { hostname: "127.0.0.1", port: 9252 }
+ * deepStrictEqual(parseListenAddress("127.0.0.1:9252"), { hostname: "127.0.0.1", port: 9252 });
  * ```
  *
  * @param value The address.
@@ -107,10 +108,11 @@ function text(body: string, status: number, headers: Record<string, string> = {}
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import { metricsHandler, RunnerMetrics } from "@x/gitlab-runner";
  * const handler = metricsHandler({ metrics: new RunnerMetrics(), ready: () => false });
  * const res = await handler(new Request("http://localhost/health/ready"));
- * console.log(res.status); // 503
+ * strictEqual(res.status, 503);
  * ```
  *
  * @param options The metrics and the health checks.
@@ -149,10 +151,11 @@ function formatAddress(hostname: string, port: number): string {
  *
  * @example Scrape a runner's metrics over HTTP
  * ```ts
+ * import { ok } from "node:assert";
  * import { RunnerMetrics, serveMetrics } from "@x/gitlab-runner";
  * await using server = await serveMetrics({ metrics: new RunnerMetrics(), port: 0 });
  * const res = await fetch(`${server.url}/metrics`);
- * console.log((await res.text()).includes("gitlab_runner_version_info")); // true
+ * ok((await res.text()).includes("gitlab_runner_version_info"));
  * ```
  *
  * @param options Where to listen, the metrics and the health checks.

@@ -18,9 +18,10 @@ import process from "node:process";
  *
  * @example A repository whose first two requests fail, and whose fetches are slow
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import type { MockGitRepositoryOptions } from "@x/gitlab-runner/mock";
  * const options: MockGitRepositoryOptions = { failRequests: 2, delayMs: 500 };
- * console.log(options.failRequests); // 2
+ * strictEqual(options.failRequests, 2);
  * ```
  */
 export interface MockGitRepositoryOptions {
@@ -38,10 +39,12 @@ export interface MockGitRepositoryOptions {
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import { GitLabMock } from "@x/gitlab-runner/mock";
  * const mock = new GitLabMock();
  * const repo = mock.git.serve("group/project", "/srv/project.git");
- * console.log(repo.projectPath, repo.requests); // "group/project" 0
+ * strictEqual(repo.projectPath, "group/project");
+ * strictEqual(repo.requests, 0);
  * ```
  */
 export interface MockGitRepository {

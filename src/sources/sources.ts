@@ -27,12 +27,13 @@ export type { GitStrategy, SubmoduleStrategy };
  *
  * @example Get the sources with a step's signal, inheriting a proxy setting
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import { DEFAULT_INHERITED_ENV, type SourcesOptions } from "@x/gitlab-runner";
  * const options: SourcesOptions = {
  *   signal: AbortSignal.timeout(10 * 60_000),
  *   inheritEnv: [...DEFAULT_INHERITED_ENV, "HTTPS_PROXY", "NO_PROXY"],
  * };
- * console.log(options.signal?.aborted); // false
+ * strictEqual(options.signal?.aborted, false);
  * ```
  */
 export interface SourcesOptions {
@@ -86,9 +87,11 @@ export interface SourcesResult {
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import { SourcesError } from "@x/gitlab-runner";
  * const error = new SourcesError("Getting the sources failed with exit code 128", { exitCode: 128 });
- * console.log(error.reason, error.exitCode); // "script_failure" 128
+ * strictEqual(error.reason, "script_failure");
+ * strictEqual(error.exitCode, 128);
  * ```
  */
 export class SourcesError extends JobFailure {
