@@ -11,6 +11,7 @@ import {
   REPORT_DEFAULT_NAMES,
 } from "./_constants.ts";
 import { base64Decode, concatBytes, crc32, hexFromSeed } from "./_util.ts";
+import { predefinedVariables } from "./_predefined_variables.ts";
 import type {
   MockArtifact,
   MockArtifactSpec,
@@ -379,6 +380,7 @@ export function renderPayload(
     { key: "GITLAB_USER_ID", value: "1", public: true },
     { key: "GITLAB_USER_LOGIN", value: "mock-user", public: true },
   ];
+  predefined.push(...predefinedVariables(predefined, now, timeout, spec.protected ?? false));
 
   const steps: Record<string, unknown>[] = [
     step({
