@@ -347,11 +347,12 @@ async function ours(url: string, token: string, concurrency: number, n: number):
   await all;
   const seconds = (performance.now() - t0) / 1000;
   const jobCpuMs = cpuMs() - cpu0;
+  const memory = Deno.memoryUsage();
   stop.abort();
   await run;
   emit({
     figures: [],
-    data: { jobsPerS: n / seconds, jobCpuMs, startCpuMs, failed, peak: vmHwm() ?? 0 },
+    data: { jobsPerS: n / seconds, jobCpuMs, startCpuMs, failed, peak: vmHwm() ?? 0, memory },
   });
 }
 
