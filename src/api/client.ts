@@ -597,10 +597,25 @@ export class Client {
     throw await this.#apiError(response, endpoint, [token]);
   }
 
-  #url(path: string, query?: Record<string, string>): URL {
+  /**
+   * The URL of an endpoint, as a string. Paths and query values of plain characters (all the
+   * runner's own calls) are appended to the base as they are, which is what `URL` and
+   * `searchParams` would make of them, without parsing anything; others go through `URL`.
+   */
+  #url(path: string, query?: Record<string, string>): string {
+    let plain = PLAIN_PATH.test(path);
+    let search = "";
+    if (query) {
+      for (const k of Object.keys(query)) {
+        const v = query[k];
+        if (!PLAIN_QUERY.test(k) || !PLAIN_QUERY.test(v)) plain = false;
+        search += `${search ? "&" : "?"}${k}=${v}`;
+      }
+    }
+    if (plain) return this.#base.href + path + search;
     const url = new URL(path, this.#base);
     for (const [k, v] of Object.entries(query ?? {})) url.searchParams.set(k, v);
-    return url;
+    return url.href;
   }
 
   /**
@@ -638,7 +653,7 @@ export class Client {
 
   async #attempt(
     method: string,
-    start: URL,
+    start: string,
     endpoint: string,
     request: CallRequest,
     options: CallOptions,
@@ -652,7 +667,7 @@ export class Client {
       () => ctl.abort(new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError")),
       () => {},
     );
-    let url = start;
+    let url: string | URL = start;
     let credentials = true;
     try {
       for (let hops = 0;; hops++) {
@@ -702,23 +717,27 @@ export class Client {
 
   async #once(
     method: string,
-    url: URL,
+    url: string | URL,
     request: CallRequest,
     credentials: boolean,
     signal: AbortSignal,
     endpoint: string,
   ): Promise<Response> {
-    const headers = new Headers({
+    // A plain record (lower-case names): fetch builds its one Headers object from it.
+    const headers: Record<string, string> = {
       "user-agent": this.#userAgent,
       "x-request-id": crypto.randomUUID().replaceAll("-", ""),
-    });
-    for (const [k, v] of Object.entries(request.headers ?? {})) {
-      if (credentials || !CREDENTIAL_HEADERS.has(k)) headers.set(k, v);
+    };
+    const extra = request.headers;
+    if (extra) {
+      for (const k of Object.keys(extra)) {
+        if (credentials || !CREDENTIAL_HEADERS.has(k)) headers[k] = extra[k];
+      }
     }
     let body: BodyInit | undefined;
     if (request.json !== undefined) {
-      headers.set("content-type", "application/json");
-      headers.set("accept", "application/json");
+      headers["content-type"] = "application/json";
+      headers["accept"] = "application/json";
       body = JSON.stringify(request.json);
     } else if (typeof request.body === "function") {
       body = await request.body();
@@ -735,8 +754,9 @@ export class Client {
     if (body instanceof ReadableStream) init.duplex = "half";
     const response = await this.#fetch(url, init);
     // A custom fetch that follows redirects itself must not make another origin's answer count,
-    // nor one from a URL that is not http(s) (C9.1, C9.2).
-    if (response.url) {
+    // nor one from a URL that is not http(s) (C9.1, C9.2). An answer from the very URL asked
+    // (the usual case) is neither.
+    if (response.url && response.url !== (typeof url === "string" ? url : url.href)) {
       let final: URL | undefined;
       try {
         final = new URL(response.url);
@@ -747,7 +767,7 @@ export class Client {
         ? "an answer from a malformed URL"
         : final.protocol !== "http:" && final.protocol !== "https:"
         ? `an answer from a ${final.protocol} URL: only http and https are followed`
-        : credentials && final.origin !== url.origin
+        : credentials && final.origin !== new URL(url).origin
         ? `an answer from another origin (${final.origin}), which is not GitLab's`
         : undefined;
       if (refused) {
@@ -795,9 +815,37 @@ export class Client {
       }
       return { bytes, error, overLimit };
     };
+    // One idle watchdog for the whole body, not a timer per read: it wakes when the read in
+    // flight would be idle for the deadline, and sleeps on if a later read started since.
+    const clock = this.#clock;
+    const idle = this.#idleTimeoutMs;
+    const timeout = () => new DOMException(`No data for ${idle} ms`, "TimeoutError");
+    const stop = new AbortController();
+    let readStart = clock.now();
+    let timedOut = false;
+    const watchdog = (async () => {
+      for (let wait = idle;;) {
+        await clock.sleep(wait, stop.signal);
+        const since = clock.now() - readStart;
+        if (since >= idle) break;
+        wait = idle - since;
+      }
+      timedOut = true;
+      const reason = timeout();
+      abort(reason);
+      reader.cancel(reason).catch(() => {});
+    })().catch(() => {});
     try {
       for (;;) {
-        const { done: end, value } = await this.#idleRead(reader, abort, endpoint);
+        let result: ReadableStreamReadResult<Uint8Array>;
+        readStart = clock.now();
+        try {
+          result = await reader.read();
+          if (timedOut) throw timeout();
+        } catch (error) {
+          throw new RequestError(endpoint, timedOut ? timeout() : error);
+        }
+        const { done: end, value } = result;
         if (end) return done();
         chunks.push(value);
         size += value.byteLength;
@@ -813,6 +861,8 @@ export class Client {
       if (!partial) throw failure;
       return done(failure);
     } finally {
+      stop.abort(TIMER_DONE);
+      await watchdog;
       reader.releaseLock();
     }
   }
@@ -908,6 +958,11 @@ export class Client {
     return new ApiError({ status: response.status, endpoint, body });
   }
 }
+
+/** A path the runner builds (`jobs/7/trace`): appended to the base as it is. */
+const PLAIN_PATH = /^[A-Za-z0-9_-]+(?:\/[A-Za-z0-9_-]+)*$/;
+/** A query key or value that `searchParams` would write as it is. */
+const PLAIN_QUERY = /^[A-Za-z0-9_.-]*$/;
 
 /** The token headers a cross-origin hop of a download never carries. */
 const CREDENTIAL_HEADERS = new Set(["job-token", "runner-token", "private-token", "authorization"]);
