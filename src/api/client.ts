@@ -815,37 +815,9 @@ export class Client {
       }
       return { bytes, error, overLimit };
     };
-    // One idle watchdog for the whole body, not a timer per read: it wakes when the read in
-    // flight would be idle for the deadline, and sleeps on if a later read started since.
-    const clock = this.#clock;
-    const idle = this.#idleTimeoutMs;
-    const timeout = () => new DOMException(`No data for ${idle} ms`, "TimeoutError");
-    const stop = new AbortController();
-    let readStart = clock.now();
-    let timedOut = false;
-    const watchdog = (async () => {
-      for (let wait = idle;;) {
-        await clock.sleep(wait, stop.signal);
-        const since = clock.now() - readStart;
-        if (since >= idle) break;
-        wait = idle - since;
-      }
-      timedOut = true;
-      const reason = timeout();
-      abort(reason);
-      reader.cancel(reason).catch(() => {});
-    })().catch(() => {});
     try {
       for (;;) {
-        let result: ReadableStreamReadResult<Uint8Array>;
-        readStart = clock.now();
-        try {
-          result = await reader.read();
-          if (timedOut) throw timeout();
-        } catch (error) {
-          throw new RequestError(endpoint, timedOut ? timeout() : error);
-        }
-        const { done: end, value } = result;
+        const { done: end, value } = await this.#idleRead(reader, abort, endpoint);
         if (end) return done();
         chunks.push(value);
         size += value.byteLength;
@@ -861,8 +833,6 @@ export class Client {
       if (!partial) throw failure;
       return done(failure);
     } finally {
-      stop.abort(TIMER_DONE);
-      await watchdog;
       reader.releaseLock();
     }
   }
