@@ -207,7 +207,7 @@ class Tables {
     this.prefixCount = prefixes.length;
     const patterns: Pattern[] = [
       ...secrets.map((s) => ({ bytes: ENCODER.encode(s), secret: true })),
-      ...prefixes.map((s) => ({ bytes: ENCODER.encode(s), secret: false })),
+      ...prefixes.map(prefixPattern),
     ];
     patterns.sort((a, b) => b.bytes.length - a.bytes.length);
     const pairs = new Set<number>();
@@ -241,10 +241,35 @@ class Tables {
   }
 }
 
+/** Token prefix patterns, encoded once (the defaults and GitLab's few extra ones). */
+const PREFIX_PATTERNS = new Map<string, Pattern>();
+
+function prefixPattern(prefix: string): Pattern {
+  let pattern = PREFIX_PATTERNS.get(prefix);
+  if (pattern === undefined) {
+    pattern = { bytes: ENCODER.encode(prefix), secret: false };
+    if (PREFIX_PATTERNS.size >= 256) PREFIX_PATTERNS.clear(); // bounded, whatever GitLab sends
+    PREFIX_PATTERNS.set(prefix, pattern);
+  }
+  return pattern;
+}
+
+/** Whether `c` is a UTF-16 code unit of `GO_SPACE_EDGES`. */
+function isGoSpace(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0x85 || c === 0xa0 || c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f ||
+    c === 0x205f || c === 0x3000;
+}
+
 function unique(values: readonly string[]): string[] {
   const seen = new Set<string>();
   for (const value of values) {
-    const trimmed = String(value).replace(GO_SPACE_EDGES, "");
+    const text = String(value);
+    // Only values with white space at an edge need the trimming expression.
+    const trimmed = text !== "" && !isGoSpace(text.charCodeAt(0)) &&
+        !isGoSpace(text.charCodeAt(text.length - 1))
+      ? text
+      : text.replace(GO_SPACE_EDGES, "");
     if (trimmed !== "") seen.add(trimmed);
   }
   return [...seen];
