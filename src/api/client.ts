@@ -226,6 +226,8 @@ export const DEFAULT_HEADER_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 /** Default job payload cap (C10.3). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** Decodes whole bodies (no streaming state: shared). */
+const DECODER = new TextDecoder();
 /** How much of an error body is read (it is kept to 1 KiB, masked). */
 const ERROR_BODY_READ = 16 * 1024;
 
@@ -787,7 +789,7 @@ export class Client {
     secrets: readonly string[] = [],
   ): Promise<string> {
     const { bytes } = await this.#readBytes(response, abort, endpoint, limit, false);
-    return maskSecrets(new TextDecoder().decode(bytes), secrets);
+    return maskSecrets(DECODER.decode(bytes), secrets);
   }
 
   /**
@@ -907,9 +909,9 @@ export class Client {
       prefix = read.bytes;
       if (read.overLimit) why = `the job payload exceeds the limit of ${limit} bytes`;
       else if (read.error) why = `the job payload could not be read: ${read.error.message}`;
-      else return parseJobPayloadText(new TextDecoder().decode(prefix));
+      else return parseJobPayloadText(DECODER.decode(prefix));
     }
-    const head = new TextDecoder().decode(prefix.subarray(0, 64 * 1024));
+    const head = DECODER.decode(prefix.subarray(0, 64 * 1024));
     const parsed = parseJobPayloadText(head);
     if (parsed.ok) {
       return { ok: false, error: why, id: parsed.payload.id, token: parsed.payload.token };
