@@ -114,6 +114,7 @@ async function driver(): Promise<void> {
       value: mb(poll.last),
       unit: "MB",
       baseline,
+      target: { op: "<=", value: 55 },
       detail: `peak ${mb(poll.peak).toFixed(0)} MB; ${poll.requests} job requests; CPU ${
         poll.cpuMs.toFixed(0)
       } ms in ${POLL_SECONDS} s`,

@@ -7,7 +7,9 @@
  * 3. log pipeline (`log_pipeline.ts`, `masker_bench.ts`): a job writing 256 MiB of output;
  * 4. artifacts (`artifacts.ts`): a 512 MiB artifact zipped and uploaded;
  * 5. idle footprint (`idle.ts`): a polling runner, and 16 quiet jobs;
- * 6. extraction (`extract.ts`): dependencies with one 1 GiB entry and with 40 000 entries.
+ * 6. extraction (`extract.ts`): dependencies with one 1 GiB entry and with 40 000 entries;
+ * 7. side by side with the Rust crate (`peer.ts`): its runner and ours, on its mock and on ours
+ *    (skipped where the crate's binaries are missing).
  *
  * Every measurement runs in a process of its own (RSS figures are not polluted by the others);
  * the GitLab mock and the upload sink run in processes of their own too. Prints a table and
@@ -29,6 +31,7 @@ const GROUPS = [
   { n: 4, name: "artifacts", script: "artifacts.ts" },
   { n: 5, name: "idle", script: "idle.ts" },
   { n: 6, name: "extract", script: "extract.ts" },
+  { n: 7, name: "peer", script: "peer.ts" },
 ];
 
 const OPS = { "<": "<", "<=": "≤", ">": ">", ">=": "≥" } as const;
@@ -164,6 +167,7 @@ if (import.meta.main) {
     const seconds = (performance.now() - t0) / 1000;
     results[g.name] = { ...result, seconds };
     figures.push(...result.figures);
+    if (typeof result.data?.skipped === "string") console.log(`  ${result.data.skipped}`);
     console.log(`  done in ${seconds.toFixed(0)} s`);
   }
   const rows = [["#", "figure", "result", "baseline", "target", "holds"]];

@@ -297,6 +297,21 @@ async function measureMode(mode: string): Promise<void> {
       detail: `${runner.requests - runner.polls} requests for ${JOBS} jobs (${
         Object.entries(runner.byRoute).map(([r, n]) => `${r} ${n}`).join(", ")
       }), plus ${runner.polls} request(s) answered 204 once the queue was empty`,
+    }, {
+      id: "1d",
+      name: "runner CPU per trivial job, realistic payload (~86 variables, 11 KB)",
+      value: runner.cpuMs / JOBS,
+      unit: "ms",
+      digits: 2,
+      baseline: { label: "bare fetch loop", value: bare.cpuMs / JOBS, unit: "ms" },
+      target: { op: "<=", value: 0.8 },
+    }, {
+      id: "1e",
+      name: "1a relative to the bare fetch loop doing the same 3 requests",
+      value: rate / bareRate,
+      unit: "×",
+      digits: 2,
+      target: { op: ">=", value: 0.6 },
     });
   }
   emit({ figures, data: { mode, runner: runnerRuns, bare: bareRuns } });

@@ -382,3 +382,31 @@ Deno.test("C6.5 uploadArtifact follows a 307 with a fresh body", async () => {
   assert.equal(opens, 2);
   assert.equal(new TextDecoder().decode(mj.artifacts[0].data), "abc");
 });
+
+Deno.test("C8.1 a 201 body that trickles for longer than the idle deadline, never idle that long, is read whole", async () => {
+  const clock = new FakeClock();
+  const text = JSON.stringify({ id: 5, token: "glcbt-trickle", steps: [], variables: [] });
+  const parts = Array.from(
+    { length: 10 },
+    (_, i) => text.slice(i * 8, i === 9 ? undefined : i * 8 + 8),
+  );
+  let i = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (i === parts.length) return controller.close();
+      await clock.sleep(90_000); // under the 2 min idle deadline, 15 min in all
+      controller.enqueue(new TextEncoder().encode(parts[i++]));
+    },
+  }, { highWaterMark: 0 });
+  const client = new Client("http://gitlab.test", {
+    clock,
+    fetch: () => Promise.resolve(new Response(body, { status: 201 })),
+  });
+  let result: Awaited<ReturnType<Client["requestJob"]>> | undefined;
+  client.requestJob("glrt-x").then((r) => result = r);
+  assert.ok(await clock.runUntil(() => result !== undefined));
+  assert.equal(result?.type, "job");
+  if (result?.type !== "job") return;
+  assert.equal(result.job.ok, true);
+  assert.equal(result.job.ok && result.job.payload.id, 5);
+});

@@ -607,3 +607,24 @@ Deno.test("C4.8 write() results stay intact across later writes that reuse the m
   assert.equal(dec.decode(kept[0]), "x ");
   assert.equal(dec.decode(concat(kept)), "x [MASKED] y [MASKED] z");
 });
+
+Deno.test("C9.4 maskers sharing lookup tables still mask only their own secrets, across table evictions", () => {
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  const run = (m: Masker, text: string) =>
+    dec.decode(m.write(enc.encode(text))) + dec.decode(m.flush());
+  // More distinct secret sets than the table cache holds, each used again after the others.
+  const maskers = Array.from({ length: 40 }, (_, i) => {
+    const secret = `${String.fromCharCode(0x41 + (i % 26))}${i}-secret-value`;
+    return { secret, masker: new Masker({ secrets: [secret] }) };
+  });
+  const plain = new Masker();
+  for (const { secret, masker } of [...maskers, ...maskers.reverse()]) {
+    assert.equal(run(masker, `a ${secret} b glpat-xyz`), "a [MASKED] b glpat-[MASKED]");
+    assert.equal(run(plain, `a ${secret} b`), `a ${secret} b`);
+  }
+  for (let i = 1; i < maskers.length; i++) {
+    const other = maskers[i - 1].secret;
+    assert.equal(run(maskers[i].masker, `x ${other} y`), `x ${other} y`);
+  }
+});

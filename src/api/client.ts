@@ -254,6 +254,8 @@ export const DEFAULT_HEADER_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 2 * 60_000;
 /** Default job payload cap (C10.3). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** Decodes whole bodies (no streaming state: shared). */
+const DECODER = new TextDecoder();
 /** How much of an error body is read (it is kept to 1 KiB, masked). */
 const ERROR_BODY_READ = 16 * 1024;
 
@@ -635,10 +637,25 @@ export class Client {
     throw await this.#apiError(response, endpoint, [token]);
   }
 
-  #url(path: string, query?: Record<string, string>): URL {
+  /**
+   * The URL of an endpoint, as a string. Paths and query values of plain characters (all the
+   * runner's own calls) are appended to the base as they are, which is what `URL` and
+   * `searchParams` would make of them, without parsing anything; others go through `URL`.
+   */
+  #url(path: string, query?: Record<string, string>): string {
+    let plain = PLAIN_PATH.test(path);
+    let search = "";
+    if (query) {
+      for (const k of Object.keys(query)) {
+        const v = query[k];
+        if (!PLAIN_QUERY.test(k) || !PLAIN_QUERY.test(v)) plain = false;
+        search += `${search ? "&" : "?"}${k}=${v}`;
+      }
+    }
+    if (plain) return this.#base.href + path + search;
     const url = new URL(path, this.#base);
     for (const [k, v] of Object.entries(query ?? {})) url.searchParams.set(k, v);
-    return url;
+    return url.href;
   }
 
   /**
@@ -676,7 +693,7 @@ export class Client {
 
   async #attempt(
     method: string,
-    start: URL,
+    start: string,
     endpoint: string,
     request: CallRequest,
     options: CallOptions,
@@ -690,7 +707,7 @@ export class Client {
       () => ctl.abort(new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError")),
       () => {},
     );
-    let url = start;
+    let url: string | URL = start;
     let credentials = true;
     try {
       for (let hops = 0;; hops++) {
@@ -740,23 +757,27 @@ export class Client {
 
   async #once(
     method: string,
-    url: URL,
+    url: string | URL,
     request: CallRequest,
     credentials: boolean,
     signal: AbortSignal,
     endpoint: string,
   ): Promise<Response> {
-    const headers = new Headers({
+    // A plain record (lower-case names): fetch builds its one Headers object from it.
+    const headers: Record<string, string> = {
       "user-agent": this.#userAgent,
       "x-request-id": crypto.randomUUID().replaceAll("-", ""),
-    });
-    for (const [k, v] of Object.entries(request.headers ?? {})) {
-      if (credentials || !CREDENTIAL_HEADERS.has(k)) headers.set(k, v);
+    };
+    const extra = request.headers;
+    if (extra) {
+      for (const k of Object.keys(extra)) {
+        if (credentials || !CREDENTIAL_HEADERS.has(k)) headers[k] = extra[k];
+      }
     }
     let body: BodyInit | undefined;
     if (request.json !== undefined) {
-      headers.set("content-type", "application/json");
-      headers.set("accept", "application/json");
+      headers["content-type"] = "application/json";
+      headers["accept"] = "application/json";
       body = JSON.stringify(request.json);
     } else if (typeof request.body === "function") {
       body = await request.body();
@@ -782,8 +803,9 @@ export class Client {
       }
     }
     // A custom fetch that follows redirects itself must not make another origin's answer count,
-    // nor one from a URL that is not http(s) (C9.1, C9.2).
-    if (response.url) {
+    // nor one from a URL that is not http(s) (C9.1, C9.2). An answer from the very URL asked
+    // (the usual case) is neither.
+    if (response.url && response.url !== (typeof url === "string" ? url : url.href)) {
       let final: URL | undefined;
       try {
         final = new URL(response.url);
@@ -794,7 +816,7 @@ export class Client {
         ? "an answer from a malformed URL"
         : final.protocol !== "http:" && final.protocol !== "https:"
         ? `an answer from a ${final.protocol} URL: only http and https are followed`
-        : credentials && final.origin !== url.origin
+        : credentials && final.origin !== new URL(url).origin
         ? `an answer from another origin (${final.origin}), which is not GitLab's`
         : undefined;
       if (refused) {
@@ -814,7 +836,7 @@ export class Client {
     secrets: readonly string[] = [],
   ): Promise<string> {
     const { bytes } = await this.#readBytes(response, abort, endpoint, limit, false);
-    return maskSecrets(new TextDecoder().decode(bytes), secrets);
+    return maskSecrets(DECODER.decode(bytes), secrets);
   }
 
   /**
@@ -934,9 +956,9 @@ export class Client {
       prefix = read.bytes;
       if (read.overLimit) why = `the job payload exceeds the limit of ${limit} bytes`;
       else if (read.error) why = `the job payload could not be read: ${read.error.message}`;
-      else return parseJobPayloadText(new TextDecoder().decode(prefix));
+      else return parseJobPayloadText(DECODER.decode(prefix));
     }
-    const head = new TextDecoder().decode(prefix.subarray(0, 64 * 1024));
+    const head = DECODER.decode(prefix.subarray(0, 64 * 1024));
     const parsed = parseJobPayloadText(head);
     if (parsed.ok) {
       return { ok: false, error: why, id: parsed.payload.id, token: parsed.payload.token };
@@ -955,6 +977,11 @@ export class Client {
     return new ApiError({ status: response.status, endpoint, body });
   }
 }
+
+/** A path the runner builds (`jobs/7/trace`): appended to the base as it is. */
+const PLAIN_PATH = /^[A-Za-z0-9_-]+(?:\/[A-Za-z0-9_-]+)*$/;
+/** A query key or value that `searchParams` would write as it is. */
+const PLAIN_QUERY = /^[A-Za-z0-9_.-]*$/;
 
 /** The token headers a cross-origin hop of a download never carries. */
 const CREDENTIAL_HEADERS = new Set(["job-token", "runner-token", "private-token", "authorization"]);

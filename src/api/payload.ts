@@ -468,7 +468,8 @@ export function parseJobPayloadText(text: string): ParseResult {
  */
 export function effectiveVariables(list: readonly JobVariable[]): JobVariable[] {
   const last = new Map<string, number>();
-  list.forEach((v, i) => last.set(v.key, i));
+  for (let i = 0; i < list.length; i++) last.set(list[i].key, i);
+  if (last.size === list.length) return list.slice();
   return list.filter((v, i) => last.get(v.key) === i);
 }
 
@@ -690,9 +691,59 @@ function parseRunnerInfo(v: unknown, w: string[]): RunnerInfo {
   };
 }
 
+/**
+ * `variables[]`: a real job has 60–100 of them, so the usual entry (a key, a string value,
+ * booleans or nothing for the flags) is taken without building the path strings of warnings;
+ * any other entry goes through the general readers, with the same warnings in the same order
+ * (first the entries that are not objects, as `objList` reports them, then the fields).
+ */
 function parseVariables(v: unknown, w: string[]): JobVariable[] {
+  if (!Array.isArray(v)) return parseVariableObjects(objList(v, "variables", w), w);
   const out: JobVariable[] = [];
-  for (const [o, path] of objList(v, "variables", w)) {
+  let listWarnings: string[] | undefined;
+  let fieldWarnings: string[] | undefined;
+  for (let i = 0; i < v.length; i++) {
+    const o: unknown = v[i];
+    if (!isObject(o)) {
+      (listWarnings ??= []).push(`variables[${i}]: expected object, got ${kindOf(o)}; dropped`);
+      continue;
+    }
+    const key = field(o, "key");
+    const value = field(o, "value");
+    const pub = field(o, "public");
+    const masked = field(o, "masked");
+    const file = field(o, "file");
+    const raw = field(o, "raw");
+    if (
+      typeof key === "string" && key !== "" &&
+      (typeof value === "string" || value === undefined || value === null) &&
+      isFlag(pub) && isFlag(masked) && isFlag(file) && isFlag(raw)
+    ) {
+      out.push({
+        key,
+        value: value ?? "",
+        public: pub === true,
+        masked: masked === true,
+        file: file === true,
+        raw: raw === true,
+      });
+    } else {
+      out.push(...parseVariableObjects([[o, `variables[${i}]`]], fieldWarnings ??= []));
+    }
+  }
+  if (listWarnings) w.push(...listWarnings);
+  if (fieldWarnings) w.push(...fieldWarnings);
+  return out;
+}
+
+/** A flag as `bool` takes it without a warning. */
+function isFlag(v: unknown): boolean {
+  return typeof v === "boolean" || v === undefined || v === null;
+}
+
+function parseVariableObjects(items: Array<[Obj, string]>, w: string[]): JobVariable[] {
+  const out: JobVariable[] = [];
+  for (const [o, path] of items) {
     const key = optString(field(o, "key"), `${path}.key`, w);
     if (key === undefined || key === "") {
       w.push(`${path}: variable without a key; dropped`);

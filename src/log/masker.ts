@@ -146,10 +146,47 @@ interface Pattern {
   readonly secret: boolean;
 }
 
+/**
+ * Pair tables already built, by the pairs they hold (see {@linkcode pairTable}). Jobs of one
+ * GitLab share their token prefixes and mostly the first two bytes of their secrets, so a job's
+ * masker usually finds its 64 KiB table here instead of allocating and filling one.
+ */
+const PAIR_TABLES = new Map<string, Uint8Array>();
+/** At most this many tables are kept (1 MiB). */
+const MAX_PAIR_TABLES = 16;
+
+/**
+ * The pair table holding exactly `pairs` (two-byte keys) and every pair starting with one of the
+ * bytes of `leads`: shared, never written once built.
+ */
+function pairTable(pairs: Set<number>, leads: Set<number>): Uint8Array {
+  const key = `${[...pairs].sort((a, b) => a - b).join(",")}/${
+    [...leads].sort((a, b) => a - b).join(",")
+  }`;
+  let table = PAIR_TABLES.get(key);
+  if (table !== undefined) {
+    // Most recently used last: the oldest goes first when the cache is full.
+    PAIR_TABLES.delete(key);
+    PAIR_TABLES.set(key, table);
+    return table;
+  }
+  table = new Uint8Array(65536);
+  for (const p of pairs) table[p] = 1;
+  for (const b0 of leads) table.fill(1, b0 << 8, (b0 + 1) << 8);
+  if (PAIR_TABLES.size >= MAX_PAIR_TABLES) {
+    PAIR_TABLES.delete(PAIR_TABLES.keys().next().value!);
+  }
+  PAIR_TABLES.set(key, table);
+  return table;
+}
+
 /** Lookup tables compiled once per option set; shared by a masker and its one-shot scans. */
 class Tables {
-  /** Non-zero when some pattern (or a URL parameter) may start with these two bytes. */
-  readonly pair: Uint8Array = new Uint8Array(65536);
+  /**
+   * Non-zero when some pattern (or a URL parameter) may start with these two bytes. Shared
+   * between maskers with the same pairs: read only.
+   */
+  readonly pair: Uint8Array;
   /** Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it. */
   readonly first: Uint8Array = new Uint8Array(256);
   /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. */
@@ -171,15 +208,17 @@ class Tables {
     this.prefixCount = prefixes.length;
     const patterns: Pattern[] = [
       ...secrets.map((s) => ({ bytes: ENCODER.encode(s), secret: true })),
-      ...prefixes.map((s) => ({ bytes: ENCODER.encode(s), secret: false })),
+      ...prefixes.map(prefixPattern),
     ];
     patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+    const pairs = new Set<number>();
+    const leads = new Set<number>();
     for (const p of patterns) {
       const b0 = p.bytes[0];
       if (p.bytes.length === 1) {
         (this.single[b0] ??= []).push(p);
         this.first[b0] |= 2;
-        this.pair.fill(1, b0 << 8, (b0 + 1) << 8);
+        leads.add(b0);
         continue;
       }
       const key = (b0 << 8) | p.bytes[1];
@@ -191,21 +230,47 @@ class Tables {
       }
       this.buckets[bucket - 1].push(p);
       this.first[b0] |= 1;
-      this.pair[key] = 1;
+      pairs.add(key);
     }
     if (this.urlParameters) {
       for (const b0 of [0x3f, 0x26]) {
         this.first[b0] |= 1;
-        this.pair.fill(1, b0 << 8, (b0 + 1) << 8);
+        leads.add(b0);
       }
     }
+    this.pair = pairTable(pairs, leads);
   }
+}
+
+/** Token prefix patterns, encoded once (the defaults and GitLab's few extra ones). */
+const PREFIX_PATTERNS = new Map<string, Pattern>();
+
+function prefixPattern(prefix: string): Pattern {
+  let pattern = PREFIX_PATTERNS.get(prefix);
+  if (pattern === undefined) {
+    pattern = { bytes: ENCODER.encode(prefix), secret: false };
+    if (PREFIX_PATTERNS.size >= 256) PREFIX_PATTERNS.clear(); // bounded, whatever GitLab sends
+    PREFIX_PATTERNS.set(prefix, pattern);
+  }
+  return pattern;
+}
+
+/** Whether `c` is a UTF-16 code unit of `GO_SPACE_EDGES`. */
+function isGoSpace(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0x85 || c === 0xa0 || c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f ||
+    c === 0x205f || c === 0x3000;
 }
 
 function unique(values: readonly string[]): string[] {
   const seen = new Set<string>();
   for (const value of values) {
-    const trimmed = String(value).replace(GO_SPACE_EDGES, "");
+    const text = String(value);
+    // Only values with white space at an edge need the trimming expression.
+    const trimmed = text !== "" && !isGoSpace(text.charCodeAt(0)) &&
+        !isGoSpace(text.charCodeAt(text.length - 1))
+      ? text
+      : text.replace(GO_SPACE_EDGES, "");
     if (trimmed !== "") seen.add(trimmed);
   }
   return [...seen];

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { predefinedVariables as morePredefinedVariables } from "./_predefined_variables.ts";
 import { ARTIFACT_TYPE_FORMATS, FAILURE_REASONS, REPORT_DEFAULT_NAMES } from "./_constants.ts";
 import type { JobState } from "./_job_state.ts";
 import { hexFromSeed } from "./_util.ts";
@@ -174,6 +175,16 @@ export function predefinedVariables(job: JobState, facts: PayloadFacts): MockVar
 }
 
 /**
+ * The core list and, made from its values, the rest of GitLab's predefined variables
+ * (`_predefined_variables.ts`): about 85, a payload as large as a real one (PROTOCOL §4).
+ */
+function allPredefined(job: JobState, facts: PayloadFacts, now: number): MockVariable[] {
+  const core = predefinedVariables(job, facts);
+  core.push(...morePredefinedVariables(core, now, facts.timeout, job.spec.protected ?? false));
+  return core;
+}
+
+/**
  * The payload GitLab would send for this job, before the spec's `payload`/`omit` and the
  * builder's transforms: every key, in GitLab's order.
  */
@@ -226,7 +237,7 @@ export function defaultPayload(
       timeout,
       runner_session_url: null,
     },
-    variables: [...predefinedVariables(job, facts), ...(spec.variables ?? [])].map(variable),
+    variables: [...allPredefined(job, facts, now), ...(spec.variables ?? [])].map(variable),
     ...(spec.inputs ? { inputs: structuredClone(spec.inputs) } : {}),
     steps: steps(spec, timeout),
     hooks: (spec.hooks ?? []).map((h) => ({ name: h.name, script: [...h.script] })),

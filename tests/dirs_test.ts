@@ -1,0 +1,62 @@
+import { assert } from "./_deps.ts";
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { makeDir, removeDir } from "../src/_dirs.ts";
+
+async function tempDir(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "dirs-test-" });
+}
+
+Deno.test("C3.1 makeDir makes a job directory, its missing parents, and accepts an existing one", async () => {
+  const root = await tempDir();
+  try {
+    await makeDir(join(root, "7"));
+    assert.ok(Deno.statSync(join(root, "7")).isDirectory);
+    await makeDir(join(root, "a", "b", "8"));
+    assert.ok(Deno.statSync(join(root, "a", "b", "8")).isDirectory);
+    await makeDir(join(root, "7")); // exists already: no error
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("C3.1 makeDir still fails where a file stands in the way", async () => {
+  const root = await tempDir();
+  try {
+    writeFileSync(join(root, "file"), "x");
+    await assert.rejects(makeDir(join(root, "file")));
+    await assert.rejects(makeDir(join(root, "file", "9")));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("C3.1 removeDir removes an empty directory, a whole tree, a file and a dangling link", async () => {
+  const root = await tempDir();
+  try {
+    mkdirSync(join(root, "empty"));
+    await removeDir(join(root, "empty"));
+    mkdirSync(join(root, "tree", "a", "b"), { recursive: true });
+    writeFileSync(join(root, "tree", "a", "b", "f.txt"), "data");
+    writeFileSync(join(root, "tree", "g.txt"), "data");
+    await removeDir(join(root, "tree"));
+    writeFileSync(join(root, "file"), "x");
+    await removeDir(join(root, "file"));
+    symlinkSync(join(root, "nowhere"), join(root, "link"));
+    await removeDir(join(root, "link"));
+    assert.deepEqual(readdirSync(root), []);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("C3.1 removeDir of a path that is not there, or whose parent is not, is no error", async () => {
+  const root = await tempDir();
+  try {
+    await removeDir(join(root, "missing"));
+    await removeDir(join(root, "missing", "deeper"));
+    assert.ok(existsSync(root));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
