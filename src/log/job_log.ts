@@ -36,6 +36,14 @@ const BLOCK = PATCH_LIMIT;
 const encoder = new TextEncoder();
 
 /**
+ * Blocks moved to a spool, kept (cleared) for the next new block of any job's log: chatty jobs
+ * pass a few blocks around instead of allocating one per MiB of output and leaving the old ones
+ * to the collector (bench 3d, 3g). At most {@linkcode SPARE_BLOCKS} for the whole process.
+ */
+const spareBlocks: Uint8Array[] = [];
+const SPARE_BLOCKS = 2;
+
+/**
  * Internal: the stream {@linkcode JobLog.writable} makes. It copies each chunk at once and keeps
  * nothing of it, so a writer may reuse a chunk's buffer as soon as its write resolved; and
  * {@linkcode JobLogWritable.writeChunk} writes the same way without the stream's per-chunk queue
@@ -169,12 +177,6 @@ export class JobLog {
   #spool: Spool | undefined;
   /** Blocks moved to the spool (always the first ones). */
   #spooled = 0;
-  /**
-   * A block moved to the spool, kept to be the next new block: a chatty job reuses a few blocks
-   * instead of allocating one per MiB of output and leaving the old ones to the collector
-   * (bench 3d, 3g).
-   */
-  #spare: Uint8Array | undefined;
   /** Set once the spool could not be written: everything stays in memory from then on. */
   #spoolFailed = false;
   /** Set once finish()/stop() removed the spool. */
@@ -249,7 +251,7 @@ export class JobLog {
   get memoryBytes(): number {
     let n = 0;
     for (let i = this.#spooled; i < this.#blocks.length; i++) n += this.#blocks[i]!.byteLength;
-    return n + (this.#spare?.byteLength ?? 0);
+    return n;
   }
 
   /** The spool file's path, once one was made (it is removed by finish/stop). */
@@ -527,7 +529,7 @@ export class JobLog {
       }
       // Nothing reads a block GitLab acknowledged whole (a resync reads the spool): reuse it.
       const block = this.#blocks[b];
-      if (block?.byteLength === BLOCK) this.#spare = block;
+      if (block?.byteLength === BLOCK && spareBlocks.length < SPARE_BLOCKS) spareBlocks.push(block);
       this.#blocks[b] = undefined;
       this.#spooled++;
     }
@@ -613,8 +615,7 @@ export class JobLog {
       const used = this.#size - last * BLOCK;
       if (used === BLOCK) {
         // The last block is full (maybe already in the spool): start the next one.
-        this.#blocks.push(this.#spare ?? new Uint8Array(BLOCK));
-        this.#spare = undefined;
+        this.#blocks.push(spareBlocks.pop()?.fill(0) ?? new Uint8Array(BLOCK));
         continue;
       }
       let block = this.#blocks[last]!;
