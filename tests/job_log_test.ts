@@ -1,6 +1,12 @@
 import { assert, FakeClock } from "./_deps.ts";
 import { Client } from "../src/api/client.ts";
-import { copiesChunks, JobLog, type JobLogOptions, PATCH_LIMIT } from "../src/log/job_log.ts";
+import {
+  copiesChunks,
+  JobLog,
+  type JobLogOptions,
+  JobLogWritable,
+  PATCH_LIMIT,
+} from "../src/log/job_log.ts";
 import { crc32 } from "../src/log/crc32.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 
@@ -241,6 +247,39 @@ Deno.test("C4.10 a stream writer waits while GitLab does not take the log (bound
   writer.releaseLock();
   await finish(t, { state: "success" });
   assert.equal(t.mj.log.byteLength, 20 * PATCH_LIMIT);
+});
+
+Deno.test("C4.10 JobLogWritable.writeChunk (the script runner's way in) waits only while GitLab does not take the log", async () => {
+  const t = await setup({}, { outputLimit: 64 * PATCH_LIMIT });
+  t.mock.fault({ route: "trace", status: 503, times: Infinity });
+  const stream = t.log.writable;
+  assert.ok(stream instanceof JobLogWritable);
+  const writer = stream.getWriter();
+  const chunk = new Uint8Array(PATCH_LIMIT).fill(0x63);
+  // Below the high-water mark: no promise at all, the bytes are stored at once.
+  assert.equal(stream.writeChunk(chunk), undefined);
+  assert.equal(t.log.size, PATCH_LIMIT);
+  let waits = 0;
+  let written = 1;
+  const pump = (async () => {
+    for (; written < 20; written++) {
+      const wait = stream.writeChunk(chunk);
+      if (wait !== undefined) {
+        waits++;
+        await wait;
+      }
+    }
+  })();
+  await t.clock.advance(60_000);
+  assert.ok(written < 12, `${written} MiB accepted while GitLab took nothing`);
+  assert.ok(waits >= 1);
+  t.mock.clearFaults();
+  await t.clock.runUntil(() => written === 20);
+  await pump;
+  writer.releaseLock();
+  await finish(t, { state: "success" });
+  assert.equal(t.mj.log.byteLength, 20 * PATCH_LIMIT);
+  assert.ok(t.mj.log.every((b) => b === 0x63));
 });
 
 Deno.test("C5.1 a final PUT answered 202 is repeated after the server's backoff until 200", async () => {

@@ -35,19 +35,60 @@ const BLOCK = PATCH_LIMIT;
 
 const encoder = new TextEncoder();
 
-/** The streams made by {@linkcode JobLog.writable}. */
-const copyingStreams = new WeakSet<WritableStream<Uint8Array>>();
+/**
+ * Blocks moved to a spool, kept (cleared) for the next new block of any job's log: chatty jobs
+ * pass a few blocks around instead of allocating one per MiB of output and leaving the old ones
+ * to the collector (bench 3d, 3g). At most {@linkcode SPARE_BLOCKS} for the whole process.
+ */
+const spareBlocks: Uint8Array[] = [];
+const SPARE_BLOCKS = 2;
 
 /**
- * Internal: whether `stream` is a job log's {@linkcode JobLog.writable}, which is done with each
- * chunk once its write has resolved (it copies it at once and keeps nothing of it), so the writer
- * may reuse the chunk's buffer then. Any other stream may keep its chunks.
+ * Internal: the stream {@linkcode JobLog.writable} makes. It copies each chunk at once and keeps
+ * nothing of it, so a writer may reuse a chunk's buffer as soon as its write resolved; and
+ * {@linkcode JobLogWritable.writeChunk} writes the same way without the stream's per-chunk queue
+ * and promises. This is the script runner's (`src/script/_run.ts`) way into a job log: it reads
+ * each pipe into one reused buffer and hands every chunk to `writeChunk`.
+ *
+ * @example
+ * ```ts ignore
+ * const stream = log.writable;
+ * if (stream instanceof JobLogWritable) await stream.writeChunk(chunk);
+ * ```
+ */
+export class JobLogWritable extends WritableStream<Uint8Array> {
+  readonly #writeChunk: (chunk: Uint8Array) => Promise<void> | undefined;
+
+  /** `writeChunk` stores a chunk and returns a promise only when the writer must wait. */
+  constructor(writeChunk: (chunk: Uint8Array) => Promise<void> | undefined) {
+    super({ write: (chunk) => writeChunk(chunk) });
+    this.#writeChunk = writeChunk;
+  }
+
+  /**
+   * Writes `chunk` as a write to this stream does (masked, limited, copied before it returns),
+   * bypassing the stream's queue: call it only while holding the stream's writer, so nothing
+   * else is queued. Returns a promise, to be awaited before the next chunk, only when more than
+   * the high-water mark is waiting to be sent (backpressure, C4.10); else `undefined`.
+   *
+   * @param chunk The next bytes; free again when this returns (or its promise resolves).
+   * @returns `undefined`, or a promise resolved once the log has room again.
+   */
+  writeChunk(chunk: Uint8Array): Promise<void> | undefined {
+    return this.#writeChunk(chunk);
+  }
+}
+
+/**
+ * Internal: whether `stream` is a job log's {@linkcode JobLog.writable} (a
+ * {@linkcode JobLogWritable}), which is done with each chunk once its write has resolved, so the
+ * writer may reuse the chunk's buffer then. Any other stream may keep its chunks.
  *
  * @param stream A stream.
  * @returns True for a job log's stream.
  */
 export function copiesChunks(stream: WritableStream<Uint8Array>): boolean {
-  return copyingStreams.has(stream);
+  return stream instanceof JobLogWritable;
 }
 
 /** Options of {@linkcode JobLog}. */
@@ -264,19 +305,23 @@ export class JobLog {
    * this property makes a new stream over the same log.
    */
   get writable(): WritableStream<Uint8Array> {
-    const stream = new WritableStream<Uint8Array>({
-      write: async (chunk) => {
-        // Copied here, before the first await: the chunk is free once this write resolves.
-        this.write(chunk);
-        while (
-          this.#size - this.#sent > this.#highWater && !this.#stopping && !this.#aborted
-        ) {
-          await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
-        }
-      },
-    });
-    copyingStreams.add(stream);
-    return stream;
+    return new JobLogWritable(this.#writeChunk);
+  }
+
+  /** A stream chunk: stored at once (copied), then a wait only while the log is too full. */
+  #writeChunk = (chunk: Uint8Array): Promise<void> | undefined => {
+    this.write(chunk);
+    return this.#mustWait() ? this.#drained() : undefined;
+  };
+
+  #mustWait(): boolean {
+    return this.#size - this.#sent > this.#highWater && !this.#stopping && !this.#aborted;
+  }
+
+  async #drained(): Promise<void> {
+    while (this.#mustWait()) {
+      await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    }
   }
 
   /** Starts the pump: one round of patches per update interval, and keep-alives. */
@@ -482,6 +527,9 @@ export class JobLog {
         });
         return;
       }
+      // Nothing reads a block GitLab acknowledged whole (a resync reads the spool): reuse it.
+      const block = this.#blocks[b];
+      if (block?.byteLength === BLOCK && spareBlocks.length < SPARE_BLOCKS) spareBlocks.push(block);
       this.#blocks[b] = undefined;
       this.#spooled++;
     }
@@ -567,7 +615,7 @@ export class JobLog {
       const used = this.#size - last * BLOCK;
       if (used === BLOCK) {
         // The last block is full (maybe already in the spool): start the next one.
-        this.#blocks.push(new Uint8Array(BLOCK));
+        this.#blocks.push(spareBlocks.pop()?.fill(0) ?? new Uint8Array(BLOCK));
         continue;
       }
       let block = this.#blocks[last]!;

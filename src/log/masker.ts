@@ -630,8 +630,11 @@ class Scanner {
   }
 }
 
-/** Set by {@linkcode Masker}'s static block (which may read its private fields). */
-let writeTransientImpl: (masker: Masker, chunk: Uint8Array) => Uint8Array;
+/**
+ * Internal: the key of {@linkcode Masker}'s transient write, the job log's way in (see
+ * {@linkcode writeTransient}). Not exported from the package.
+ */
+export const WRITE_TRANSIENT: unique symbol = Symbol("writeTransient");
 
 /**
  * A streaming masker over UTF-8 bytes: masked variable values, GitLab token prefixes and sensitive
@@ -659,8 +662,14 @@ export class Masker {
   readonly #tables: Tables;
   readonly #scanner: Scanner;
 
-  static {
-    writeTransientImpl = (masker, chunk) => masker.#scanner.write(chunk, false, true);
+  /**
+   * Internal: {@linkcode writeTransient}, for the job log (not part of the package's API).
+   *
+   * @param chunk The next bytes of the log.
+   * @returns The masked bytes that are final now, valid until the next write or flush.
+   */
+  [WRITE_TRANSIENT](chunk: Uint8Array): Uint8Array {
+    return this.#scanner.write(chunk, false, true);
   }
 
   /**
@@ -759,7 +768,7 @@ export class Masker {
  * @returns The masked bytes that are final now, valid until the masker's next write or flush.
  */
 export function writeTransient(masker: Masker, chunk: Uint8Array): Uint8Array {
-  return writeTransientImpl(masker, chunk);
+  return masker[WRITE_TRANSIENT](chunk);
 }
 
 /**

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { copiesChunks } from "../log/job_log.ts";
+import { JobLogWritable } from "../log/job_log.ts";
 import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
 import { MARKER_VARIABLE, MarkerScan, newMarker } from "./_marker.ts";
@@ -287,9 +287,11 @@ async function supervise(
 ): Promise<number> {
   const output = options.output;
   // The job log's stream is done with a chunk once its write resolved (it copies it at once):
-  // then each pipe is read into one reused buffer. Any other output may keep its chunks: each
+  // then each pipe is read into one reused buffer and each chunk goes straight to the log
+  // (`JobLogWritable.writeChunk`, no stream queue). Any other output may keep its chunks: each
   // gets an array of its own, as Deno's default reader makes them.
-  const reuse = output === undefined || copiesChunks(output);
+  const log = output instanceof JobLogWritable ? output : undefined;
+  const reuse = output === undefined || log !== undefined;
   const writer = output?.getWriter();
   let outputFailure: { error: unknown } | undefined;
   let shellExited = false;
@@ -374,7 +376,12 @@ async function supervise(
       if (result.done) break;
       if (writer === undefined || outputFailure !== undefined) continue;
       try {
-        await writer.write(result.value);
+        if (log === undefined) await writer.write(result.value);
+        else {
+          // A promise only when the log is full: most chunks cost no promise at all.
+          const wait = log.writeChunk(result.value);
+          if (wait !== undefined) await wait;
+        }
       } catch (error) {
         // Nobody takes the output any more: stop the script, keep draining the pipes.
         outputFailure = { error };
