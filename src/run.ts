@@ -471,7 +471,6 @@ async function prepare(life: Life, inputs: AppliedInputs): Promise<Prepared> {
     dependencies: payload.dependencies,
     buildDir,
     clock: ctx.clock,
-    random: ctx.random,
     log: lineWriter(log),
   });
   const job = new Job({

@@ -15,14 +15,42 @@ export type { ArtifactEntry } from "./reader.ts";
  *
  * @example Read every entry of a dependency's artifact
  * ```ts
+ * import { deepStrictEqual } from "node:assert";
  * import type { Artifact } from "./artifact.ts";
- * async function dump(artifact: Artifact): Promise<void> {
+ * import { zipArchive } from "./archive.ts";
+ * import { createDependencies } from "./download.ts";
+ * import { Client } from "../api/client.ts";
+ * import { systemClock } from "../clock.ts";
+ * import { GitLabMock } from "../mock/mod.ts";
+ * async function sizes(artifact: Artifact): Promise<Record<string, number>> {
+ *   const out: Record<string, number> = {};
  *   for (const entry of await artifact.entries()) {
  *     if (entry.isDirectory || entry.isSymlink) continue;
- *     console.log(entry.path, (await new Response(await artifact.read(entry.path)).text()).length);
+ *     out[entry.path] = (await new Response(await artifact.read(entry.path)).text()).length;
  *   }
+ *   return out;
  * }
- * console.log(typeof dump);
+ * const zip = zipArchive([
+ *   { path: "out/app", open: () => new Blob(["binary"]).stream() },
+ *   { path: "out/README", open: () => new Blob(["read me"]).stream() },
+ * ]);
+ * const mock = new GitLabMock();
+ * const build = mock.job().name("build").state("success")
+ *   .artifactsFile(new Uint8Array(await new Response(zip).arrayBuffer())).enqueue();
+ * mock.job().name("test").dependency(build).enqueue();
+ * const client = new Client(mock.url, { fetch: mock.fetch });
+ * const taken = await client.requestJob(mock.runnerToken);
+ * if (taken.type !== "job" || !taken.job.ok) throw new Error("no job");
+ * const [dependency] = createDependencies({
+ *   client,
+ *   dependencies: taken.job.payload.dependencies,
+ *   buildDir: "/nonexistent/build", // small artifacts stay in memory: nothing is written
+ *   clock: systemClock,
+ * });
+ * const artifact = await dependency.download();
+ * if (!artifact) throw new Error("no artifact");
+ * deepStrictEqual(await sizes(artifact), { "out/app": 6, "out/README": 7 });
+ * await artifact.close?.();
  * ```
  */
 export interface Artifact {
@@ -74,13 +102,14 @@ export interface ExtractOptions {
  *
  * @example Tighter limits for a runner with little disk
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import type { ArtifactLimits } from "./artifact.ts";
  * const limits: ArtifactLimits = {
  *   maxDownloadSize: 256 * 2 ** 20,
  *   maxEntries: 50_000,
  *   maxExtractSize: 2 * 2 ** 30,
  * };
- * console.log(limits.maxEntries); // 50000
+ * strictEqual(limits.maxEntries, 50_000);
  * ```
  */
 export interface ArtifactLimits {

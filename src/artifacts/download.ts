@@ -71,8 +71,6 @@ export interface DependencyOptions {
   limits?: ArtifactLimits;
   /** Clock for the wait between tries. */
   clock: Clock;
-  /** Accepted for symmetry with the other retrying calls; the official retry has no jitter. */
-  random?: () => number;
   /** Writes one line to the job log (without the newline). Default: nothing is logged. */
   log?: (line: string) => void;
   /** Largest artifact kept in memory, in bytes (default 64 KiB); larger ones go to disk. */
@@ -109,6 +107,7 @@ function abortReason(signal: AbortSignal): unknown {
  *
  * @example Download every dependency that has an artifact
  * ```ts
+ * import { deepStrictEqual, strictEqual } from "node:assert";
  * import { createDependencies } from "./download.ts";
  * import { Client } from "../api/client.ts";
  * import { systemClock } from "../clock.ts";
@@ -133,7 +132,8 @@ function abortReason(signal: AbortSignal): unknown {
  *   clock: systemClock,
  * });
  * const artifact = await dependency.download();
- * console.log(dependency.name, (await artifact?.entries())?.map((e) => e.path)); // build ["out/app"]
+ * strictEqual(dependency.name, "build");
+ * deepStrictEqual((await artifact?.entries())?.map((e) => e.path), ["out/app"]);
  * await artifact?.close?.();
  * await rm(buildDir, { recursive: true });
  * ```
@@ -315,6 +315,7 @@ export class Dependency {
  *
  * @example
  * ```ts
+ * import { deepStrictEqual } from "node:assert";
  * import { createDependencies } from "./download.ts";
  * import { Client } from "../api/client.ts";
  * import { systemClock } from "../clock.ts";
@@ -324,7 +325,7 @@ export class Dependency {
  *   buildDir: "/tmp/build",
  *   clock: systemClock,
  * });
- * console.log(deps.map((d) => `${d.name} ${d.hasArtifacts}`)); // ["build true"]
+ * deepStrictEqual(deps.map((d) => `${d.name} ${d.hasArtifacts}`), ["build true"]);
  * ```
  */
 export function createDependencies(options: CreateDependenciesOptions): Dependency[] {
