@@ -1,4 +1,5 @@
 // A runner wired to the in-process mock on a fake clock, for the runner-core tests.
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { FakeClock } from "../src/clock.ts";
 import { RunnerBuilder } from "../src/builder.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
@@ -65,4 +66,21 @@ export async function atOnce(done: () => boolean, realMs = 5000) {
     if (Date.now() - start > realMs) throw new Error("Condition not reached without time passing");
     await new Promise((r) => setTimeout(r, 1));
   }
+}
+
+/**
+ * Captures the library's diagnostics (LogTape category `gitlab-runner`, every level) until
+ * disposed; `await using diagnostics = await captureDiagnostics()`.
+ */
+export async function captureDiagnostics(): Promise<{ records: LogRecord[] } & AsyncDisposable> {
+  const records: LogRecord[] = [];
+  await configure({
+    sinks: { capture: (record) => void records.push(record) },
+    loggers: [
+      { category: ["gitlab-runner"], sinks: ["capture"], lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+    reset: true,
+  });
+  return { records, [Symbol.asyncDispose]: () => reset() };
 }

@@ -2,8 +2,7 @@
 // GitLab redirects calls to another origin (a second listener on another port plays it), to
 // file: and data: URLs, and echoes tokens in error bodies.
 import { assert, FakeClock } from "./_deps.ts";
-import { until } from "./_harness.ts";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { captureDiagnostics, until } from "./_harness.ts";
 import { inspect } from "node:util";
 import { ApiError, type JobHandler, RequestError, RunnerBuilder, Variable } from "../mod.ts";
 import { Client } from "../src/client.ts";
@@ -253,37 +252,29 @@ Deno.test("C9.4 a 500 whose body echoes the request keeps no token in ApiError, 
     body: `{"echo": {"token": "${mock.runnerToken}", "also": "${pat} ${other}"}}`,
     times: Infinity,
   });
-  const records: LogRecord[] = [];
-  await configure({
-    sinks: { mem: (r) => void records.push(r) },
-    loggers: [{ category: ["gitlab-runner"], lowestLevel: "debug", sinks: ["mem"] }],
-    reset: true,
-  });
-  try {
-    const client = new Client(mock.url, { fetch: mock.fetch, clock, maxAttempts: 1 });
-    const error = await client.requestJob(mock.runnerToken).then(() => undefined, (e) => e);
-    assert.ok(error instanceof ApiError);
-    for (const text of [error.body, error.message, JSON.stringify(error), inspect(error)]) {
-      for (const secret of [mock.runnerToken, pat, other]) {
-        assert.equal(text.includes(secret), false, `${secret} in ${text}`);
-      }
+  await using diagnostics = await captureDiagnostics();
+  const records = diagnostics.records;
+  const client = new Client(mock.url, { fetch: mock.fetch, clock, maxAttempts: 1 });
+  const error = await client.requestJob(mock.runnerToken).then(() => undefined, (e) => e);
+  assert.ok(error instanceof ApiError);
+  for (const text of [error.body, error.message, JSON.stringify(error), inspect(error)]) {
+    for (const secret of [mock.runnerToken, pat, other]) {
+      assert.equal(text.includes(secret), false, `${secret} in ${text}`);
     }
-    assert.match(error.body, /\[MASKED\]/);
-    // The runner's warning about it, through LogTape.
-    const runner = await new RunnerBuilder(mock.url, mock.runnerToken, "/tmp").fetch(mock.fetch)
-      .clock(clock).build();
-    const stop = new AbortController();
-    const done = runner.run(() => ({ step: async () => {} }), 1, { signal: stop.signal });
-    await until(clock, () => records.length > 0);
-    stop.abort();
-    await done;
-    const logged = records.map((r) => JSON.stringify(r.properties) + r.message.join(""));
-    assert.ok(logged.some((l) => l.includes("[MASKED]")), logged.join("\n"));
-    for (const l of logged) {
-      for (const secret of [mock.runnerToken, pat]) assert.equal(l.includes(secret), false, l);
-    }
-  } finally {
-    await reset();
+  }
+  assert.match(error.body, /\[MASKED\]/);
+  // The runner's warning about it, through LogTape.
+  const runner = await new RunnerBuilder(mock.url, mock.runnerToken, "/tmp").fetch(mock.fetch)
+    .clock(clock).build();
+  const stop = new AbortController();
+  const done = runner.run(() => ({ step: async () => {} }), 1, { signal: stop.signal });
+  await until(clock, () => records.length > 0);
+  stop.abort();
+  await done;
+  const logged = records.map((r) => JSON.stringify(r.properties) + r.message.join(""));
+  assert.ok(logged.some((l) => l.includes("[MASKED]")), logged.join("\n"));
+  for (const l of logged) {
+    for (const secret of [mock.runnerToken, pat]) assert.equal(l.includes(secret), false, l);
   }
 });
 
@@ -355,12 +346,8 @@ Deno.test("C9.4 the runner's catch-all diagnostic for a job is masked", async ()
   mock.onRequest((r) => {
     if (r.route === "request" && r.status === 201) calls = 0;
   });
-  const records: LogRecord[] = [];
-  await configure({
-    sinks: { mem: (r) => void records.push(r) },
-    loggers: [{ category: ["gitlab-runner"], lowestLevel: "debug", sinks: ["mem"] }],
-    reset: true,
-  });
+  await using diagnostics = await captureDiagnostics();
+  const records = diagnostics.records;
   const dir = await Deno.makeTempDir();
   try {
     const runner = await new RunnerBuilder(mock.url, mock.runnerToken, dir).fetch(mock.fetch)
@@ -374,7 +361,6 @@ Deno.test("C9.4 the runner's catch-all diagnostic for a job is masked", async ()
       assert.equal(l.includes("s3cr3t-value"), false, l);
     }
   } finally {
-    await reset();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -2,7 +2,12 @@
 // git server (CONFORMANCE C11).
 import { assert } from "./_deps.ts";
 import { isAbsolute, join, relative } from "node:path";
-import { GitLabMock, type MockJob, type MockJobBuilder } from "../src/mock/mod.ts";
+import {
+  GitLabMock,
+  type MockJob,
+  type MockJobBuilder,
+  type MockJobSpec,
+} from "../src/mock/mod.ts";
 import { RunnerBuilder } from "../src/builder.ts";
 import type { Job } from "../src/job.ts";
 import type { JobHandler } from "../src/handler.ts";
@@ -98,6 +103,16 @@ interface Ran {
   log: string;
 }
 
+/** The job spec of a pipeline on `main` of the served `mock/project`, with these variables. */
+function onMain(repo: { main: string }, variables: Record<string, string> = {}): MockJobSpec {
+  return {
+    projectPath: "mock/project",
+    sha: repo.main,
+    ref: "main",
+    variables: Object.entries(variables).map(([key, value]) => ({ key, value })),
+  };
+}
+
 /** A listening mock, a runner against it, and a root dir. */
 async function setup() {
   const root = await Deno.makeTempDir({ prefix: "sources-test-" });
@@ -150,12 +165,11 @@ Deno.test("C11.1 clone: the job's commit is checked out, in the official runner'
   const repo = await makeRepo(join(t.root, "src"));
   t.mock.git.serve("mock/project", repo.gitDir);
   const ran = await t.run((m) =>
-    m.job({
-      projectPath: "mock/project",
-      sha: repo.main,
-      ref: "main",
-      variables: [{ key: "GIT_STRATEGY", value: "clone" }],
-    }).script(["sh build.sh", "test -f main.txt", "git rev-parse HEAD"])
+    m.job(onMain(repo, { GIT_STRATEGY: "clone" })).script([
+      "sh build.sh",
+      "test -f main.txt",
+      "git rev-parse HEAD",
+    ])
   );
   assert.equal(ran.job.state, "success", ran.log);
   assert.equal(ran.result?.strategy, "clone");
@@ -245,13 +259,7 @@ Deno.test("C11.1 fetch reuses the previous checkout and cleans it", async () => 
   // GIT_CLEAN_FLAGS=none keeps what the previous job left.
   await Deno.writeTextFile(join(dir, "kept.txt"), "kept\n");
   const third = await t.run(
-    (m) =>
-      m.job({
-        projectPath: "mock/project",
-        sha: repo.main,
-        ref: "main",
-        variables: [{ key: "GIT_CLEAN_FLAGS", value: "none" }],
-      }).script(["test -f kept.txt"]),
+    (m) => m.job(onMain(repo, { GIT_CLEAN_FLAGS: "none" })).script(["test -f kept.txt"]),
     { dir },
   );
   assert.equal(third.job.state, "success", third.log);
@@ -296,13 +304,7 @@ Deno.test("C11.1 GIT_DEPTH gives a shallow fetch; depth 0 unshallows the previou
   t.mock.git.serve("mock/project", repo.gitDir);
   const dir = join(t.root, "checkout");
   const shallow = await t.run(
-    (m) =>
-      m.job({
-        projectPath: "mock/project",
-        sha: repo.main,
-        ref: "main",
-        variables: [{ key: "GIT_DEPTH", value: "1" }],
-      }),
+    (m) => m.job(onMain(repo, { GIT_DEPTH: "1" })),
     { dir },
   );
   assert.equal(shallow.job.state, "success", shallow.log);
@@ -311,13 +313,7 @@ Deno.test("C11.1 GIT_DEPTH gives a shallow fetch; depth 0 unshallows the previou
   await Deno.stat(join(dir, ".git", "shallow"));
 
   const full = await t.run(
-    (m) =>
-      m.job({
-        projectPath: "mock/project",
-        sha: repo.main,
-        ref: "main",
-        variables: [{ key: "GIT_DEPTH", value: "0" }],
-      }),
+    (m) => m.job(onMain(repo, { GIT_DEPTH: "0" })),
     { dir },
   );
   assert.equal(full.job.state, "success", full.log);
@@ -345,12 +341,10 @@ Deno.test("C11.1 tags and GIT_CHECKOUT=false", async () => {
   const dir = join(t.root, "nocheckout");
   const none = await t.run(
     (m) =>
-      m.job({
-        projectPath: "mock/project",
-        sha: repo.main,
-        ref: "main",
-        variables: [{ key: "GIT_CHECKOUT", value: "false" }],
-      }).script(["test ! -e README.md", "git cat-file -e " + repo.main]),
+      m.job(onMain(repo, { GIT_CHECKOUT: "false" })).script([
+        "test ! -e README.md",
+        "git cat-file -e " + repo.main,
+      ]),
     { dir },
   );
   assert.equal(none.job.state, "success", none.log);
@@ -649,13 +643,7 @@ Deno.test("C11.2 after a successful fetch nothing holds the token: not .git, not
   t.mock.git.serve("mock/project", repo.gitDir);
   const dir = join(t.root, "checkout");
   const ran = await t.run(
-    (m) =>
-      m.job({
-        projectPath: "mock/project",
-        sha: repo.main,
-        ref: "main",
-        variables: [{ key: "GIT_FETCH_EXTRA_FLAGS", value: "--prune" }],
-      }),
+    (m) => m.job(onMain(repo, { GIT_FETCH_EXTRA_FLAGS: "--prune" })),
     { dir },
   );
   assert.equal(ran.job.state, "success", ran.log);
@@ -813,28 +801,14 @@ Deno.test("C11.1 hostile settings: bad values warn or fail clearly, names never 
   t.mock.git.serve("mock/project", repo.gitDir);
   const pwned = join(t.root, "pwned");
   // An unknown strategy falls back to the default with the official warning.
-  const bogus = await t.run((m) =>
-    m.job({
-      projectPath: "mock/project",
-      sha: repo.main,
-      ref: "main",
-      variables: [{ key: "GIT_STRATEGY", value: "teleport" }],
-    })
-  );
+  const bogus = await t.run((m) => m.job(onMain(repo, { GIT_STRATEGY: "teleport" })));
   assert.equal(bogus.job.state, "success", bogus.log);
   assert.match(
     bogus.log,
     /WARNING: GIT_STRATEGY: expected either 'clone', 'fetch', 'none' or 'empty' got "teleport", using default value 'fetch'/,
   );
   // An unknown submodule strategy is a configuration error, before git runs.
-  const sub = await t.run((m) =>
-    m.job({
-      projectPath: "mock/project",
-      sha: repo.main,
-      ref: "main",
-      variables: [{ key: "GIT_SUBMODULE_STRATEGY", value: "all" }],
-    })
-  );
+  const sub = await t.run((m) => m.job(onMain(repo, { GIT_SUBMODULE_STRATEGY: "all" })));
   assert.equal(sub.job.state, "failed");
   assert.equal(sub.job.failureReason, "runner_configuration_error");
   // A ref, refspec or sha made of shell syntax stays a string.
@@ -853,14 +827,7 @@ Deno.test("C11.1 hostile settings: bad values warn or fail clearly, names never 
   assert.match(sha.log, /no valid commit to check out/);
   await assert.rejects(Deno.stat(pwned));
   // Out-of-range attempts are clamped like the official runner.
-  const clamped = await t.run((m) =>
-    m.job({
-      projectPath: "mock/project",
-      sha: repo.main,
-      ref: "main",
-      variables: [{ key: "GET_SOURCES_ATTEMPTS", value: "99" }],
-    })
-  );
+  const clamped = await t.run((m) => m.job(onMain(repo, { GET_SOURCES_ATTEMPTS: "99" })));
   assert.equal(clamped.job.state, "success", clamped.log);
   assert.match(
     clamped.log,
