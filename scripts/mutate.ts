@@ -3,7 +3,8 @@
  * command runner calling `deno test` on the module's own test files.
  *
  * Run: `deno task mutate <module>…` after `npm ci --prefix tools`, e.g. `deno task mutate src/log`
- * or `deno task mutate src/api/retry.ts`. A directory stands for every mapped file under it; the
+ * or `deno task mutate src/api/retry.ts` or `deno task mutate src/log/masker.ts:1-200` (only the
+ * mutants on those lines, with a report of their own: a large file in parts). A directory stands for every mapped file under it; the
  * lifecycle is `deno task mutate lifecycle` (src/run.ts, src/job.ts, src/runner.ts).
  *
  * Each source file gets its own Stryker run with only the test files listed for it in
@@ -48,7 +49,16 @@ const OUT = "reports/mutation";
 function expand(modules: string[]): string[] {
   const files: string[] = [];
   for (const raw of modules) {
-    const module = raw.replace(/^\.\//, "").replace(/\/$/, "");
+    const [module, lines] = raw.replace(/^\.\//, "").replace(/\/$/, "").split(":");
+    if (lines !== undefined) {
+      if (!TESTS[module] || !/^\d+-\d+$/.test(lines)) {
+        throw new Error(
+          `'${raw}' is not a mapped file with a line range such as src/log/masker.ts:1-200`,
+        );
+      }
+      files.push(raw);
+      continue;
+    }
     const group = GROUPS[module];
     const matched = group ??
       Object.keys(TESTS).filter((file) => file === module || file.startsWith(`${module}/`));
@@ -62,16 +72,23 @@ function expand(modules: string[]): string[] {
   return files;
 }
 
+/** The report name of a file or file:lines target: src/log/job_log.ts:1-9 → log_job_log_1-9. */
+function slugOf(target: string): string {
+  return target.replace(/^src\//, "").replace(/\.ts/, "").replaceAll("/", "_").replace(":", "_");
+}
+
 /** The Stryker configuration for one source file. */
-function config(file: string, concurrency: number, full: boolean): Record<string, unknown> {
-  const slug = file.replace(/^src\//, "").replace(/\.ts$/, "").replaceAll("/", "_");
-  const tests = TESTS[file].join(" ");
+function config(target: string, concurrency: number, full: boolean): Record<string, unknown> {
+  const slug = slugOf(target);
+  const tests = TESTS[target.split(":")[0]].join(" ");
   return {
     $schema: "../../tools/node_modules/@stryker-mutator/core/schema/stryker-schema.json",
     testRunner: "command",
-    commandRunner: { command: `${Deno.execPath()} test -P --no-check --quiet ${tests}` },
+    commandRunner: {
+      command: `${Deno.execPath()} test -P --no-check --fail-fast --quiet ${tests}`,
+    },
     coverageAnalysis: "off",
-    mutate: [file],
+    mutate: [target],
     concurrency,
     incremental: true,
     force: full,
@@ -118,11 +135,10 @@ if (import.meta.main) {
   await Deno.mkdir(OUT, { recursive: true });
   let failed = false;
   for (const file of expand(args)) {
-    const path = `${OUT}/${file.replace(/^src\//, "").replace(/\.ts$/, "").replaceAll("/", "_")}` +
-      ".config.json";
+    const path = `${OUT}/${slugOf(file)}.config.json`;
     const text = JSON.stringify(config(file, concurrency, full), null, 2);
     await Deno.writeTextFile(path, `${text}\n`);
-    console.log(`== ${file}: ${TESTS[file].join(", ")} (${path})`);
+    console.log(`== ${file}: ${TESTS[file.split(":")[0]].join(", ")} (${path})`);
     if (dry) {
       console.log(text);
       continue;

@@ -274,6 +274,39 @@ Deno.test("C5.1 the 202 repeats of the final PUT are spaced by GitLab's backoff 
   assert.equal(t.mj.state, "success");
 });
 
+Deno.test("C5.1 C8.4 a final PUT answered 202 forever is repeated on GitLab's backoff and given up at the final-update deadline", async () => {
+  const diagnostics: string[] = [];
+  const t = await setup({ finalUpdateAccepts: Infinity }, {
+    finalUpdateDeadlineMs: 300_000,
+    onDiagnostic: (message) => diagnostics.push(message),
+  });
+  t.log.write("x\n");
+  const started = t.clock.now();
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "failed");
+  const finals = t.mock.requests.filter((r) =>
+    r.route === "update" && (r.body as { state?: string }).state === "success"
+  );
+  assert.ok(finals.every((r) => r.status === 202));
+  // Ci::Runner::Backoff: 2^(⌊log2 s⌋ − 1) s (at least 1, at most 64) since the first 202.
+  const expected = (elapsedMs: number) => {
+    const s = elapsedMs / 1000;
+    return 1000 * 2 ** Math.min(Math.max(s <= 1 ? 0 : Math.floor(Math.log2(s)) - 1, 0), 6);
+  };
+  const gaps = finals.slice(1).map((r, i) => r.at - finals[i].at);
+  assert.deepEqual(gaps, finals.slice(0, -1).map((r) => expected(r.at - finals[0].at)));
+  assert.ok(gaps.includes(64_000), gaps.join(" "));
+  // No PUT after the deadline, and none missing before it: the next one would have been late.
+  assert.ok(finals.at(-1)!.at - started <= 300_000);
+  assert.ok(finals.at(-1)!.at + expected(finals.at(-1)!.at - finals[0].at) - started > 300_000);
+  assert.ok(t.clock.now() - started <= 300_000, `${t.clock.now() - started} ms`);
+  assert.ok(
+    diagnostics.some((m) => /could not be delivered within/.test(m)),
+    diagnostics.join("\n"),
+  );
+  assert.equal(t.mj.state, "running");
+});
+
 Deno.test("C5.1 transient failures of the final PUT are retried", async () => {
   const t = await setup();
   t.mock.fault({ route: "update", status: 502, times: 7 });

@@ -803,6 +803,15 @@ Deno.test("C3.5 failure reasons: empty means script_failure", () => {
   assert.equal(mapFailureReason("", []), "script_failure");
 });
 
+Deno.test("C3.5 failure reasons: a reason that is not a string (from JavaScript) is unknown_failure", () => {
+  for (const odd of [42, {}, true, ["script_failure"]]) {
+    assert.equal(mapFailureReason(odd as unknown as string, ["script_failure"]), "unknown_failure");
+  }
+  // A supported list that is not an array (from JavaScript) counts as empty.
+  const notAList = "runner_interrupted" as unknown as string[];
+  assert.equal(mapFailureReason("runner_interrupted", notAList), "unknown_failure");
+});
+
 Deno.test("C3.5 failure reasons: always-supported reasons are sent as is", () => {
   assert.deepEqual([...ALWAYS_SUPPORTED_FAILURE_REASONS], [
     "script_failure",
