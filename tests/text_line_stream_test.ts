@@ -74,3 +74,10 @@ Deno.test("TextLineStream stays linear on large chunks with many lines", async (
   assert.equal(withCR.length, 200_000);
   assert.ok(performance.now() - t0 < 2000, "no quadratic rescans");
 });
+
+Deno.test("TextLineStream() without allowCR keeps a \\r inside a later line of the same chunk", async () => {
+  const lines = ReadableStream.from(["a\nb\rc\nd\r\re\n", "f\rg"]).pipeThrough(
+    new TextLineStream(),
+  );
+  assert.deepEqual(await Array.fromAsync(lines), ["a", "b\rc", "d\r\re", "f\rg"]);
+});
