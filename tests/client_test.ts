@@ -1,6 +1,6 @@
 import { assert, FakeClock } from "./_deps.ts";
 import { ApiError, Client, RequestError } from "../mod.ts";
-import { apiBaseUrl, parseRangeEnd } from "../src/api/client.ts";
+import { apiBaseUrl, parseRangeEnd, parseUpdateInterval } from "../src/api/client.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 
 const enc = new TextEncoder();
@@ -380,4 +380,261 @@ Deno.test("C6.5 uploadArtifact follows a 307 with a fresh body", async () => {
   });
   assert.equal(opens, 2);
   assert.equal(new TextDecoder().decode(mj.artifacts[0].data), "abc");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Exact requests and answers against a scripted GitLab (these kill mutants that survived the
+// tests above, see docs/MUTATION.md)
+// ---------------------------------------------------------------------------------------------
+
+interface Seen {
+  method: string;
+  url: URL;
+  headers: Headers;
+  body: string;
+}
+
+/** A client whose GitLab answers with `answer(request)`; every request is recorded. */
+function scripted(
+  answer: (seen: Seen) => Response | Promise<Response>,
+  options: { userAgent?: string; maxAttempts?: number } = {},
+) {
+  const seen: Seen[] = [];
+  const clock = new FakeClock();
+  const client = new Client("https://gitlab.example.com/", {
+    clock,
+    random: () => 0.5,
+    maxAttempts: options.maxAttempts ?? 1,
+    userAgent: options.userAgent,
+    fetch: async (input, init) => {
+      const request = new Request(input, init);
+      const s: Seen = {
+        method: request.method,
+        url: new URL(request.url),
+        headers: request.headers,
+        body: request.body ? await request.text() : "",
+      };
+      seen.push(s);
+      return answer(s);
+    },
+  });
+  return { client, seen, clock };
+}
+
+/** A token without a GitLab prefix: only the client's own list of secrets can mask it. */
+const PLAIN = "plain-secret-4f9a2c";
+
+Deno.test("C4.1 parseUpdateInterval: positive whole seconds, at most 15 min; anything else is none", () => {
+  assert.equal(parseUpdateInterval("5"), 5);
+  assert.equal(parseUpdateInterval(" 7 "), 7);
+  assert.equal(parseUpdateInterval("100000"), 900);
+  for (const bad of [null, "0", "-3", "x5", "5x", "5.5", "", " "]) {
+    assert.equal(parseUpdateInterval(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("C4.2 parseRangeEnd reads N of 0-N, with or without a bytes unit", () => {
+  for (const v of ["0-10", "bytes=0-10", "bytes 0-10", "BYTES=0-10", " 0-10", "0-10/11"]) {
+    assert.equal(parseRangeEnd(v), 10, v);
+  }
+  assert.equal(parseRangeEnd("12-15"), 15);
+  for (const bad of [null, "x0-10", "-10", "0-", "bytes:0-10"]) {
+    assert.equal(parseRangeEnd(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("client: URL normalisation strips every trailing slash and a final /ci only; errors say why", () => {
+  assert.equal(apiBaseUrl("https://x.org/gitlab///").href, "https://x.org/gitlab/api/v4/");
+  assert.equal(apiBaseUrl("https://x.org/ci/gitlab").href, "https://x.org/ci/gitlab/api/v4/");
+  assert.equal(apiBaseUrl("https://x.org/a/ci//?q=1#h").href, "https://x.org/a/api/v4/");
+  assert.equal(apiBaseUrl(new URL("http://x.org:8080")).href, "http://x.org:8080/api/v4/");
+  assert.throws(() => apiBaseUrl("not a url"), (e: unknown) => {
+    assert.ok(e instanceof TypeError);
+    assert.equal(e.message, "Invalid GitLab URL: not a url");
+    assert.ok(e.cause instanceof TypeError, "the URL parser's error is the cause");
+    return true;
+  });
+  assert.throws(() => apiBaseUrl("ftp://x.org"), {
+    name: "TypeError",
+    message: "GitLab URL must use http or https, got ftp:",
+  });
+  const client = new Client("https://x.org/gitlab/");
+  assert.equal(client.baseUrl.href, "https://x.org/gitlab/api/v4/");
+  client.baseUrl.pathname = "/changed";
+  assert.equal(client.baseUrl.href, "https://x.org/gitlab/api/v4/", "a copy each time");
+});
+
+Deno.test("C1.9 verify: what GitLab answers, exactly; the token goes in the header and the body only", async () => {
+  const answers: Array<[Response, unknown]> = [
+    [Response.json({ id: 5, token_expires_at: "2030-01-01T00:00:00Z" }), {
+      valid: true,
+      id: 5,
+      tokenExpiresAt: "2030-01-01T00:00:00Z",
+    }],
+    [Response.json({ id: "5", token_expires_at: 5 }), {
+      valid: true,
+      id: undefined,
+      tokenExpiresAt: undefined,
+    }],
+    [new Response("200"), { valid: true }],
+    [new Response("null"), { valid: true }],
+    [new Response("not json"), { valid: true }],
+    [new Response(null, { status: 403 }), { valid: false, status: 403 }],
+    [new Response("{}", { status: 422 }), { valid: false, status: 422 }],
+  ];
+  for (const [response, expected] of answers) {
+    const t = scripted(() => response);
+    assert.deepEqual(
+      await t.client.verify(PLAIN, { systemId: "s_1", info: { name: "n", version: undefined } }),
+      expected,
+    );
+    const [s] = t.seen;
+    assert.equal(s.method, "POST");
+    assert.equal(s.url.href, "https://gitlab.example.com/api/v4/runners/verify");
+    assert.equal(s.headers.get("runner-token"), PLAIN);
+    assert.equal(s.headers.get("user-agent"), "@x/gitlab-runner");
+    assert.deepEqual(JSON.parse(s.body), { token: PLAIN, system_id: "s_1", info: { name: "n" } });
+  }
+  const failing = scripted(() => new Response(`no such runner ${PLAIN}`, { status: 500 }));
+  const e = await failing.client.verify(PLAIN).catch((error) => error);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.status, 500);
+  assert.equal(e.endpoint, "POST /api/v4/runners/verify");
+  assert.ok(!`${e.message} ${e.body}`.includes(PLAIN), `${e.message} ${e.body}`);
+  assert.match(e.body, /no such runner/);
+});
+
+Deno.test("client: the User-Agent is the library's unless set; maxAttempts defaults to 5", async () => {
+  const t = scripted(() => new Response(null, { status: 204 }), { userAgent: "my-runner/1" });
+  await t.client.requestJob(PLAIN);
+  assert.equal(t.seen[0].headers.get("user-agent"), "my-runner/1");
+  const seen: string[] = [];
+  const clock = new FakeClock();
+  const client = new Client("https://gitlab.example.com", {
+    clock,
+    fetch: (input) => {
+      seen.push(String(input));
+      return Promise.resolve(new Response(null, { status: 503 }));
+    },
+  });
+  const p = client.requestJob(PLAIN).catch((error) => error);
+  await clock.runUntil(() => seen.length >= 5 && clock.pending === 0);
+  assert.ok((await p) instanceof ApiError);
+  assert.equal(seen.length, 5);
+});
+
+Deno.test("C1.4 requestJob: the token in header and body, last_update only when known; bodiless answers", async () => {
+  const t = scripted((s) =>
+    s.url.pathname.endsWith("/jobs/request") && JSON.parse(s.body).last_update
+      ? new Response(null, { status: 409 })
+      : new Response(null, { status: 204, headers: { "x-gitlab-last-update": "abc" } })
+  );
+  assert.deepEqual(await t.client.requestJob(PLAIN, { systemId: "s_1" }), {
+    type: "none",
+    lastUpdate: "abc",
+    longPolled: false,
+  });
+  assert.deepEqual(await t.client.requestJob(PLAIN, { lastUpdate: "abc" }), { type: "conflict" });
+  const [first, second] = t.seen;
+  assert.equal(first.headers.get("runner-token"), PLAIN);
+  assert.deepEqual(Object.keys(JSON.parse(first.body)).sort(), ["system_id", "token"]);
+  assert.equal(JSON.parse(second.body).last_update, "abc");
+  const failing = scripted(() => new Response(`bad ${PLAIN}`, { status: 400 }));
+  const e = await failing.client.requestJob(PLAIN).catch((error) => error);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.endpoint, "POST /api/v4/jobs/request");
+  assert.ok(!`${e.message} ${e.body}`.includes(PLAIN));
+});
+
+Deno.test("C5.1 C5.2 updateJob: each status and Job-Status, and the body's optional fields", async () => {
+  const cases: Array<[number, string | null, Record<string, unknown>]> = [
+    [200, null, { outcome: "ok", abort: false, cancelRequested: false }],
+    [200, "running", { outcome: "ok", abort: false, cancelRequested: false }],
+    [200, "canceling", { outcome: "ok", abort: false, cancelRequested: true }],
+    [200, "canceled", { outcome: "abort", abort: true, cancelRequested: false }],
+    [200, "failed", { outcome: "abort", abort: true, cancelRequested: false }],
+    [403, null, { outcome: "abort", abort: true, cancelRequested: false }],
+    [404, null, { outcome: "abort", abort: true, cancelRequested: false }],
+    [202, null, { outcome: "accepted", abort: false, cancelRequested: false }],
+    [412, null, { outcome: "reset", abort: false, cancelRequested: false }],
+  ];
+  for (const [status, jobStatus, expected] of cases) {
+    const headers: Record<string, string> = { "x-gitlab-trace-update-interval": "3" };
+    if (jobStatus) headers["job-status"] = jobStatus;
+    const t = scripted(() => new Response(null, { status, headers }));
+    const r = await t.client.updateJob(9, PLAIN, { state: "running" });
+    assert.deepEqual(r, {
+      status,
+      jobStatus: jobStatus ?? undefined,
+      updateInterval: 3,
+      ...expected,
+    }, `${status} ${jobStatus}`);
+    assert.equal(t.seen[0].method, "PUT");
+    assert.equal(t.seen[0].url.pathname, "/api/v4/jobs/9");
+    assert.equal(t.seen[0].headers.get("job-token"), PLAIN);
+  }
+  const conflict = scripted(() => new Response(`no ${PLAIN}`, { status: 409 }));
+  const e = await conflict.client.updateJob(9, PLAIN, { state: "running" }).catch((x) => x);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.status, 409);
+  assert.equal(e.endpoint, "PUT /api/v4/jobs/9");
+  // failure_reason and exit_code only when there is one (exit code 0 is none).
+  const bodies: Record<string, unknown>[] = [];
+  const t = scripted((s) => {
+    bodies.push(JSON.parse(s.body));
+    return new Response(null, { status: 200 });
+  });
+  await t.client.updateJob(9, PLAIN, { state: "success" });
+  await t.client.updateJob(9, PLAIN, { state: "success", exitCode: 0 });
+  await t.client.updateJob(9, PLAIN, {
+    state: "failed",
+    failureReason: "script_failure",
+    exitCode: 3,
+  });
+  assert.deepEqual(bodies.map((b) => [b.failure_reason, b.exit_code]), [
+    [undefined, undefined],
+    [undefined, undefined],
+    ["script_failure", 3],
+  ]);
+  assert.ok(!("failure_reason" in bodies[0]) && !("exit_code" in bodies[1]));
+});
+
+Deno.test("C4.1 patchTrace: offset without a Range answer, debug_trace, 404, errors name the endpoint", async () => {
+  const t = scripted((s) =>
+    s.url.searchParams.get("debug_trace") === "true"
+      ? new Response(null, { status: 404 })
+      : new Response(null, { status: 202 })
+  );
+  const accepted = await t.client.patchTrace(3, PLAIN, { offset: 10, data: enc.encode("abc") });
+  assert.equal(accepted.outcome, "accepted");
+  assert.equal(accepted.serverOffset, 13, "no Range in the answer: what was sent");
+  assert.equal(t.seen[0].url.searchParams.get("debug_trace"), "false");
+  assert.equal(t.seen[0].headers.get("content-range"), "10-12");
+  const gone = await t.client.patchTrace(3, PLAIN, {
+    offset: 0,
+    data: enc.encode("x"),
+    debugTrace: true,
+  });
+  assert.equal(gone.outcome, "not-found");
+  const failing = scripted(() => new Response(null, { status: 400 }));
+  const e = await failing.client.patchTrace(3, PLAIN, { offset: 0, data: enc.encode("x") })
+    .catch((x) => x);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.endpoint, "PATCH /api/v4/jobs/3/trace");
+});
+
+Deno.test("C6.7 downloadArtifact asks for direct_download unless told not to", async () => {
+  const t = scripted(() => new Response("zip"));
+  const first = await t.client.downloadArtifact(3, PLAIN);
+  await first?.body?.cancel();
+  const second = await t.client.downloadArtifact(3, PLAIN, { directDownload: false });
+  await second?.body?.cancel();
+  assert.deepEqual(t.seen.map((s) => s.url.searchParams.get("direct_download")), ["true", "false"]);
+  assert.equal(t.seen[0].url.pathname, "/api/v4/jobs/3/artifacts");
+  assert.equal(t.seen[0].headers.get("job-token"), PLAIN);
+  const failing = scripted(() => new Response(`denied ${PLAIN}`, { status: 401 }));
+  const e = await failing.client.downloadArtifact(3, PLAIN).catch((x) => x);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.endpoint, "GET /api/v4/jobs/3/artifacts");
+  assert.ok(!`${e.message} ${e.body}`.includes(PLAIN));
 });
