@@ -28,7 +28,7 @@ export const TESTS: Record<string, string[]> = {
   "src/log/job_log.ts": ["tests/job_log_test.ts", "tests/job_log_spool_test.ts"],
   "src/log/_spool.ts": ["tests/spool_test.ts", "tests/job_log_spool_test.ts"],
   "src/log/text_line_stream.ts": ["tests/text_line_stream_test.ts"],
-  "src/api/client.ts": ["tests/client_test.ts"],
+  "src/api/client.ts": ["tests/client_test.ts", "tests/credentials_test.ts"],
   "src/api/payload.ts": ["tests/payload_test.ts"],
   "src/api/retry.ts": ["tests/retry_test.ts"],
   "src/api/failure_reasons.ts": ["tests/payload_test.ts"],

@@ -1,6 +1,6 @@
 import { assert, FakeClock } from "./_deps.ts";
 import { ApiError, Client, RequestError } from "../mod.ts";
-import { apiBaseUrl, parseRangeEnd, parseUpdateInterval } from "../src/api/client.ts";
+import { apiBaseUrl, maskSecrets, parseRangeEnd, parseUpdateInterval } from "../src/api/client.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 
 const enc = new TextEncoder();
@@ -637,4 +637,159 @@ Deno.test("C6.7 downloadArtifact asks for direct_download unless told not to", a
   assert.ok(e instanceof ApiError);
   assert.equal(e.endpoint, "GET /api/v4/jobs/3/artifacts");
   assert.ok(!`${e.message} ${e.body}`.includes(PLAIN));
+});
+
+/** A client over `fetch` with short deadlines on a fake clock. */
+function deadlined(fetch: typeof globalThis.fetch, options: Record<string, number> = {}) {
+  const clock = new FakeClock();
+  const client = new Client("https://gitlab.example.com", {
+    clock,
+    fetch,
+    maxAttempts: 1,
+    headerTimeoutMs: 1_000,
+    idleTimeoutMs: 2_000,
+    ...options,
+  });
+  return { clock, client };
+}
+
+/** A fetch that never answers; it rejects when its signal aborts. */
+const silent: typeof fetch = (_input, init) =>
+  new Promise((_, reject) => {
+    const signal = init?.signal;
+    signal?.addEventListener("abort", () => reject(signal.reason));
+  });
+
+/** A body that sends `first` and then nothing, ever. */
+function stalling(first: string): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream({
+    pull(controller) {
+      if (sent) return new Promise(() => {});
+      sent = true;
+      controller.enqueue(enc.encode(first));
+    },
+  }, { highWaterMark: 0 });
+}
+
+Deno.test("C8.1 no answer within the header deadline: a transient RequestError with a TimeoutError cause", async () => {
+  const t = deadlined(silent);
+  const p = t.client.verify(PLAIN).catch((e) => e);
+  await t.clock.advance(999);
+  await t.clock.advance(1);
+  const e = await p;
+  assert.ok(e instanceof RequestError, String(e));
+  assert.equal(e.transient, true);
+  assert.ok(e.cause instanceof DOMException);
+  assert.equal(e.cause.name, "TimeoutError");
+  assert.equal(e.cause.message, "No answer within 1000 ms");
+  assert.equal(t.clock.now() - Date.UTC(2026, 0, 1), 1_000);
+  // The caller's own abort is not a timeout, and not transient.
+  const mine = new AbortController();
+  const q = t.client.verify(PLAIN, { signal: mine.signal }).catch((x) => x);
+  const reason = new Error("mine");
+  mine.abort(reason);
+  assert.equal(await q, reason, "the caller's reason, not a RequestError to retry");
+});
+
+Deno.test("C8.1 deadline options that are not positive mean the defaults (10 min, 2 min)", async () => {
+  for (const headerTimeoutMs of [0, -5]) {
+    const t = deadlined(silent, { headerTimeoutMs });
+    const p = t.client.verify(PLAIN).catch((e) => e);
+    let settled = false;
+    p.then(() => (settled = true));
+    await t.clock.advance(10 * 60_000 - 1);
+    assert.equal(settled, false, `${headerTimeoutMs}: still waiting just before 10 min`);
+    await t.clock.advance(1);
+    assert.ok((await p) instanceof RequestError);
+  }
+  const t = deadlined(
+    () =>
+      Promise.resolve(new Response(stalling('{"id": 7, "token": "glcbt-x", '), { status: 201 })),
+    { idleTimeoutMs: 0 },
+  );
+  let result: unknown;
+  const p = t.client.requestJob(PLAIN).then((r) => (result = r));
+  await t.clock.advance(2 * 60_000 - 1);
+  assert.equal(result, undefined);
+  await t.clock.advance(1);
+  await p;
+  assert.deepEqual(result, {
+    type: "job",
+    job: {
+      ok: false,
+      error:
+        "the job payload could not be read: Request POST /api/v4/jobs/request failed: No data for 120000 ms",
+      id: 7,
+      token: "glcbt-x",
+    },
+  });
+});
+
+Deno.test("C10.3 a job payload over maxPayloadBytes, declared or streamed, names its id and token and the limit", async () => {
+  const prefix = '{"id": 7, "token": "glcbt-x", "variables": [';
+  const declared = deadlined(() =>
+    Promise.resolve(
+      new Response(prefix + " ".repeat(200), {
+        status: 201,
+        headers: { "content-length": String(prefix.length + 200) },
+      }),
+    ), { maxPayloadBytes: 100 });
+  assert.deepEqual(await declared.client.requestJob(PLAIN), {
+    type: "job",
+    job: {
+      ok: false,
+      error: `the job payload of ${prefix.length + 200} bytes exceeds the limit of 100 bytes`,
+      id: 7,
+      token: "glcbt-x",
+    },
+  });
+  let pulled = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled++;
+      controller.enqueue(enc.encode(pulled === 1 ? prefix : " ".repeat(64)));
+    },
+  });
+  const streamed = deadlined(() => Promise.resolve(new Response(endless, { status: 201 })), {
+    maxPayloadBytes: 1_000,
+  });
+  assert.deepEqual(await streamed.client.requestJob(PLAIN), {
+    type: "job",
+    job: {
+      ok: false,
+      error: "the job payload exceeds the limit of 1000 bytes",
+      id: 7,
+      token: "glcbt-x",
+    },
+  });
+  assert.ok(pulled < 40, `${pulled} chunks read`);
+  // A complete payload exactly at the limit is fine, and so is a valid one over it: it is
+  // parsed for its id and token but still refused.
+  const text = JSON.stringify({ id: 8, token: "glcbt-y" });
+  const exact = deadlined(() => Promise.resolve(new Response(text, { status: 201 })), {
+    maxPayloadBytes: text.length,
+  });
+  const ok = await exact.client.requestJob(PLAIN);
+  assert.ok(ok.type === "job" && ok.job.ok);
+  const over = deadlined(() => Promise.resolve(new Response(text, { status: 201 })), {
+    maxPayloadBytes: text.length - 1,
+  });
+  assert.deepEqual(await over.client.requestJob(PLAIN), {
+    type: "job",
+    job: {
+      ok: false,
+      error: `the job payload exceeds the limit of ${text.length - 1} bytes`,
+      id: 8,
+      token: "glcbt-y",
+    },
+  });
+});
+
+Deno.test("C9.4 maskSecrets masks the given secrets (empty ones ignored) and token-shaped strings", () => {
+  assert.equal(maskSecrets("", [PLAIN]), "");
+  assert.equal(maskSecrets(`a ${PLAIN} b`, ["", PLAIN]), "a [MASKED] b");
+  assert.equal(maskSecrets("nothing here", [""]), "nothing here");
+  assert.equal(maskSecrets(`x ${PLAIN}`, []), `x ${PLAIN}`);
+  assert.equal(maskSecrets("t glrt-abcdefghijklmnopqrst", []), "t glrt-[MASKED]");
 });
