@@ -404,3 +404,103 @@ Deno.test("C4.8 C7.3 the log's stream keeps nothing of a chunk once its write re
   const line = "start [MASKED], glpat-[MASKED] and ?private_token=[MASKED]&a=1 end\n";
   assert.equal(t.mj.logText, line.repeat(40));
 });
+
+// ---------------------------------------------------------------------------------------------
+// Exact state and edges (these kill mutants that survived the tests above, see docs/MUTATION.md)
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("C4.1 the log's counters and checksum follow each write and each accepted PATCH", async () => {
+  const t = await setup();
+  const hex = (s: string) => `crc32:${crc32(enc.encode(s)).toString(16).padStart(8, "0")}`;
+  assert.equal(t.log.size, 0);
+  assert.equal(t.log.checksum, "crc32:00000000");
+  assert.equal(t.log.updateIntervalMs, 3000);
+  t.log.write("");
+  t.log.write(new Uint8Array(0));
+  assert.equal(t.log.size, 0);
+  t.log.write("héllo\n");
+  assert.equal(t.log.size, 7);
+  assert.equal(t.log.sentOffset, 0);
+  assert.equal(t.log.patches, 0);
+  assert.equal(t.log.checksum, hex("héllo\n"));
+  assert.deepEqual(t.log.bytes(), enc.encode("héllo\n"));
+  await t.clock.advance(3000);
+  assert.equal(t.log.sentOffset, 7);
+  assert.equal(t.log.patches, 1);
+  t.log.write("more\n");
+  await t.clock.advance(t.log.updateIntervalMs);
+  assert.equal(t.log.patches, 2);
+  assert.equal(t.log.sentOffset, 12);
+  assert.equal(t.log.checksum, hex("héllo\nmore\n"));
+  assert.equal(t.log.aborted, false);
+  const result = await finish(t, { state: "success" });
+  assert.deepEqual(result, { outcome: "done", jobStatus: "success", undelivered: undefined });
+  // Nothing is taken after the end.
+  t.log.write("late\n");
+  assert.equal(t.log.size, 12);
+  assert.equal(t.mj.logText, "héllo\nmore\n");
+  assert.equal(
+    t.puts().at(-1)!.body!.output!.toString(),
+    { checksum: hex("héllo\nmore\n"), bytesize: 12 }.toString(),
+  );
+  assert.deepEqual(t.puts().at(-1)!.body!.output, { checksum: hex("héllo\nmore\n"), bytesize: 12 });
+});
+
+Deno.test("C4.7 the output limit: filled exactly, then cut on a character boundary with the notice", async () => {
+  const notice = "\n\x1b[33;1mJob's log exceeded limit of 10 bytes.\n" +
+    "Job execution will continue but no more output will be collected.\x1b[0;m\n";
+  const exact = await setup({}, { outputLimit: 10 });
+  exact.log.write("0123456789");
+  assert.equal(exact.log.size, 10);
+  exact.log.write("");
+  assert.equal(exact.log.size, 10, "an empty write at the limit is no overflow");
+  exact.log.write("x");
+  assert.equal(new TextDecoder().decode(exact.log.bytes()), "0123456789" + notice);
+  await finish(exact, { state: "success" });
+  assert.equal(exact.mj.logText, "0123456789" + notice);
+  // "€" is 3 bytes: 8 + 3 does not fit in 10, so the cut is before it.
+  const cut = await setup({}, { outputLimit: 10 });
+  cut.log.write("01234567€9");
+  assert.equal(new TextDecoder().decode(cut.log.bytes()), "01234567" + notice);
+  cut.log.write("more");
+  assert.equal(cut.log.size, 8 + enc.encode(notice).byteLength);
+  assert.equal(cut.log.checksum, `crc32:${crc32(cut.log.bytes()).toString(16).padStart(8, "0")}`);
+  await finish(cut, { state: "success" });
+  // A 2-byte character right at the limit.
+  const two = await setup({}, { outputLimit: 9 });
+  two.log.write("01234567é");
+  assert.equal(
+    new TextDecoder().decode(two.log.bytes()),
+    "01234567" + notice.replace("10 bytes", "9 bytes"),
+  );
+  await finish(two, { state: "success" });
+});
+
+Deno.test("C4.5 keep-alive: keepAliveMs is the quiet time; a PATCH counts as contact; a cancel is reported once", async () => {
+  const t = await setup({ traceUpdateInterval: 1 }, { keepAliveMs: 10_000 });
+  // Checked after each round of the pump (every 3 s while nothing was sent): at 12 s.
+  await t.clock.advance(11_999);
+  assert.equal(t.puts().length, 0);
+  await t.clock.advance(1);
+  assert.equal(t.puts().length, 1);
+  assert.deepEqual(t.puts()[0].body!.output, { checksum: "crc32:00000000", bytesize: 0 });
+  // Output every second: PATCHes are contact, no keep-alive.
+  for (let i = 0; i < 15; i++) {
+    t.log.write("x");
+    await t.clock.advance(1_000);
+  }
+  assert.equal(t.puts().length, 1);
+  // A cancel (hard: no cancel_gracefully feature) seen on a PATCH: one callback, the log
+  // reports it, and the final update is skipped.
+  t.mock.cancel(t.mj.id);
+  t.log.write("y");
+  await t.clock.advance(12_000);
+  assert.deepEqual(t.events, ["abort:403:"]);
+  assert.equal(t.log.aborted, true);
+  const n = t.calls.length;
+  assert.deepEqual(await finish(t, { state: "success" }), {
+    outcome: "aborted",
+    jobStatus: undefined,
+  });
+  assert.equal(t.calls.length, n);
+});
