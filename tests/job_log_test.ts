@@ -504,3 +504,81 @@ Deno.test("C4.5 keep-alive: keepAliveMs is the quiet time; a PATCH counts as con
   });
   assert.equal(t.calls.length, n);
 });
+
+Deno.test("C8.5 PATCH failing for good at the end: after flushDeadlineMs the state goes with the acknowledged size, warned once", async () => {
+  const diagnostics: Array<[string, Record<string, unknown> | undefined]> = [];
+  const t = await setup({}, {
+    flushDeadlineMs: 120_000,
+    onDiagnostic: (message, properties) => diagnostics.push([message, properties]),
+  });
+  t.log.write("first part\n");
+  await t.clock.advance(3000);
+  assert.equal(t.log.sentOffset, 11);
+  t.mock.fault({ route: "trace", status: 500, times: Infinity });
+  t.log.write("second part\n");
+  const started = t.clock.now();
+  const result = await finish(t, { state: "failed", failureReason: "script_failure" });
+  assert.deepEqual(result, { outcome: "done", jobStatus: "failed", undelivered: 12 });
+  const final = t.puts().filter((p) => p.body!.state === "failed");
+  assert.equal(final.length, 1);
+  const first = `crc32:${crc32(enc.encode("first part\n")).toString(16).padStart(8, "0")}`;
+  assert.deepEqual(final[0].body!.output, { checksum: first, bytesize: 11 });
+  const finalAt = t.mock.requests.find((r) => r.route === "update")!.at;
+  // Not before the flush deadline, and not much after it (a round of at most 30 s).
+  assert.ok(finalAt - started >= 120_000, `${finalAt - started} ms`);
+  assert.ok(finalAt - started <= 120_000 + 60_000, `${finalAt - started} ms`);
+  const warnings = diagnostics.filter(([m]) => m.startsWith("The job log could not be sent"));
+  assert.equal(warnings.length, 1);
+  assert.deepEqual(warnings[0][1], { jobId: t.mj.id, undelivered: 12, acknowledged: 11 });
+  assert.equal(t.mj.logText, "first part\n");
+  assert.equal(t.mj.state, "failed");
+});
+
+Deno.test("C8.5 a GitLab that comes back within the flush deadline gets the whole log, nothing undelivered", async () => {
+  const t = await setup({}, { flushDeadlineMs: 120_000 });
+  t.log.write("first part\n");
+  await t.clock.advance(3000);
+  t.mock.fault({ route: "trace", status: 500, times: 4 });
+  t.log.write("second part\n");
+  const result = await finish(t, { state: "success" });
+  assert.deepEqual(result, { outcome: "done", jobStatus: "success", undelivered: undefined });
+  assert.equal(t.mj.logText, "first part\nsecond part\n");
+  assert.deepEqual(t.puts().at(-1)!.body!.output, {
+    checksum: `crc32:${
+      crc32(enc.encode("first part\nsecond part\n")).toString(16).padStart(8, "0")
+    }`,
+    bytesize: 23,
+  });
+});
+
+Deno.test("C5.1 C8.8 a final PUT that failed is retried after checking GitLab's log size with the last byte", async () => {
+  const diagnostics: string[] = [];
+  const t = await setup({}, { onDiagnostic: (m) => diagnostics.push(m) });
+  t.log.write("0123456789");
+  await t.clock.advance(3000);
+  t.mock.fault({ route: "update", status: 500, times: 5 });
+  t.calls.length = 0;
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  assert.ok(diagnostics.includes("Final update failed, will retry"), diagnostics.join("\n"));
+  const sequence = t.calls.map((c) => `${c.method} ${c.range ?? ""}`.trim());
+  // The five failed attempts, the probe of the last byte, the PUT that went through.
+  assert.deepEqual(sequence, ["PUT", "PUT", "PUT", "PUT", "PUT", "PATCH 9-9", "PUT"]);
+  assert.equal(t.mj.logText, "0123456789");
+  assert.equal(t.mj.state, "success");
+});
+
+Deno.test("C5.2 a job cancelled while its final state is retried ends aborted, with GitLab's status", async () => {
+  const t = await setup();
+  t.log.write("x\n");
+  await t.clock.advance(3000);
+  t.mock.fault({ route: "update", status: 500, times: 5 });
+  let result: Awaited<ReturnType<JobLog["finish"]>> | undefined;
+  const p = t.log.finish({ state: "success" }).then((r) => (result = r));
+  await t.clock.runUntil(() => t.mock.requestCount("update") >= 5);
+  t.mock.cancel(t.mj.id, { graceful: false });
+  await t.clock.runUntil(() => result !== undefined);
+  await p;
+  assert.equal(result!.outcome, "aborted");
+  assert.notEqual(t.mj.state, "success");
+});
