@@ -1405,3 +1405,62 @@ Deno.test("C12.1 inputs: each type, validated like the official runner; warnings
   const notAList = expectOk(parseJobPayload({ id: 1, token: "glcbt-t", inputs: { k: 1 } }));
   assert.deepEqual(notAList.warnings, ["inputs: expected array, got object; using []"]);
 });
+
+Deno.test("C2.1 more wrong types: NaN and one-item arrays are not numbers, non-object sections, an empty when", () => {
+  const r = expectOk(parseJobPayload({
+    id: 1,
+    token: "glcbt-t",
+    job_info: "not an object",
+    runner_info: 5,
+    git_info: { depth: NaN },
+    variables: [{ key: "K", value: "v", file: "yes" }],
+    dependencies: [{ id: ["3"], artifacts_file: { size: ["10"] } }],
+    steps: [{ name: "script", when: "", timeout: ["60"] }],
+  }));
+  assert.deepEqual(r.warnings, [
+    "job_info: expected object, got string; using defaults",
+    "git_info.depth: expected number, got number; using 0",
+    "runner_info: expected object, got number; using defaults",
+    "variables[0].file: expected boolean, got string; using false",
+    "dependencies[0].id: expected number, got array; using 0",
+    "dependencies[0].artifacts_file.size: expected number, got array; using 0",
+    "steps[0].timeout: expected number, got array; using nothing",
+  ]);
+  assert.equal(r.payload.gitInfo.depth, 0);
+  assert.equal(r.payload.dependencies[0].id, 0);
+  assert.equal(r.payload.steps![0].when, "on_success");
+  assert.equal(r.payload.steps![0].timeout, undefined);
+  for (const key of ["run", "image", "secrets", "policyOptions"]) {
+    assert.ok(!(key in r.payload), key);
+  }
+});
+
+Deno.test("C12.1 inputs: undefined inside the content and structs nested too deep are unusable", () => {
+  let deep: unknown = "x";
+  for (let i = 0; i < 65; i++) deep = { k: deep };
+  let fine: unknown = "x";
+  for (let i = 0; i < 64; i++) fine = { k: fine };
+  const r = expectOk(parseJobPayload({
+    id: 1,
+    token: "glcbt-t",
+    inputs: [
+      { key: "u", value: { type: "array", content: [1, undefined] } },
+      { key: "deep", value: { type: "struct", content: deep } },
+      { key: "fine", value: { type: "struct", content: fine } },
+    ],
+  }));
+  assert.deepEqual(r.warnings, [
+    'inputs[0]: input "u" is announced as array but holds an unusable value; dropped',
+    'inputs[1]: input "deep" is announced as struct but holds an unusable value; dropped',
+  ]);
+  assert.deepEqual(r.payload.inputs.map((i) => i.key), ["fine"]);
+});
+
+Deno.test("C2.2 recovery: the first token counts too", () => {
+  const r = parseJobPayloadText('{"token": "glcbt-a", "token": "glcbt-b", [');
+  assert.deepEqual(r, {
+    ok: false,
+    error: r.ok ? "" : r.error,
+    token: "glcbt-a",
+  });
+});

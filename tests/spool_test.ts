@@ -155,3 +155,12 @@ Deno.test("C10.4 readSync closes the file it opened, also when the file is too s
     }
   });
 });
+
+Deno.test("C10.5 remove() of a spool file someone else deleted already does not fail", async () => {
+  await inTempDir(async (dir) => {
+    const spool = await Spool.create(dir, 8);
+    await rm(spool.path);
+    await spool.remove();
+    assert.deepEqual(await readdir(dir), []);
+  });
+});
