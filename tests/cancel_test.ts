@@ -80,8 +80,9 @@ Deno.test("C5.2 a cancel seen on the keep-alive PUT aborts a quiet job", async (
         })
       ),
   }));
-  // The first PATCH (the log's header lines) goes through; after it the job is quiet.
-  await until(h.clock, () => h.mock.requests.some((r) => r.route === "trace" && r.status === 202));
+  // The log's header lines, the stage line included, reach GitLab; after them the job is quiet
+  // (waiting for the first PATCH only raced the stage line's PATCH, which then saw the cancel).
+  await until(h.clock, () => h.mock.jobs[0].logText.includes('Executing "step_script" stage'));
   h.mock.cancel(job.id, { graceful: false });
   await until(h.clock, () => runner.running === 0);
   assert.equal(seen.aborted, true);

@@ -1,7 +1,7 @@
 import { assert, FakeClock } from "./_deps.ts";
 import { ApiError, RequestError } from "../mod.ts";
 import { Client } from "../src/client.ts";
-import { apiBaseUrl, parseRangeEnd } from "../src/api/client.ts";
+import { apiBaseUrl, maskSecrets, parseRangeEnd, parseUpdateInterval } from "../src/api/client.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 
 const enc = new TextEncoder();
@@ -409,4 +409,416 @@ Deno.test("C8.1 a 201 body that trickles for longer than the idle deadline, neve
   if (result?.type !== "job") return;
   assert.equal(result.job.ok, true);
   assert.equal(result.job.ok && result.job.payload.id, 5);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Exact requests and answers against a scripted GitLab (these kill mutants that survived the
+// tests above, see docs/MUTATION.md)
+// ---------------------------------------------------------------------------------------------
+
+interface Seen {
+  method: string;
+  url: URL;
+  headers: Headers;
+  body: string;
+}
+
+/** A client whose GitLab answers with `answer(request)`; every request is recorded. */
+function scripted(
+  answer: (seen: Seen) => Response | Promise<Response>,
+  options: { userAgent?: string; maxAttempts?: number } = {},
+) {
+  const seen: Seen[] = [];
+  const clock = new FakeClock();
+  const client = new Client("https://gitlab.example.com/", {
+    clock,
+    random: () => 0.5,
+    maxAttempts: options.maxAttempts ?? 1,
+    userAgent: options.userAgent,
+    fetch: async (input, init) => {
+      const request = new Request(input, init);
+      const s: Seen = {
+        method: request.method,
+        url: new URL(request.url),
+        headers: request.headers,
+        body: request.body ? await request.text() : "",
+      };
+      seen.push(s);
+      return answer(s);
+    },
+  });
+  return { client, seen, clock };
+}
+
+/** A token without a GitLab prefix: only the client's own list of secrets can mask it. */
+const PLAIN = "plain-secret-4f9a2c";
+
+Deno.test("C4.1 parseUpdateInterval: positive whole seconds, at most 15 min; anything else is none", () => {
+  assert.equal(parseUpdateInterval("5"), 5);
+  assert.equal(parseUpdateInterval(" 7 "), 7);
+  assert.equal(parseUpdateInterval("100000"), 900);
+  for (const bad of [null, "0", "-3", "x5", "5x", "5.5", "", " "]) {
+    assert.equal(parseUpdateInterval(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("C4.2 parseRangeEnd reads N of 0-N, with or without a bytes unit", () => {
+  for (const v of ["0-10", "bytes=0-10", "bytes 0-10", "BYTES=0-10", " 0-10", "0-10/11"]) {
+    assert.equal(parseRangeEnd(v), 10, v);
+  }
+  assert.equal(parseRangeEnd("12-15"), 15);
+  for (const bad of [null, "x0-10", "-10", "0-", "bytes:0-10"]) {
+    assert.equal(parseRangeEnd(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("client: URL normalisation strips every trailing slash and a final /ci only; errors say why", () => {
+  assert.equal(apiBaseUrl("https://x.org/gitlab///").href, "https://x.org/gitlab/api/v4/");
+  assert.equal(apiBaseUrl("https://x.org/ci/gitlab").href, "https://x.org/ci/gitlab/api/v4/");
+  assert.equal(apiBaseUrl("https://x.org/a/ci//?q=1#h").href, "https://x.org/a/api/v4/");
+  assert.equal(apiBaseUrl(new URL("http://x.org:8080")).href, "http://x.org:8080/api/v4/");
+  assert.throws(() => apiBaseUrl("not a url"), (e: unknown) => {
+    assert.ok(e instanceof TypeError);
+    assert.equal(e.message, "Invalid GitLab URL: not a url");
+    assert.ok(e.cause instanceof TypeError, "the URL parser's error is the cause");
+    return true;
+  });
+  assert.throws(() => apiBaseUrl("ftp://x.org"), {
+    name: "TypeError",
+    message: "GitLab URL must use http or https, got ftp:",
+  });
+  const client = new Client("https://x.org/gitlab/");
+  assert.equal(client.baseUrl.href, "https://x.org/gitlab/api/v4/");
+  client.baseUrl.pathname = "/changed";
+  assert.equal(client.baseUrl.href, "https://x.org/gitlab/api/v4/", "a copy each time");
+});
+
+Deno.test("C1.9 verify: what GitLab answers, exactly; the token goes in the header and the body only", async () => {
+  const answers: Array<[Response, unknown]> = [
+    [Response.json({ id: 5, token_expires_at: "2030-01-01T00:00:00Z" }), {
+      valid: true,
+      id: 5,
+      tokenExpiresAt: "2030-01-01T00:00:00Z",
+    }],
+    [Response.json({ id: "5", token_expires_at: 5 }), {
+      valid: true,
+      id: undefined,
+      tokenExpiresAt: undefined,
+    }],
+    [new Response("200"), { valid: true }],
+    [new Response("null"), { valid: true }],
+    [new Response("not json"), { valid: true }],
+    [new Response(null, { status: 403 }), { valid: false, status: 403 }],
+    [new Response("{}", { status: 422 }), { valid: false, status: 422 }],
+  ];
+  for (const [response, expected] of answers) {
+    const t = scripted(() => response);
+    assert.deepEqual(
+      await t.client.verify(PLAIN, { systemId: "s_1", info: { name: "n", version: undefined } }),
+      expected,
+    );
+    const [s] = t.seen;
+    assert.equal(s.method, "POST");
+    assert.equal(s.url.href, "https://gitlab.example.com/api/v4/runners/verify");
+    assert.equal(s.headers.get("runner-token"), PLAIN);
+    assert.equal(s.headers.get("user-agent"), "@x/gitlab-runner");
+    assert.deepEqual(JSON.parse(s.body), { token: PLAIN, system_id: "s_1", info: { name: "n" } });
+  }
+  const failing = scripted(() => new Response(`no such runner ${PLAIN}`, { status: 500 }));
+  const e = await failing.client.verify(PLAIN).catch((error) => error);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.status, 500);
+  assert.equal(e.endpoint, "POST /api/v4/runners/verify");
+  assert.ok(!`${e.message} ${e.body}`.includes(PLAIN), `${e.message} ${e.body}`);
+  assert.match(e.body, /no such runner/);
+});
+
+Deno.test("client: the User-Agent is the library's unless set; maxAttempts defaults to 5", async () => {
+  const t = scripted(() => new Response(null, { status: 204 }), { userAgent: "my-runner/1" });
+  await t.client.requestJob(PLAIN);
+  assert.equal(t.seen[0].headers.get("user-agent"), "my-runner/1");
+  const seen: string[] = [];
+  const clock = new FakeClock();
+  const client = new Client("https://gitlab.example.com", {
+    clock,
+    fetch: (input) => {
+      seen.push(String(input));
+      return Promise.resolve(new Response(null, { status: 503 }));
+    },
+  });
+  const p = client.requestJob(PLAIN).catch((error) => error);
+  await clock.runUntil(() => seen.length >= 5 && clock.pending === 0);
+  assert.ok((await p) instanceof ApiError);
+  assert.equal(seen.length, 5);
+});
+
+Deno.test("C1.4 requestJob: the token in header and body, last_update only when known; bodiless answers", async () => {
+  const t = scripted((s) =>
+    s.url.pathname.endsWith("/jobs/request") && JSON.parse(s.body).last_update
+      ? new Response(null, { status: 409 })
+      : new Response(null, { status: 204, headers: { "x-gitlab-last-update": "abc" } })
+  );
+  assert.deepEqual(await t.client.requestJob(PLAIN, { systemId: "s_1" }), {
+    type: "none",
+    lastUpdate: "abc",
+    longPolled: false,
+  });
+  assert.deepEqual(await t.client.requestJob(PLAIN, { lastUpdate: "abc" }), { type: "conflict" });
+  const [first, second] = t.seen;
+  assert.equal(first.headers.get("runner-token"), PLAIN);
+  assert.deepEqual(Object.keys(JSON.parse(first.body)).sort(), ["system_id", "token"]);
+  assert.equal(JSON.parse(second.body).last_update, "abc");
+  const failing = scripted(() => new Response(`bad ${PLAIN}`, { status: 400 }));
+  const e = await failing.client.requestJob(PLAIN).catch((error) => error);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.endpoint, "POST /api/v4/jobs/request");
+  assert.ok(!`${e.message} ${e.body}`.includes(PLAIN));
+});
+
+Deno.test("C5.1 C5.2 updateJob: each status and Job-Status, and the body's optional fields", async () => {
+  const cases: Array<[number, string | null, Record<string, unknown>]> = [
+    [200, null, { outcome: "ok", abort: false, cancelRequested: false }],
+    [200, "running", { outcome: "ok", abort: false, cancelRequested: false }],
+    [200, "canceling", { outcome: "ok", abort: false, cancelRequested: true }],
+    [200, "canceled", { outcome: "abort", abort: true, cancelRequested: false }],
+    [200, "failed", { outcome: "abort", abort: true, cancelRequested: false }],
+    [403, null, { outcome: "abort", abort: true, cancelRequested: false }],
+    [404, null, { outcome: "abort", abort: true, cancelRequested: false }],
+    [202, null, { outcome: "accepted", abort: false, cancelRequested: false }],
+    [412, null, { outcome: "reset", abort: false, cancelRequested: false }],
+  ];
+  for (const [status, jobStatus, expected] of cases) {
+    const headers: Record<string, string> = { "x-gitlab-trace-update-interval": "3" };
+    if (jobStatus) headers["job-status"] = jobStatus;
+    const t = scripted(() => new Response(null, { status, headers }));
+    const r = await t.client.updateJob(9, PLAIN, { state: "running" });
+    assert.deepEqual(r, {
+      status,
+      jobStatus: jobStatus ?? undefined,
+      updateInterval: 3,
+      ...expected,
+    }, `${status} ${jobStatus}`);
+    assert.equal(t.seen[0].method, "PUT");
+    assert.equal(t.seen[0].url.pathname, "/api/v4/jobs/9");
+    assert.equal(t.seen[0].headers.get("job-token"), PLAIN);
+  }
+  const conflict = scripted(() => new Response(`no ${PLAIN}`, { status: 409 }));
+  const e = await conflict.client.updateJob(9, PLAIN, { state: "running" }).catch((x) => x);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.status, 409);
+  assert.equal(e.endpoint, "PUT /api/v4/jobs/9");
+  // failure_reason and exit_code only when there is one (exit code 0 is none).
+  const bodies: Record<string, unknown>[] = [];
+  const t = scripted((s) => {
+    bodies.push(JSON.parse(s.body));
+    return new Response(null, { status: 200 });
+  });
+  await t.client.updateJob(9, PLAIN, { state: "success" });
+  await t.client.updateJob(9, PLAIN, { state: "success", exitCode: 0 });
+  await t.client.updateJob(9, PLAIN, {
+    state: "failed",
+    failureReason: "script_failure",
+    exitCode: 3,
+  });
+  assert.deepEqual(bodies.map((b) => [b.failure_reason, b.exit_code]), [
+    [undefined, undefined],
+    [undefined, undefined],
+    ["script_failure", 3],
+  ]);
+  assert.ok(!("failure_reason" in bodies[0]) && !("exit_code" in bodies[1]));
+});
+
+Deno.test("C4.1 patchTrace: offset without a Range answer, debug_trace, 404, errors name the endpoint", async () => {
+  const t = scripted((s) =>
+    s.url.searchParams.get("debug_trace") === "true"
+      ? new Response(null, { status: 404 })
+      : new Response(null, { status: 202 })
+  );
+  const accepted = await t.client.patchTrace(3, PLAIN, { offset: 10, data: enc.encode("abc") });
+  assert.equal(accepted.outcome, "accepted");
+  assert.equal(accepted.serverOffset, 13, "no Range in the answer: what was sent");
+  assert.equal(t.seen[0].url.searchParams.get("debug_trace"), "false");
+  assert.equal(t.seen[0].headers.get("content-range"), "10-12");
+  const gone = await t.client.patchTrace(3, PLAIN, {
+    offset: 0,
+    data: enc.encode("x"),
+    debugTrace: true,
+  });
+  assert.equal(gone.outcome, "not-found");
+  const failing = scripted(() => new Response(null, { status: 400 }));
+  const e = await failing.client.patchTrace(3, PLAIN, { offset: 0, data: enc.encode("x") })
+    .catch((x) => x);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.endpoint, "PATCH /api/v4/jobs/3/trace");
+});
+
+Deno.test("C6.7 downloadArtifact asks for direct_download unless told not to", async () => {
+  const t = scripted(() => new Response("zip"));
+  const first = await t.client.downloadArtifact(3, PLAIN);
+  await first?.body?.cancel();
+  const second = await t.client.downloadArtifact(3, PLAIN, { directDownload: false });
+  await second?.body?.cancel();
+  assert.deepEqual(t.seen.map((s) => s.url.searchParams.get("direct_download")), ["true", "false"]);
+  assert.equal(t.seen[0].url.pathname, "/api/v4/jobs/3/artifacts");
+  assert.equal(t.seen[0].headers.get("job-token"), PLAIN);
+  const failing = scripted(() => new Response(`denied ${PLAIN}`, { status: 401 }));
+  const e = await failing.client.downloadArtifact(3, PLAIN).catch((x) => x);
+  assert.ok(e instanceof ApiError);
+  assert.equal(e.endpoint, "GET /api/v4/jobs/3/artifacts");
+  assert.ok(!`${e.message} ${e.body}`.includes(PLAIN));
+});
+
+/** A client over `fetch` with short deadlines on a fake clock. */
+function deadlined(fetch: typeof globalThis.fetch, options: Record<string, number> = {}) {
+  const clock = new FakeClock();
+  const client = new Client("https://gitlab.example.com", {
+    clock,
+    fetch,
+    maxAttempts: 1,
+    headerTimeoutMs: 1_000,
+    idleTimeoutMs: 2_000,
+    ...options,
+  });
+  return { clock, client };
+}
+
+/** A fetch that never answers; it rejects when its signal aborts. */
+const silent: typeof fetch = (_input, init) =>
+  new Promise((_, reject) => {
+    const signal = init?.signal;
+    signal?.addEventListener("abort", () => reject(signal.reason));
+  });
+
+/** A body that sends `first` and then nothing, ever. */
+function stalling(first: string): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream({
+    pull(controller) {
+      if (sent) return new Promise(() => {});
+      sent = true;
+      controller.enqueue(enc.encode(first));
+    },
+  }, { highWaterMark: 0 });
+}
+
+Deno.test("C8.1 no answer within the header deadline: a transient RequestError with a TimeoutError cause", async () => {
+  const t = deadlined(silent);
+  const p = t.client.verify(PLAIN).catch((e) => e);
+  await t.clock.advance(999);
+  await t.clock.advance(1);
+  const e = await p;
+  assert.ok(e instanceof RequestError, String(e));
+  assert.equal(e.transient, true);
+  assert.ok(e.cause instanceof DOMException);
+  assert.equal(e.cause.name, "TimeoutError");
+  assert.equal(e.cause.message, "No answer within 1000 ms");
+  assert.equal(t.clock.now() - Date.UTC(2026, 0, 1), 1_000);
+  // The caller's own abort is not a timeout, and not transient.
+  const mine = new AbortController();
+  const q = t.client.verify(PLAIN, { signal: mine.signal }).catch((x) => x);
+  const reason = new Error("mine");
+  mine.abort(reason);
+  assert.equal(await q, reason, "the caller's reason, not a RequestError to retry");
+});
+
+Deno.test("C8.1 deadline options that are not positive mean the defaults (10 min, 2 min)", async () => {
+  for (const headerTimeoutMs of [0, -5]) {
+    const t = deadlined(silent, { headerTimeoutMs });
+    const p = t.client.verify(PLAIN).catch((e) => e);
+    let settled = false;
+    p.then(() => (settled = true));
+    await t.clock.advance(10 * 60_000 - 1);
+    assert.equal(settled, false, `${headerTimeoutMs}: still waiting just before 10 min`);
+    await t.clock.advance(1);
+    assert.ok((await p) instanceof RequestError);
+  }
+  const t = deadlined(
+    () =>
+      Promise.resolve(new Response(stalling('{"id": 7, "token": "glcbt-x", '), { status: 201 })),
+    { idleTimeoutMs: 0 },
+  );
+  let result: unknown;
+  const p = t.client.requestJob(PLAIN).then((r) => (result = r));
+  await t.clock.advance(2 * 60_000 - 1);
+  assert.equal(result, undefined);
+  await t.clock.advance(1);
+  await p;
+  assert.deepEqual(result, {
+    type: "job",
+    job: {
+      ok: false,
+      error:
+        "the job payload could not be read: Request POST /api/v4/jobs/request failed: No data for 120000 ms",
+      id: 7,
+      token: "glcbt-x",
+    },
+  });
+});
+
+Deno.test("C10.3 a job payload over maxPayloadBytes, declared or streamed, names its id and token and the limit", async () => {
+  const prefix = '{"id": 7, "token": "glcbt-x", "variables": [';
+  const declared = deadlined(() =>
+    Promise.resolve(
+      new Response(prefix + " ".repeat(200), {
+        status: 201,
+        headers: { "content-length": String(prefix.length + 200) },
+      }),
+    ), { maxPayloadBytes: 100 });
+  assert.deepEqual(await declared.client.requestJob(PLAIN), {
+    type: "job",
+    job: {
+      ok: false,
+      error: `the job payload of ${prefix.length + 200} bytes exceeds the limit of 100 bytes`,
+      id: 7,
+      token: "glcbt-x",
+    },
+  });
+  let pulled = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled++;
+      controller.enqueue(enc.encode(pulled === 1 ? prefix : " ".repeat(64)));
+    },
+  });
+  const streamed = deadlined(() => Promise.resolve(new Response(endless, { status: 201 })), {
+    maxPayloadBytes: 1_000,
+  });
+  assert.deepEqual(await streamed.client.requestJob(PLAIN), {
+    type: "job",
+    job: {
+      ok: false,
+      error: "the job payload exceeds the limit of 1000 bytes",
+      id: 7,
+      token: "glcbt-x",
+    },
+  });
+  assert.ok(pulled < 40, `${pulled} chunks read`);
+  // A complete payload exactly at the limit is fine, and so is a valid one over it: it is
+  // parsed for its id and token but still refused.
+  const text = JSON.stringify({ id: 8, token: "glcbt-y" });
+  const exact = deadlined(() => Promise.resolve(new Response(text, { status: 201 })), {
+    maxPayloadBytes: text.length,
+  });
+  const ok = await exact.client.requestJob(PLAIN);
+  assert.ok(ok.type === "job" && ok.job.ok);
+  const over = deadlined(() => Promise.resolve(new Response(text, { status: 201 })), {
+    maxPayloadBytes: text.length - 1,
+  });
+  assert.deepEqual(await over.client.requestJob(PLAIN), {
+    type: "job",
+    job: {
+      ok: false,
+      error: `the job payload exceeds the limit of ${text.length - 1} bytes`,
+      id: 8,
+      token: "glcbt-y",
+    },
+  });
+});
+
+Deno.test("C9.4 maskSecrets masks the given secrets (empty ones ignored) and token-shaped strings", () => {
+  assert.equal(maskSecrets("", [PLAIN]), "");
+  assert.equal(maskSecrets(`a ${PLAIN} b`, ["", PLAIN]), "a [MASKED] b");
+  assert.equal(maskSecrets("nothing here", [""]), "nothing here");
+  assert.equal(maskSecrets(`x ${PLAIN}`, []), `x ${PLAIN}`);
+  assert.equal(maskSecrets("t glrt-abcdefghijklmnopqrst", []), "t glrt-[MASKED]");
 });

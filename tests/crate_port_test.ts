@@ -3,6 +3,50 @@
 import { assert } from "./_deps.ts";
 import { atOnce, harness, until } from "./_harness.ts";
 import { type Job, type JobHandler, outputln } from "../mod.ts";
+import { crc32 } from "../src/log/crc32.ts";
+import type { MockJob } from "../src/mock/mod.ts";
+
+const GREEN = "\x1b[32;1m";
+const RED = "\x1b[31;1m";
+const RESET = "\x1b[0;m";
+
+/**
+ * What GitLab received for an ended job: its state, exactly one final update carrying that state,
+ * the failure reason and the job token, whose checksum and size are those of the log GitLab
+ * holds, and a log with the runner's header, `lines` in order, and the runner's last line.
+ */
+function assertEnded(
+  job: MockJob,
+  expected: {
+    state: "success" | "failed";
+    failureReason?: string;
+    error?: string;
+    lines?: string[];
+  },
+) {
+  assert.equal(job.state, expected.state);
+  assert.equal(job.failureReason, expected.failureReason);
+  assert.equal(job.finalUpdates.length, 1, JSON.stringify(job.finalUpdates));
+  const [final] = job.finalUpdates;
+  assert.equal(final.state, expected.state);
+  assert.equal(final.failure_reason, expected.failureReason);
+  assert.equal(final.token, job.token);
+  const checksum = `crc32:${crc32(job.log).toString(16).padStart(8, "0")}`;
+  assert.deepEqual(final.output, { checksum, bytesize: job.log.byteLength });
+  assert.equal(job.logChecksum, checksum);
+  const log = job.logText;
+  assert.ok(log.startsWith("Running with @x/gitlab-runner "), log);
+  let at = 0;
+  for (const line of expected.lines ?? []) {
+    const found = log.indexOf(line, at);
+    assert.ok(found >= 0, `${JSON.stringify(line)} (in order) in ${JSON.stringify(log)}`);
+    at = found + line.length;
+  }
+  const last = expected.state === "success"
+    ? `${GREEN}Job succeeded${RESET}\n`
+    : `${RED}ERROR: Job failed: ${expected.error}${RESET}\n`;
+  assert.ok(log.endsWith(last), JSON.stringify(log));
+}
 
 /** Jobs whose step waits until the test completes it. */
 function gated() {
@@ -19,16 +63,25 @@ Deno.test("C3.2 RS job_success", async () => {
   const runner = await h.builder.build();
   assert.equal(await runner.requestJob(() => ({ step: async () => {} })), true);
   await until(h.clock, () => runner.running === 0);
-  assert.equal(job.state, "success");
+  assertEnded(job, {
+    state: "success",
+    lines: ['Executing "step_script" stage of the job script'],
+  });
 });
 
 Deno.test("C3.2 RS job_fail", async () => {
   await using h = await harness();
   const job = h.mock.job().name("fail").enqueue();
   const runner = await h.builder.build();
-  assert.equal(await runner.requestJob(() => ({ step: () => Promise.reject(new Error()) })), true);
+  const step = () => Promise.reject(new Error("the step broke"));
+  assert.equal(await runner.requestJob(() => ({ step })), true);
   await until(h.clock, () => runner.running === 0);
-  assert.equal(job.state, "failed");
+  assertEnded(job, {
+    state: "failed",
+    failureReason: "script_failure",
+    error: "the step broke",
+    lines: ['Executing "step_script" stage of the job script'],
+  });
 });
 
 Deno.test("C3.4 RS job_panic", async () => {
@@ -40,7 +93,13 @@ Deno.test("C3.4 RS job_panic", async () => {
   });
   assert.equal(got, true);
   await until(h.clock, () => runner.running === 0);
-  assert.equal(job.state, "failed");
+  // The handler never ran: no stage header, a runner failure.
+  assertEnded(job, {
+    state: "failed",
+    failureReason: "runner_system_failure",
+    error: "the runner could not prepare the job: Test panic",
+  });
+  assert.ok(!job.logText.includes("step_script"), job.logText);
 });
 
 Deno.test("C4.9 RS job_log", async () => {
@@ -54,8 +113,7 @@ Deno.test("C4.9 RS job_log", async () => {
     return { step: async () => {} };
   });
   await until(h.clock, () => runner.running === 0);
-  assert.equal(job.state, "success");
-  assert.ok(job.logText.includes("aa\nbb\ncc\n"), job.logText);
+  assertEnded(job, { state: "success", lines: ["aa\nbb\ncc\n", "step_script"] });
 });
 
 Deno.test("C3.2 RS job_steps", async () => {
@@ -72,7 +130,7 @@ Deno.test("C3.2 RS job_steps", async () => {
   }));
   await until(h.clock, () => runner.running === 0);
   assert.deepEqual(seen, ["command0", "command1"]);
-  assert.equal(job.state, "success");
+  assertEnded(job, { state: "success", lines: ['"step_script" stage'] });
 });
 
 Deno.test("C1.7 RS job_parallel: five jobs complete in any order", async () => {
@@ -90,7 +148,7 @@ Deno.test("C1.7 RS job_parallel: five jobs complete in any order", async () => {
     const running = runner.running;
     gates.get(t.id)!();
     await until(h.clock, () => runner.running < running);
-    assert.equal(t.state, "success");
+    assertEnded(t, { state: "success" });
   }
   assert.equal(runner.running, 0);
 });
@@ -108,7 +166,7 @@ Deno.test("C1.7 RS runner_run", async () => {
     gates.get(t.id)!();
     await until(h.clock, () => t.state === "success");
   }
-  assert.ok(jobs.every((j) => j.state === "success"));
+  for (const j of jobs) assertEnded(j, { state: "success" });
   stop.abort();
   await done;
 });
@@ -131,6 +189,7 @@ Deno.test("C1.7 RS runner_limit: 32 jobs, never more than 3 at once", async () =
     await h.clock.advance(33);
   }
   await until(h.clock, () => jobs.every((j) => j.state === "success"));
+  for (const j of jobs) assertEnded(j, { state: "success" });
   stop.abort();
   await done;
 });
@@ -171,10 +230,12 @@ Deno.test("C2.4 RS job_variables", async () => {
     assert.equal(test.value, "a testing value");
     assert.equal(test.public, false);
     assert.equal(test.masked, true);
+    outputln(`value: ${test.value}`);
     return { step: async () => {} };
   });
   await until(h.clock, () => runner.running === 0);
-  assert.equal(job.state, "success");
+  assertEnded(job, { state: "success", lines: ["value: [MASKED]\n"] });
+  assert.ok(!job.logText.includes("a testing value"), job.logText);
 });
 
 Deno.test("C1.7 RS job_drain", async () => {
@@ -194,4 +255,5 @@ Deno.test("C1.7 RS job_drain", async () => {
   await until(h.clock, () => drained);
   await p;
   assert.equal(runner.running, 0);
+  for (const j of jobs) assertEnded(j, { state: "success" });
 });

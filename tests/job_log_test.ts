@@ -313,6 +313,39 @@ Deno.test("C5.1 the 202 repeats of the final PUT are spaced by GitLab's backoff 
   assert.equal(t.mj.state, "success");
 });
 
+Deno.test("C5.1 C8.4 a final PUT answered 202 forever is repeated on GitLab's backoff and given up at the final-update deadline", async () => {
+  const diagnostics: string[] = [];
+  const t = await setup({ finalUpdateAccepts: Infinity }, {
+    finalUpdateDeadlineMs: 300_000,
+    onDiagnostic: (message) => diagnostics.push(message),
+  });
+  t.log.write("x\n");
+  const started = t.clock.now();
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "failed");
+  const finals = t.mock.requests.filter((r) =>
+    r.route === "update" && (r.body as { state?: string }).state === "success"
+  );
+  assert.ok(finals.every((r) => r.status === 202));
+  // Ci::Runner::Backoff: 2^(⌊log2 s⌋ − 1) s (at least 1, at most 64) since the first 202.
+  const expected = (elapsedMs: number) => {
+    const s = elapsedMs / 1000;
+    return 1000 * 2 ** Math.min(Math.max(s <= 1 ? 0 : Math.floor(Math.log2(s)) - 1, 0), 6);
+  };
+  const gaps = finals.slice(1).map((r, i) => r.at - finals[i].at);
+  assert.deepEqual(gaps, finals.slice(0, -1).map((r) => expected(r.at - finals[0].at)));
+  assert.ok(gaps.includes(64_000), gaps.join(" "));
+  // No PUT after the deadline, and none missing before it: the next one would have been late.
+  assert.ok(finals.at(-1)!.at - started <= 300_000);
+  assert.ok(finals.at(-1)!.at + expected(finals.at(-1)!.at - finals[0].at) - started > 300_000);
+  assert.ok(t.clock.now() - started <= 300_000, `${t.clock.now() - started} ms`);
+  assert.ok(
+    diagnostics.some((m) => /could not be delivered within/.test(m)),
+    diagnostics.join("\n"),
+  );
+  assert.equal(t.mj.state, "running");
+});
+
 Deno.test("C5.1 transient failures of the final PUT are retried", async () => {
   const t = await setup();
   t.mock.fault({ route: "update", status: 502, times: 7 });
@@ -409,4 +442,182 @@ Deno.test("C4.8 C7.3 the log's stream keeps nothing of a chunk once its write re
   await t.log.finish({ state: "success" });
   const line = "start [MASKED], glpat-[MASKED] and ?private_token=[MASKED]&a=1 end\n";
   assert.equal(t.mj.logText, line.repeat(40));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Exact state and edges (these kill mutants that survived the tests above, see docs/MUTATION.md)
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("C4.1 the log's counters and checksum follow each write and each accepted PATCH", async () => {
+  const t = await setup();
+  const hex = (s: string) => `crc32:${crc32(enc.encode(s)).toString(16).padStart(8, "0")}`;
+  assert.equal(t.log.size, 0);
+  assert.equal(t.log.checksum, "crc32:00000000");
+  assert.equal(t.log.updateIntervalMs, 3000);
+  t.log.write("");
+  t.log.write(new Uint8Array(0));
+  assert.equal(t.log.size, 0);
+  t.log.write("héllo\n");
+  assert.equal(t.log.size, 7);
+  assert.equal(t.log.sentOffset, 0);
+  assert.equal(t.log.patches, 0);
+  assert.equal(t.log.checksum, hex("héllo\n"));
+  assert.deepEqual(t.log.bytes(), enc.encode("héllo\n"));
+  await t.clock.advance(3000);
+  assert.equal(t.log.sentOffset, 7);
+  assert.equal(t.log.patches, 1);
+  t.log.write("more\n");
+  await t.clock.advance(t.log.updateIntervalMs);
+  assert.equal(t.log.patches, 2);
+  assert.equal(t.log.sentOffset, 12);
+  assert.equal(t.log.checksum, hex("héllo\nmore\n"));
+  assert.equal(t.log.aborted, false);
+  const result = await finish(t, { state: "success" });
+  assert.deepEqual(result, { outcome: "done", jobStatus: "success", undelivered: undefined });
+  // Nothing is taken after the end.
+  t.log.write("late\n");
+  assert.equal(t.log.size, 12);
+  assert.equal(t.mj.logText, "héllo\nmore\n");
+  assert.equal(
+    t.puts().at(-1)!.body!.output!.toString(),
+    { checksum: hex("héllo\nmore\n"), bytesize: 12 }.toString(),
+  );
+  assert.deepEqual(t.puts().at(-1)!.body!.output, { checksum: hex("héllo\nmore\n"), bytesize: 12 });
+});
+
+Deno.test("C4.7 the output limit: filled exactly, then cut on a character boundary with the notice", async () => {
+  const notice = "\n\x1b[33;1mJob's log exceeded limit of 10 bytes.\n" +
+    "Job execution will continue but no more output will be collected.\x1b[0;m\n";
+  const exact = await setup({}, { outputLimit: 10 });
+  exact.log.write("0123456789");
+  assert.equal(exact.log.size, 10);
+  exact.log.write("");
+  assert.equal(exact.log.size, 10, "an empty write at the limit is no overflow");
+  exact.log.write("x");
+  assert.equal(new TextDecoder().decode(exact.log.bytes()), "0123456789" + notice);
+  await finish(exact, { state: "success" });
+  assert.equal(exact.mj.logText, "0123456789" + notice);
+  // "€" is 3 bytes: 8 + 3 does not fit in 10, so the cut is before it.
+  const cut = await setup({}, { outputLimit: 10 });
+  cut.log.write("01234567€9");
+  assert.equal(new TextDecoder().decode(cut.log.bytes()), "01234567" + notice);
+  cut.log.write("more");
+  assert.equal(cut.log.size, 8 + enc.encode(notice).byteLength);
+  assert.equal(cut.log.checksum, `crc32:${crc32(cut.log.bytes()).toString(16).padStart(8, "0")}`);
+  await finish(cut, { state: "success" });
+  // A 2-byte character right at the limit.
+  const two = await setup({}, { outputLimit: 9 });
+  two.log.write("01234567é");
+  assert.equal(
+    new TextDecoder().decode(two.log.bytes()),
+    "01234567" + notice.replace("10 bytes", "9 bytes"),
+  );
+  await finish(two, { state: "success" });
+});
+
+Deno.test("C4.5 keep-alive: keepAliveMs is the quiet time; a PATCH counts as contact; a cancel is reported once", async () => {
+  const t = await setup({ traceUpdateInterval: 1 }, { keepAliveMs: 10_000 });
+  // Checked after each round of the pump (every 3 s while nothing was sent): at 12 s.
+  await t.clock.advance(11_999);
+  assert.equal(t.puts().length, 0);
+  await t.clock.advance(1);
+  assert.equal(t.puts().length, 1);
+  assert.deepEqual(t.puts()[0].body!.output, { checksum: "crc32:00000000", bytesize: 0 });
+  // Output every second: PATCHes are contact, no keep-alive.
+  for (let i = 0; i < 15; i++) {
+    t.log.write("x");
+    await t.clock.advance(1_000);
+  }
+  assert.equal(t.puts().length, 1);
+  // A cancel (hard: no cancel_gracefully feature) seen on a PATCH: one callback, the log
+  // reports it, and the final update is skipped.
+  t.mock.cancel(t.mj.id);
+  t.log.write("y");
+  await t.clock.advance(12_000);
+  assert.deepEqual(t.events, ["abort:403:"]);
+  assert.equal(t.log.aborted, true);
+  const n = t.calls.length;
+  assert.deepEqual(await finish(t, { state: "success" }), {
+    outcome: "aborted",
+    jobStatus: undefined,
+  });
+  assert.equal(t.calls.length, n);
+});
+
+Deno.test("C8.5 PATCH failing for good at the end: after flushDeadlineMs the state goes with the acknowledged size, warned once", async () => {
+  const diagnostics: Array<[string, Record<string, unknown> | undefined]> = [];
+  const t = await setup({}, {
+    flushDeadlineMs: 120_000,
+    onDiagnostic: (message, properties) => diagnostics.push([message, properties]),
+  });
+  t.log.write("first part\n");
+  await t.clock.advance(3000);
+  assert.equal(t.log.sentOffset, 11);
+  t.mock.fault({ route: "trace", status: 500, times: Infinity });
+  t.log.write("second part\n");
+  const started = t.clock.now();
+  const result = await finish(t, { state: "failed", failureReason: "script_failure" });
+  assert.deepEqual(result, { outcome: "done", jobStatus: "failed", undelivered: 12 });
+  const final = t.puts().filter((p) => p.body!.state === "failed");
+  assert.equal(final.length, 1);
+  const first = `crc32:${crc32(enc.encode("first part\n")).toString(16).padStart(8, "0")}`;
+  assert.deepEqual(final[0].body!.output, { checksum: first, bytesize: 11 });
+  const finalAt = t.mock.requests.find((r) => r.route === "update")!.at;
+  // Not before the flush deadline, and not much after it (a round of at most 30 s).
+  assert.ok(finalAt - started >= 120_000, `${finalAt - started} ms`);
+  assert.ok(finalAt - started <= 120_000 + 60_000, `${finalAt - started} ms`);
+  const warnings = diagnostics.filter(([m]) => m.startsWith("The job log could not be sent"));
+  assert.equal(warnings.length, 1);
+  assert.deepEqual(warnings[0][1], { jobId: t.mj.id, undelivered: 12, acknowledged: 11 });
+  assert.equal(t.mj.logText, "first part\n");
+  assert.equal(t.mj.state, "failed");
+});
+
+Deno.test("C8.5 a GitLab that comes back within the flush deadline gets the whole log, nothing undelivered", async () => {
+  const t = await setup({}, { flushDeadlineMs: 120_000 });
+  t.log.write("first part\n");
+  await t.clock.advance(3000);
+  t.mock.fault({ route: "trace", status: 500, times: 4 });
+  t.log.write("second part\n");
+  const result = await finish(t, { state: "success" });
+  assert.deepEqual(result, { outcome: "done", jobStatus: "success", undelivered: undefined });
+  assert.equal(t.mj.logText, "first part\nsecond part\n");
+  assert.deepEqual(t.puts().at(-1)!.body!.output, {
+    checksum: `crc32:${
+      crc32(enc.encode("first part\nsecond part\n")).toString(16).padStart(8, "0")
+    }`,
+    bytesize: 23,
+  });
+});
+
+Deno.test("C5.1 C8.8 a final PUT that failed is retried after checking GitLab's log size with the last byte", async () => {
+  const diagnostics: string[] = [];
+  const t = await setup({}, { onDiagnostic: (m) => diagnostics.push(m) });
+  t.log.write("0123456789");
+  await t.clock.advance(3000);
+  t.mock.fault({ route: "update", status: 500, times: 5 });
+  t.calls.length = 0;
+  const result = await finish(t, { state: "success" });
+  assert.equal(result.outcome, "done");
+  assert.ok(diagnostics.includes("Final update failed, will retry"), diagnostics.join("\n"));
+  const sequence = t.calls.map((c) => `${c.method} ${c.range ?? ""}`.trim());
+  // The five failed attempts, the probe of the last byte, the PUT that went through.
+  assert.deepEqual(sequence, ["PUT", "PUT", "PUT", "PUT", "PUT", "PATCH 9-9", "PUT"]);
+  assert.equal(t.mj.logText, "0123456789");
+  assert.equal(t.mj.state, "success");
+});
+
+Deno.test("C5.2 a job cancelled while its final state is retried ends aborted, with GitLab's status", async () => {
+  const t = await setup();
+  t.log.write("x\n");
+  await t.clock.advance(3000);
+  t.mock.fault({ route: "update", status: 500, times: 5 });
+  let result: Awaited<ReturnType<JobLog["finish"]>> | undefined;
+  const p = t.log.finish({ state: "success" }).then((r) => (result = r));
+  await t.clock.runUntil(() => t.mock.requestCount("update") >= 5);
+  t.mock.cancel(t.mj.id, { graceful: false });
+  await t.clock.runUntil(() => result !== undefined);
+  await p;
+  assert.equal(result!.outcome, "aborted");
+  assert.notEqual(t.mj.state, "success");
 });

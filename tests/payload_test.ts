@@ -803,6 +803,15 @@ Deno.test("C3.5 failure reasons: empty means script_failure", () => {
   assert.equal(mapFailureReason("", []), "script_failure");
 });
 
+Deno.test("C3.5 failure reasons: a reason that is not a string (from JavaScript) is unknown_failure", () => {
+  for (const odd of [42, {}, true, ["script_failure"]]) {
+    assert.equal(mapFailureReason(odd as unknown as string, ["script_failure"]), "unknown_failure");
+  }
+  // A supported list that is not an array (from JavaScript) counts as empty.
+  const notAList = "runner_interrupted" as unknown as string[];
+  assert.equal(mapFailureReason("runner_interrupted", notAList), "unknown_failure");
+});
+
 Deno.test("C3.5 failure reasons: always-supported reasons are sent as is", () => {
   assert.deepEqual([...ALWAYS_SUPPORTED_FAILURE_REASONS], [
     "script_failure",
@@ -870,4 +879,588 @@ Deno.test("C3.5 failure reasons: every runner reason maps to something GitLab ac
       `${r} -> ${mapped}`,
     );
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Every warning names its field (these kill the mutants that survived the tests above, see
+// docs/MUTATION.md)
+// ---------------------------------------------------------------------------------------------
+
+const o = {};
+/** Every field of a payload with a value of a type it cannot have. */
+const WRONG_EVERYWHERE = {
+  id: "12",
+  token: "glcbt-t",
+  allow_git_fetch: "yes",
+  job_info: Object.fromEntries(
+    [
+      "id",
+      "name",
+      "stage",
+      "pipeline_id",
+      "project_id",
+      "project_name",
+      "project_full_path",
+      "namespace_id",
+      "root_namespace_id",
+      "organization_id",
+      "instance_id",
+      "instance_uuid",
+      "user_id",
+      "scoped_user_id",
+      "time_in_queue_seconds",
+      "project_jobs_running_on_instance_runners_count",
+      "queue_size",
+      "queue_depth",
+    ].map((k) => [k, o]),
+  ),
+  git_info: Object.fromEntries(
+    [
+      "repo_url",
+      "ref",
+      "sha",
+      "before_sha",
+      "ref_type",
+      "refspecs",
+      "depth",
+      "repo_object_format",
+      "protected",
+    ].map((k) => [k, o]),
+  ),
+  runner_info: { uuid: o, timeout: o, runner_session_url: o },
+  variables: [
+    { key: "A", value: o, public: "x", masked: 1, file: null, raw: [] },
+    { key: "" },
+    { value: "no key" },
+    { key: o },
+    7,
+  ],
+  hooks: [{ name: o, script: o }, "hook"],
+  services: [{
+    name: o,
+    alias: o,
+    command: o,
+    entrypoint: o,
+    ports: [{ number: o, protocol: o, name: o }, 1],
+    executor_opts: 1,
+    pull_policy: o,
+    variables: [{ key: o, value: o }, "v"],
+  }],
+  artifacts: [{
+    name: o,
+    untracked: "x",
+    paths: o,
+    exclude: o,
+    when: "sometimes",
+    expire_in: o,
+    artifact_type: o,
+    artifact_format: o,
+  }],
+  cache: [{ key: o, untracked: 1, paths: 1, policy: o, when: 5, fallback_keys: true }],
+  credentials: [{ type: o, url: o, username: o, password: o }],
+  features: { trace_sections: "x", failure_reasons: 1, token_mask_prefixes: o },
+  dependencies: [
+    { name: o, token: o, artifacts_file: { filename: o, size: "big" } },
+    { id: "3", artifacts_file: 1 },
+  ],
+  steps: [{ name: o, script: o, timeout: o, when: o, allow_failure: "x" }, null],
+  run: [1],
+  image: {
+    name: o,
+    alias: o,
+    command: o,
+    entrypoint: o,
+    ports: o,
+    executor_opts: [],
+    pull_policy: o,
+  },
+  secrets: 1,
+  policy_options: "x",
+};
+
+Deno.test("C2.1 a value of the wrong type anywhere is a warning naming its path, the types and the fallback", () => {
+  const r = expectOk(parseJobPayload(WRONG_EVERYWHERE));
+  assert.deepEqual(r.warnings, [
+    "id: expected number, got string; converted",
+    "allow_git_fetch: expected boolean, got string; using false",
+    "job_info.id: expected number, got object; using nothing",
+    'job_info.name: expected string, got object; using ""',
+    'job_info.stage: expected string, got object; using ""',
+    "job_info.pipeline_id: expected number, got object; using nothing",
+    "job_info.project_id: expected number, got object; using nothing",
+    'job_info.project_name: expected string, got object; using ""',
+    'job_info.project_full_path: expected string, got object; using ""',
+    "job_info.namespace_id: expected number, got object; using nothing",
+    "job_info.root_namespace_id: expected number, got object; using nothing",
+    "job_info.organization_id: expected number, got object; using nothing",
+    "job_info.instance_id: expected string, got object; using nothing",
+    "job_info.instance_uuid: expected string, got object; using nothing",
+    "job_info.user_id: expected number, got object; using nothing",
+    "job_info.scoped_user_id: expected number, got object; using nothing",
+    "job_info.time_in_queue_seconds: expected number, got object; using nothing",
+    "job_info.project_jobs_running_on_instance_runners_count: expected string, got object; using nothing",
+    "job_info.queue_size: expected number, got object; using nothing",
+    "job_info.queue_depth: expected number, got object; using nothing",
+    'git_info.repo_url: expected string, got object; using ""',
+    'git_info.ref: expected string, got object; using ""',
+    'git_info.sha: expected string, got object; using ""',
+    'git_info.before_sha: expected string, got object; using ""',
+    'git_info.ref_type: expected string, got object; using ""',
+    "git_info.refspecs: expected array, got object; using []",
+    "git_info.depth: expected number, got object; using 0",
+    "git_info.repo_object_format: expected string, got object; using nothing",
+    "git_info.protected: expected boolean, got object; using nothing",
+    "runner_info.uuid: expected string, got object; using nothing",
+    "runner_info.timeout: expected number, got object; using nothing",
+    "runner_info.runner_session_url: expected string, got object; using nothing",
+    "variables[4]: expected object, got number; dropped",
+    'variables[0].value: expected string, got object; using ""',
+    "variables[0].public: expected boolean, got string; using false",
+    "variables[0].masked: expected boolean, got number; using false",
+    "variables[0].raw: expected boolean, got array; using false",
+    "variables[1]: variable without a key; dropped",
+    "variables[2]: variable without a key; dropped",
+    "variables[3].key: expected string, got object; using nothing",
+    "variables[3]: variable without a key; dropped",
+    "hooks[1]: expected object, got string; dropped",
+    'hooks[0].name: expected string, got object; using ""',
+    "hooks[0].script: expected array, got object; using []",
+    'services[0].name: expected string, got object; using ""',
+    "services[0].alias: expected string, got object; using nothing",
+    "services[0].command: expected array, got object; using []",
+    "services[0].entrypoint: expected array, got object; using []",
+    "services[0].ports[1]: expected object, got number; dropped",
+    "services[0].ports[0].number: expected number, got object; using nothing",
+    "services[0].ports[0].protocol: expected string, got object; using nothing",
+    "services[0].ports[0].name: expected string, got object; using nothing",
+    "services[0].executor_opts: expected object, got number; using nothing",
+    "services[0].pull_policy: expected array, got object; using []",
+    "services[0].variables[1]: expected object, got string; dropped",
+    'services[0].variables[0].key: expected string, got object; using ""',
+    'services[0].variables[0].value: expected string, got object; using ""',
+    "artifacts[0].name: expected string, got object; using nothing",
+    "artifacts[0].untracked: expected boolean, got string; using false",
+    "artifacts[0].paths: expected array, got object; using []",
+    "artifacts[0].exclude: expected array, got object; using []",
+    'artifacts[0].when: unknown value "sometimes"; using "on_success"',
+    "artifacts[0].expire_in: expected string, got object; using nothing",
+    'artifacts[0].artifact_type: expected string, got object; using ""',
+    'artifacts[0].artifact_format: expected string, got object; using ""',
+    'cache[0].key: expected string, got object; using ""',
+    "cache[0].untracked: expected boolean, got number; using false",
+    "cache[0].paths: expected array, got number; using []",
+    'cache[0].policy: expected string, got object; using ""',
+    'cache[0].when: unknown value 5; using "on_success"',
+    "cache[0].fallback_keys: expected array, got boolean; using []",
+    'credentials[0].type: expected string, got object; using ""',
+    'credentials[0].url: expected string, got object; using ""',
+    'credentials[0].username: expected string, got object; using ""',
+    'credentials[0].password: expected string, got object; using ""',
+    "features.trace_sections: expected boolean, got string; using false",
+    "features.failure_reasons: expected array, got number; using []",
+    "features.token_mask_prefixes: expected array, got object; using []",
+    "dependencies[0].id: missing; using 0",
+    'dependencies[0].name: expected string, got object; using ""',
+    'dependencies[0].token: expected string, got object; using ""',
+    'dependencies[0].artifacts_file.filename: expected string, got object; using ""',
+    "dependencies[0].artifacts_file.size: expected number, got string; using 0",
+    "dependencies[1].id: expected number, got string; converted",
+    "dependencies[1].artifacts_file: expected object, got number; using nothing",
+    "steps[1]: expected object, got null; dropped",
+    'steps[0].name: expected string, got object; using ""',
+    "steps[0].script: expected array, got object; using []",
+    "steps[0].timeout: expected number, got object; using nothing",
+    'steps[0].when: unknown value object; using "on_success"',
+    "steps[0].allow_failure: expected boolean, got string; using false",
+    "run: expected a JSON string, got array; re-encoded",
+    'image.name: expected string, got object; using ""',
+    "image.alias: expected string, got object; using nothing",
+    "image.command: expected array, got object; using []",
+    "image.entrypoint: expected array, got object; using []",
+    "image.ports: expected array, got object; using []",
+    "image.executor_opts: expected object, got array; using nothing",
+    "image.pull_policy: expected array, got object; using []",
+    "secrets: expected object, got number; using nothing",
+    "policy_options: expected object, got string; using nothing",
+  ]);
+  const p = r.payload;
+  assert.equal(p.id, 12);
+  assert.equal(p.allowGitFetch, false);
+  assert.deepEqual(p.jobInfo, {
+    id: undefined,
+    name: "",
+    stage: "",
+    pipelineId: undefined,
+    projectId: undefined,
+    projectName: "",
+    projectFullPath: "",
+    namespaceId: undefined,
+    rootNamespaceId: undefined,
+    organizationId: undefined,
+    instanceId: undefined,
+    instanceUuid: undefined,
+    userId: undefined,
+    scopedUserId: undefined,
+    timeInQueueSeconds: undefined,
+    projectJobsRunningOnInstanceRunnersCount: undefined,
+    queueSize: undefined,
+    queueDepth: undefined,
+  });
+  assert.deepEqual(p.variables, [
+    { key: "A", value: "", public: false, masked: false, file: false, raw: false },
+  ]);
+  assert.deepEqual(p.artifacts, [{
+    name: undefined,
+    untracked: false,
+    paths: [],
+    exclude: [],
+    when: "on_success",
+    expireIn: undefined,
+    artifactType: "archive",
+    artifactFormat: "zip",
+  }]);
+  assert.equal(p.cache[0].policy, "pull-push");
+  assert.deepEqual(p.dependencies, [
+    { id: 0, name: "", token: "", artifactsFile: { filename: "", size: 0 } },
+    { id: 3, name: "", token: "" },
+  ]);
+  assert.deepEqual(p.steps, [
+    { name: "", script: [], timeout: undefined, when: "on_success", allowFailure: false },
+  ]);
+  assert.equal(p.run, "[1]");
+  assert.deepEqual(p.image, {
+    name: "",
+    alias: undefined,
+    command: [],
+    entrypoint: [],
+    ports: [],
+    executorOpts: undefined,
+    pullPolicy: [],
+  });
+  for (const key of ["secrets", "policyOptions"]) assert.ok(!(key in p), key);
+});
+
+Deno.test("C2.1 numbers and booleans become strings, decimal strings numbers; other strings do not", () => {
+  const r = expectOk(parseJobPayload({
+    id: 5,
+    token: "glcbt-t",
+    job_info: {
+      id: " 12 ",
+      name: 5,
+      stage: true,
+      pipeline_id: "1.5",
+      project_id: "-3",
+      namespace_id: "x1",
+      root_namespace_id: "1x",
+      organization_id: "1.",
+      instance_id: 7,
+      instance_uuid: false,
+      user_id: ".5",
+      scoped_user_id: "1 2",
+      time_in_queue_seconds: NaN,
+      project_jobs_running_on_instance_runners_count: 3,
+      queue_size: "\t4\n",
+      queue_depth: "1.25",
+    },
+    git_info: { depth: "7", refspecs: "+refs/heads/*", protected: "true", ref: 9 },
+    runner_info: { timeout: "3600", uuid: 1 },
+    variables: [{ key: 5, value: 6, public: true }],
+    features: { failure_reasons: ["a", 1, true, null, {}] },
+    steps: {},
+  }));
+  assert.deepEqual(r.warnings, [
+    "job_info.id: expected number, got string; converted",
+    "job_info.name: expected string, got number; converted",
+    "job_info.stage: expected string, got boolean; converted",
+    "job_info.pipeline_id: expected number, got string; converted",
+    "job_info.project_id: expected number, got string; converted",
+    "job_info.namespace_id: expected number, got string; using nothing",
+    "job_info.root_namespace_id: expected number, got string; using nothing",
+    "job_info.organization_id: expected number, got string; using nothing",
+    "job_info.instance_uuid: expected string, got boolean; converted",
+    "job_info.user_id: expected number, got string; using nothing",
+    "job_info.scoped_user_id: expected number, got string; using nothing",
+    "job_info.time_in_queue_seconds: expected number, got number; using nothing",
+    "job_info.queue_size: expected number, got string; converted",
+    "job_info.queue_depth: expected number, got string; converted",
+    "git_info.ref: expected string, got number; converted",
+    "git_info.refspecs: expected array, got string; using it as a one-item list",
+    "git_info.depth: expected number, got string; converted",
+    "git_info.protected: expected boolean, got string; using nothing",
+    "runner_info.uuid: expected string, got number; converted",
+    "runner_info.timeout: expected number, got string; converted",
+    "variables[0].key: expected string, got number; converted",
+    "variables[0].value: expected string, got number; converted",
+    "features.failure_reasons[1]: expected string, got number; converted",
+    "features.failure_reasons[2]: expected string, got boolean; converted",
+    "features.failure_reasons[3]: expected string, got null; dropped",
+    "features.failure_reasons[4]: expected string, got object; dropped",
+    "steps: expected array, got object; using no steps",
+  ]);
+  const { jobInfo, gitInfo, runnerInfo, variables, features } = r.payload;
+  assert.equal(jobInfo.id, 12);
+  assert.equal(jobInfo.name, "5");
+  assert.equal(jobInfo.stage, "true");
+  assert.equal(jobInfo.pipelineId, 1.5);
+  assert.equal(jobInfo.projectId, -3);
+  for (const k of ["namespaceId", "rootNamespaceId", "organizationId", "userId"] as const) {
+    assert.equal(jobInfo[k], undefined, k);
+  }
+  assert.equal(jobInfo.instanceId, "7");
+  assert.equal(jobInfo.instanceUuid, "false");
+  assert.equal(jobInfo.projectJobsRunningOnInstanceRunnersCount, "3");
+  assert.equal(jobInfo.timeInQueueSeconds, undefined);
+  assert.equal(jobInfo.queueSize, 4);
+  assert.equal(jobInfo.queueDepth, 1.25);
+  assert.deepEqual(gitInfo.refspecs, ["+refs/heads/*"]);
+  assert.equal(gitInfo.depth, 7);
+  assert.equal(gitInfo.protected, undefined);
+  assert.equal(runnerInfo.timeout, 3600);
+  assert.equal(runnerInfo.uuid, "1");
+  assert.deepEqual(variables, [
+    { key: "5", value: "6", public: true, masked: false, file: false, raw: false },
+  ]);
+  assert.deepEqual(features.failureReasons, ["a", "1", "true"]);
+  assert.ok(!("steps" in r.payload));
+});
+
+Deno.test("C2.2 the job id: a positive safe integer or a decimal string of one; errors say what came", () => {
+  const token = "glcbt-t";
+  for (const [id, want] of [[7, 7], [" 7 ", 7], ["12", 12]] as const) {
+    assert.equal(expectOk(parseJobPayload({ id, token })).payload.id, want, JSON.stringify(id));
+  }
+  const cases: Array<[unknown, string]> = [
+    ["x12", "a string"],
+    ["12x", "a string"],
+    ["1 2", "a string"],
+    ["0", "a string"],
+    ["99999999999999999999", "a string"],
+    ["", "an empty string"],
+    [0, "0"],
+    [-4, "-4"],
+    [1.5, "1.5"],
+    [true, "boolean"],
+    [null, "null"],
+    [[7], "array"],
+  ];
+  for (const [id, shown] of cases) {
+    assert.deepEqual(parseJobPayload({ id, token }), {
+      ok: false,
+      error: `Job payload has no valid id (got ${shown})`,
+      token,
+    }, JSON.stringify(id));
+  }
+  assert.deepEqual(parseJobPayload({ token }), {
+    ok: false,
+    error: "Job payload has no valid id (got nothing)",
+    token,
+  });
+  assert.deepEqual(parseJobPayload({ id: 7, token: "" }), {
+    ok: false,
+    error: "Job payload has no valid token (got an empty string)",
+    id: 7,
+  });
+  assert.deepEqual(parseJobPayload({ id: "no", token: 5 }), {
+    ok: false,
+    error: "Job payload has no valid id (got a string) and no valid token (got 5)",
+  });
+});
+
+Deno.test("C2.2 parseJobPayloadText: not a string, blank, or not JSON are errors, never throws", () => {
+  assert.deepEqual(parseJobPayloadText(42 as unknown as string), {
+    ok: false,
+    error: "Job payload text is not a string (got number)",
+  });
+  assert.deepEqual(parseJobPayloadText(" \n\t "), { ok: false, error: "Job payload is empty" });
+  const r = parseJobPayloadText("nothing here");
+  assert.equal(r.ok, false);
+  assert.deepEqual(Object.keys(r).sort(), ["error", "ok"]);
+});
+
+Deno.test("C2.2 recovery from broken JSON: only the outermost id and token, whatever comes around them", () => {
+  const recover = (text: string) => {
+    const r = parseJobPayloadText(text);
+    assert.equal(r.ok, false, text);
+    if (r.ok) throw new Error("unreachable");
+    assert.match(r.error, /^Job payload is not valid JSON: /);
+    const { ok: _ok, error: _error, ...found } = r;
+    return found;
+  };
+  // Text before the object, with a quote in it.
+  assert.deepEqual(recover('garbage " {"id": 7, "token": "glcbt-x", ['), {
+    id: 7,
+    token: "glcbt-x",
+  });
+  // The token first.
+  assert.deepEqual(recover('{"token": "glcbt-x", "id": 7, ['), { id: 7, token: "glcbt-x" });
+  // A value that reads "token" or "id" is not a key.
+  assert.deepEqual(
+    recover('{"id": 7, "name": "token", "other": "glcbt-wrong", "token": "glcbt-right", ['),
+    {
+      id: 7,
+      token: "glcbt-right",
+    },
+  );
+  // The first id counts.
+  assert.deepEqual(recover('{"id": 7, "id": 9, "token": "glcbt-x", ['), {
+    id: 7,
+    token: "glcbt-x",
+  });
+  // An id or token of the wrong kind is not taken (no key for it at all).
+  assert.deepEqual(recover('{"id": "abc", "token": "glcbt-x", ['), { token: "glcbt-x" });
+  assert.deepEqual(recover('{"id": 7, "token": 12345, "x": "y", ['), { id: 7 });
+  assert.deepEqual(recover('{"id": 7, "token": "", ['), { id: 7 });
+  // A token cut short is not taken.
+  assert.deepEqual(recover('{"id": 7, "token": "glcbt-cut'), { id: 7 });
+  // A string with an invalid escape is taken as it stands between its quotes.
+  assert.deepEqual(recover('{"id": 7, "token": "glcbt-a\\qb", ['), { id: 7, token: "glcbt-a\\qb" });
+  assert.deepEqual(recover('{"id": 7, "token": "glcbt-\\u0041", ['), { id: 7, token: "glcbt-A" });
+});
+
+/** `content` nested in `levels` arrays. */
+function nested(levels: number, content: unknown): unknown {
+  let v = content;
+  for (let i = 0; i < levels; i++) v = [v];
+  return v;
+}
+
+Deno.test("C12.1 inputs: each type, validated like the official runner; warnings never show the content", () => {
+  const input = (key: unknown, value: unknown) => ({ key, value });
+  const r = expectOk(parseJobPayload({
+    id: 1,
+    token: "glcbt-t",
+    inputs: [
+      input("s", { type: "string", content: "secret-s" }),
+      input("n", { type: "number", content: 1.5 }),
+      input("b", { type: "boolean", content: false }),
+      input("a", { type: "array", content: [1, "x", null, [true], { k: "v" }] }),
+      input("o", { type: "struct", content: { a: 1, b: [null], c: { d: "e" } }, sensitive: true }),
+      input("deep64", { type: "array", content: nested(64, "x") }),
+      input(5, { type: "string", content: "secret-1" }),
+      input("", { type: "string", content: "secret-2" }),
+      input("nc", { type: "string" }),
+      input("nul", { type: "string", content: null }),
+      input("nv", "secret-3"),
+      input("ut", { type: "date", content: "secret-4" }),
+      input("ut2", { type: 5, content: "secret-5" }),
+      input("long", { type: "t".repeat(100), content: "secret-6" }),
+      input("m1", { type: "number", content: "secret-7" }),
+      input("m2", { type: "boolean", content: 1 }),
+      input("m3", { type: "string", content: true }),
+      input("m4", { type: "array", content: { secret: "8" } }),
+      input("m5", { type: "struct", content: ["secret-9"] }),
+      input("m6", { type: "string", content: 5 }),
+      input("nan", { type: "number", content: NaN }),
+      input("badarr", { type: "array", content: [1, NaN] }),
+      input("badobj", { type: "struct", content: { a: Infinity } }),
+      input("deep65", { type: "array", content: nested(65, "x") }),
+      input("sens", { type: "string", content: "secret-10", sensitive: "yes" }),
+      "not an object",
+    ],
+  }));
+  assert.deepEqual(r.payload.inputs.map((i) => [i.key, i.value.type, i.value.sensitive]), [
+    ["s", "string", false],
+    ["n", "number", false],
+    ["b", "boolean", false],
+    ["a", "array", false],
+    ["o", "struct", true],
+    ["deep64", "array", false],
+    ["sens", "string", false],
+  ]);
+  assert.deepEqual(r.payload.inputs[3].value.content, [1, "x", null, [true], { k: "v" }]);
+  assert.deepEqual(r.warnings, [
+    "inputs[25]: expected object, got string; dropped",
+    "inputs[6]: input without a key; dropped",
+    "inputs[7]: input without a key; dropped",
+    'inputs[8]: input "nc" has no content; dropped',
+    'inputs[9]: input "nul" has no content; dropped',
+    'inputs[10]: input "nv" has no content; dropped',
+    'inputs[11]: input "ut" has an unknown type "date"; dropped',
+    'inputs[12]: input "ut2" has an unknown type number; dropped',
+    `inputs[13]: input "long" has an unknown type "${"t".repeat(40)}"; dropped`,
+    'inputs[14]: input "m1" is announced as number but holds string; dropped',
+    'inputs[15]: input "m2" is announced as boolean but holds number; dropped',
+    'inputs[16]: input "m3" is announced as string but holds boolean; dropped',
+    'inputs[17]: input "m4" is announced as array but holds struct; dropped',
+    'inputs[18]: input "m5" is announced as struct but holds array; dropped',
+    'inputs[19]: input "m6" is announced as string but holds number; dropped',
+    'inputs[20]: input "nan" is announced as number but holds an unusable value; dropped',
+    'inputs[21]: input "badarr" is announced as array but holds an unusable value; dropped',
+    'inputs[22]: input "badobj" is announced as struct but holds an unusable value; dropped',
+    'inputs[23]: input "deep65" is announced as array but holds an unusable value; dropped',
+    "inputs[24].value.sensitive: expected boolean, got string; using false",
+  ]);
+  assert.ok(!r.warnings.join("\n").includes("secret"), "no content in the warnings");
+  // Every input type is known.
+  for (const type of ["string", "number", "boolean", "array", "struct"]) {
+    const content = { string: "x", number: 1, boolean: true, array: [], struct: {} }[type];
+    const one = expectOk(parseJobPayload({
+      id: 1,
+      token: "glcbt-t",
+      inputs: [input("k", { type, content })],
+    }));
+    assert.deepEqual(one.warnings, [], type);
+    assert.equal(one.payload.inputs.length, 1, type);
+  }
+  const notAList = expectOk(parseJobPayload({ id: 1, token: "glcbt-t", inputs: { k: 1 } }));
+  assert.deepEqual(notAList.warnings, ["inputs: expected array, got object; using []"]);
+});
+
+Deno.test("C2.1 more wrong types: NaN and one-item arrays are not numbers, non-object sections, an empty when", () => {
+  const r = expectOk(parseJobPayload({
+    id: 1,
+    token: "glcbt-t",
+    job_info: "not an object",
+    runner_info: 5,
+    git_info: { depth: NaN },
+    variables: [{ key: "K", value: "v", file: "yes" }],
+    dependencies: [{ id: ["3"], artifacts_file: { size: ["10"] } }],
+    steps: [{ name: "script", when: "", timeout: ["60"] }],
+  }));
+  assert.deepEqual(r.warnings, [
+    "job_info: expected object, got string; using defaults",
+    "git_info.depth: expected number, got number; using 0",
+    "runner_info: expected object, got number; using defaults",
+    "variables[0].file: expected boolean, got string; using false",
+    "dependencies[0].id: expected number, got array; using 0",
+    "dependencies[0].artifacts_file.size: expected number, got array; using 0",
+    "steps[0].timeout: expected number, got array; using nothing",
+  ]);
+  assert.equal(r.payload.gitInfo.depth, 0);
+  assert.equal(r.payload.dependencies[0].id, 0);
+  assert.equal(r.payload.steps![0].when, "on_success");
+  assert.equal(r.payload.steps![0].timeout, undefined);
+  for (const key of ["run", "image", "secrets", "policyOptions"]) {
+    assert.ok(!(key in r.payload), key);
+  }
+});
+
+Deno.test("C12.1 inputs: undefined inside the content and structs nested too deep are unusable", () => {
+  let deep: unknown = "x";
+  for (let i = 0; i < 65; i++) deep = { k: deep };
+  let fine: unknown = "x";
+  for (let i = 0; i < 64; i++) fine = { k: fine };
+  const r = expectOk(parseJobPayload({
+    id: 1,
+    token: "glcbt-t",
+    inputs: [
+      { key: "u", value: { type: "array", content: [1, undefined] } },
+      { key: "deep", value: { type: "struct", content: deep } },
+      { key: "fine", value: { type: "struct", content: fine } },
+    ],
+  }));
+  assert.deepEqual(r.warnings, [
+    'inputs[0]: input "u" is announced as array but holds an unusable value; dropped',
+    'inputs[1]: input "deep" is announced as struct but holds an unusable value; dropped',
+  ]);
+  assert.deepEqual(r.payload.inputs.map((i) => i.key), ["fine"]);
+});
+
+Deno.test("C2.2 recovery: the first token counts too", () => {
+  const r = parseJobPayloadText('{"token": "glcbt-a", "token": "glcbt-b", [');
+  assert.deepEqual(r, {
+    ok: false,
+    error: r.ok ? "" : r.error,
+    token: "glcbt-a",
+  });
 });

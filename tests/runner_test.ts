@@ -549,3 +549,50 @@ Deno.test("C1.4 with long polling, jobs arriving one after another start at once
   done.then(() => (finished = true));
   await until(h.clock, () => finished);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Edges (these kill mutants that survived the tests above, see docs/MUTATION.md)
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("C1.7 run() refuses a maximum below 1 (or not a number) before asking GitLab", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  for (const maximum of [0, -1, 0.5, NaN]) {
+    await assert.rejects(runner.run(() => ok, maximum), {
+      name: "RangeError",
+      message: `maximum must be at least 1, got ${maximum}`,
+    });
+  }
+  assert.equal(requests(h).length, 0);
+});
+
+Deno.test("C1.6 requestJob() is false on a 409 (no job taken) and the runner's state is a copy", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  assert.deepEqual(runner.outcomes, []);
+  h.mock.job().script(["a"]).enqueue();
+  h.mock.fault({ route: "request", status: 409 });
+  assert.equal(await runner.requestJob(() => ok), false);
+  assert.equal(runner.running, 0);
+  const features = runner.features;
+  assert.equal(features.artifacts, true);
+  features.artifacts = false;
+  assert.equal(runner.features.artifacts, true, "features is a copy");
+  assert.equal(await runner.requestJob(() => ok), true);
+});
+
+Deno.test("C1.7 waitForSpace() rejects with the signal's reason when it aborts", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  h.mock.job().script(["a"]).enqueue();
+  let release = () => {};
+  await runner.requestJob(() => ({ step: () => new Promise<void>((r) => (release = r)) }));
+  await until(h.clock, () => runner.running === 1);
+  const stop = new AbortController();
+  const waiting = runner.waitForSpace(1, { signal: stop.signal }).catch((e) => e);
+  const reason = new Error("enough");
+  stop.abort(reason);
+  assert.equal(await waiting, reason);
+  release();
+  await until(h.clock, () => runner.running === 0);
+});
