@@ -66,11 +66,16 @@ async function setup(
   let builder = mock.job();
   for (const a of artifacts) builder = builder.artifact(a);
   const job = builder.enqueue();
-  // One attempt per call: the counts below are the uploader's own tries.
+  // One attempt per call: the counts below are the uploader's own tries. No response deadlines
+  // within the run (these tests are not about them, tests/liveness_test.ts is): `runUntil` jumps
+  // the fake clock to the next timer while real work (deflating) runs, which on a loaded machine
+  // could reach a 10-minute header deadline.
   const client = new Client(mock.url, {
     fetch: options.fetch?.(mock) ?? mock.fetch,
     clock,
     maxAttempts: 1,
+    headerTimeoutMs: 48 * 3600_000,
+    idleTimeoutMs: 48 * 3600_000,
   });
   const taken = await client.requestJob(mock.runnerToken, { info: { features: FEATURES } });
   if (taken.type !== "job" || !taken.job.ok) throw new Error("The mock did not hand out the job");

@@ -184,7 +184,12 @@ async function startedDaemons(dir: string): Promise<number[]> {
   const pids = await Promise.all(DAEMONS.map((name) => readPid(`${dir}/${name}`)));
   for (const [i, pid] of pids.entries()) {
     await assertRunning(pid, `the ${DAEMONS[i]} daemon`);
-    // Hostile for real: none of them is in the script's process group any more.
+    // Hostile for real: none of them is in the script's process group any more. `$!` is known
+    // before the child has called setsid(2), so give it a moment (bounded) to leave.
+    const until = Date.now() + 5_000;
+    while ((await groupAndSession(pid)).pgrp === shellGroup.pgrp && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     assert.notEqual((await groupAndSession(pid)).pgrp, shellGroup.pgrp, DAEMONS[i]);
   }
   return pids;
@@ -341,6 +346,8 @@ for (const backend of [denoBackend, nodeBackend] as Backend[]) {
         assert.ok(Date.now() - started < 4_000, "SIGTERM was enough: no wait for the grace");
       } finally {
         killAll(pids);
+        // The script waits for this file: a failed check above must not leave it waiting.
+        await Deno.writeTextFile(`${dir}/go`, "").catch(() => {});
         await done.catch(() => {});
       }
     });
