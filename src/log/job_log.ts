@@ -214,9 +214,11 @@ export class JobLog {
     this.#intervalMs = options.updateIntervalMs ?? INITIAL_INTERVAL_MS;
     this.#keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS;
     this.#lastContact = options.clock.now();
-    // Unsent bytes held for stream writers: two patches (C10.4: a bounded window in memory; with
-    // 8 MiB, 16 chatty jobs held 355 MB in bench 3g, with 2 MiB 267 MB, at the same speed).
-    this.#highWater = Math.max(PATCH_LIMIT, Math.min(this.#limit, 2 * PATCH_LIMIT));
+    // Unsent bytes held for stream writers: one and a half patches (C10.4: a bounded window in
+    // memory; in bench 3g, 16 chatty jobs held 355 MB with 8 MiB, 267 MB with 2 MiB; once PATCH
+    // bodies were no longer copied by fetch, 224–228 MB with 2 MiB and 186–188 MB with 1.5 MiB, at
+    // the same speed within the noise, also for one job, 3b).
+    this.#highWater = Math.max(PATCH_LIMIT, Math.min(this.#limit, 1.5 * PATCH_LIMIT));
   }
 
   /** Bytes stored so far (after masking and the limit). */
