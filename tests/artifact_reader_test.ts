@@ -150,6 +150,10 @@ Deno.test("C6.8 safeEntryPath accepts and normalises entries inside the root", (
     ["/", "etc/x", "/etc/x"],
     ["C:\\build\\", "a/b", "C:\\build/a/b"],
     ["rel", "x", "rel/x"],
+    // Plain-looking paths (the fast path) and their near misses give what the long way gives.
+    ["/builds/dep", "a/. b/c ", "/builds/dep/a/. b/c "],
+    ["/builds/dep", "a/b/.", "/builds/dep/a/b"],
+    ["/builds/dep//", "a/b/", "/builds/dep/a/b"],
   ];
   for (const [root, entry, expected] of cases) {
     assert.equal(safeEntryPath(root, entry), expected, `${root} + ${entry}`);
@@ -181,6 +185,10 @@ Deno.test("C6.8 safeEntryPath rejects entries escaping the root", () => {
     ".",
     "./",
     "a/..",
+    "a/ /b", // a segment of spaces only
+    "a/. /b",
+    "x/..../y",
+    "/",
   ];
   for (const entry of attacks) {
     assert.throws(

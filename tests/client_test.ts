@@ -195,6 +195,40 @@ Deno.test("C4.1 patchTrace sends Content-Range, text/plain and JOB-TOKEN; 202 gi
   assert.equal(mj.logText, "hello\n");
 });
 
+Deno.test("C4.1 a large patch goes as a stream of the caller's bytes, not a copy; resent whole after a 5xx", async () => {
+  const t = setup();
+  const mj = await running(t);
+  const data = new Uint8Array(256 * 1024);
+  for (let i = 0; i < data.length; i++) data[i] = 32 + (i * 31) % 90;
+  const seen: { streamed: boolean; length: string | null }[] = [];
+  const spy = new Client(t.mock.url, {
+    clock: t.clock,
+    random: () => 0.5,
+    fetch: async (input, init) => {
+      seen.push({
+        streamed: init?.body instanceof ReadableStream,
+        length: new Headers(init?.headers).get("content-length"),
+      });
+      return await t.mock.fetch(input, init);
+    },
+  });
+  t.mock.fault({ route: "trace", status: 502, times: 1 });
+  let result: Awaited<ReturnType<Client["patchTrace"]>> | undefined;
+  spy.patchTrace(mj.id, mj.token, { offset: 0, data }).then((r) => result = r);
+  await t.clock.runUntil(() => result !== undefined, 600_000);
+  assert.equal(result?.outcome, "accepted");
+  assert.equal(result?.serverOffset, data.length);
+  assert.deepEqual(seen, [
+    { streamed: true, length: String(data.length) },
+    { streamed: true, length: String(data.length) },
+  ]);
+  assert.deepEqual(mj.log, data, "GitLab holds exactly the bytes, once");
+  // A small patch stays plain bytes.
+  seen.length = 0;
+  await spy.patchTrace(mj.id, mj.token, { offset: data.length, data: enc.encode("end\n") });
+  assert.deepEqual(seen, [{ streamed: false, length: "4" }]);
+});
+
 Deno.test("C4.2 patchTrace at a wrong offset reports 416 with the server's Range", async () => {
   const t = setup();
   const mj = await running(t);

@@ -121,11 +121,16 @@ function invalid(message: string, path?: string): ArtifactError {
   return new ArtifactError(`Invalid zip artifact: ${message}`, path === undefined ? {} : { path });
 }
 
+/** The last DOS date converted and its time: an archive's entries mostly share a few. */
+let lastDosDate = -1;
+let lastDosTime = 0;
+
 function dosDate(value: number): Date {
+  if (value === lastDosDate) return new Date(lastDosTime);
   const date = value >>> 16;
   const time = value & 0xffff;
   if (date === 0) return new Date(0);
-  return new Date(
+  const result = new Date(
     1980 + (date >>> 9),
     ((date >>> 5) & 0xf) - 1,
     date & 0x1f,
@@ -133,6 +138,9 @@ function dosDate(value: number): Date {
     (time >>> 5) & 0x3f,
     (time & 0x1f) * 2,
   );
+  lastDosDate = value;
+  lastDosTime = result.getTime();
+  return result;
 }
 
 /** node:zlib's native CRC-32, where the runtime has it (Deno, Node ≥ 20.15): ten times faster. */
@@ -1082,6 +1090,12 @@ function checkSegments(segments: string[], depth: number, what: string, path: st
   return depth;
 }
 
+/**
+ * What makes an entry path other than plain (then {@link safeEntryPath} takes the long way): a
+ * `\\`, a NUL, `//`, a leading `/`, a drive (`C:`), a segment of only dots and spaces.
+ */
+const NOT_PLAIN_ENTRY = /[\\\0]|\/\/|^\/|^[A-Za-z]:|(?:^|\/)[. ]+(?:\/|$)/;
+
 function isAbsoluteLike(path: string): boolean {
   return path.startsWith("/") || path.startsWith("\\") || /^[A-Za-z]:/.test(path);
 }
@@ -1109,6 +1123,13 @@ function isAbsoluteLike(path: string): boolean {
  * ```
  */
 export function safeEntryPath(root: string, entryPath: string): string {
+  const base = root.length > 1 && /[/\\]$/.test(root) ? root.replace(/[/\\]+$/, "") : root;
+  // The usual entry is already clean (`dir/file`, `dir/`): one test instead of the splits below
+  // (bench 6b takes each of 40 000 paths twice).
+  if (entryPath !== "" && entryPath !== "/" && !NOT_PLAIN_ENTRY.test(entryPath)) {
+    const clean = entryPath.endsWith("/") ? entryPath.slice(0, -1) : entryPath;
+    return `${base === "/" ? "" : base}/${clean}`;
+  }
   if (entryPath.includes("\0")) {
     throw new ArtifactError(`Entry path contains a NUL byte: ${entryPath}`, { path: entryPath });
   }
@@ -1127,7 +1148,6 @@ export function safeEntryPath(root: string, entryPath: string): string {
       path: entryPath,
     });
   }
-  const base = root.length > 1 ? root.replace(/[/\\]+$/, "") : root;
   return `${base === "/" ? "" : base}/${kept.join("/")}`;
 }
 
