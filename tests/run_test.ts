@@ -430,19 +430,29 @@ Deno.test("C5.3 a graceful cancel outranks the script's failure: the job ends ca
   const job = h.mock.job().script(["exit 2"]).afterScript(["sleep 60"]).enqueue();
   const runner = await h.builder.build();
   const phases: Phase[] = [];
+  const canceled: { at?: number } = {};
+  // GitLab has answered a log or state update since the cancel: the runner has been told.
+  const told = () =>
+    canceled.at !== undefined &&
+    h.mock.requests.some((r) =>
+      r.done && (r.route === "trace" || r.route === "update") && r.at > canceled.at!
+    );
   assert.equal(
     await runner.requestJob(() => ({
-      step: (_s, phase) => {
+      step: async (_s, phase) => {
         phases.push(phase);
-        // The script fails on its own; after_script (not stopped by a graceful cancel) waits.
-        return phase === "script"
-          ? Promise.reject(new ScriptFailure(2))
-          : h.clock.sleep(60_000, new AbortController().signal);
+        // The script fails on its own; after_script (not stopped by a graceful cancel) runs
+        // until the runner has been told of the cancel (not a fixed fake-time wait, which
+        // the fake clock can jump past while the answer is still being read).
+        if (phase === "script") throw new ScriptFailure(2);
+        while (!told()) await h.clock.sleep(1_000);
+        await h.clock.sleep(1_000);
       },
     })),
     true,
   );
   await until(h.clock, () => phases.length === 2);
+  canceled.at = h.clock.now();
   h.mock.cancel(job.id);
   await until(h.clock, () => runner.running === 0);
   assert.deepEqual(phases, ["script", "after_script"]);
