@@ -1,7 +1,9 @@
 /**
  * Benchmark 5, idle footprint: the RSS of a runner process (the GitLab mock runs in another one).
  *
- * - `bare`: the baseline, a Deno process that has imported the library and does nothing;
+ * - `bare`: the baseline, a Deno process that has imported the library and does nothing (its
+ *   detail: what Deno alone and Deno with the `node:` modules the library imports take, in
+ *   processes of their own that import nothing else);
  * - `polling`: `runner.run()` asking for jobs every 3 s (the default check interval, no long
  *   polling) with none to run, for 30 s;
  * - `quiet`: 16 jobs running at once, each a `runScript(["sleep 10"])` that prints nothing
@@ -96,7 +98,44 @@ async function quiet(): Promise<void> {
   emit({ figures: [], data: { last, peak, before, cpuMs: cpu } });
 }
 
+/** The `node:` modules the library's main entry imports at start-up on Deno. */
+const NODE_MODULES = [
+  "node:async_hooks",
+  "node:fs",
+  "node:fs/promises",
+  "node:os",
+  "node:path",
+  "node:process",
+  "node:timers",
+  "node:zlib",
+];
+
+/** The RSS, bytes, of a Deno process that imports `modules` (and nothing else) and waits 1.5 s. */
+async function denoWith(modules: string[]): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-idle-" });
+  try {
+    const file = `${dir}/main.js`;
+    await Deno.writeTextFile(
+      file,
+      modules.map((m) => `import ${JSON.stringify(m)};\n`).join("") +
+        "await new Promise((r) => setTimeout(r, 1500));\nconsole.log(Deno.memoryUsage().rss);\n",
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", file],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error(`deno run of ${modules.join(", ") || "nothing"} failed`);
+    return Number(new TextDecoder().decode(out.stdout).trim());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 async function driver(): Promise<void> {
+  const denoAlone = await denoWith([]);
+  const denoNode = await denoWith(NODE_MODULES);
   const base = (await runChild("idle.ts", ["bare"])).data as Record<string, number>;
   const poll = (await runChild("idle.ts", ["polling"], { profile: true })).data as Record<
     string,
@@ -106,6 +145,10 @@ async function driver(): Promise<void> {
     string,
     number
   >;
+  const footprint = `Deno alone ${mb(denoAlone).toFixed(1)} MB, with the node: modules the ` +
+    `library imports ${mb(denoNode).toFixed(1)} MB, with the library ${
+      mb(base.last).toFixed(1)
+    } MB`;
   const baseline = { label: "Deno with the library imported", value: mb(base.last), unit: "MB" };
   const figures: Figure[] = [
     {
@@ -117,7 +160,7 @@ async function driver(): Promise<void> {
       target: { op: "<=", value: 55 },
       detail: `peak ${mb(poll.peak).toFixed(0)} MB; ${poll.requests} job requests; CPU ${
         poll.cpuMs.toFixed(0)
-      } ms in ${POLL_SECONDS} s`,
+      } ms in ${POLL_SECONDS} s; ${footprint}`,
     },
     {
       id: "5b",
@@ -130,7 +173,7 @@ async function driver(): Promise<void> {
       } MB per job over the idle runner; CPU ${jobs.cpuMs.toFixed(0)} ms in 6 s`,
     },
   ];
-  emit({ figures, data: { bare: base, polling: poll, quiet: jobs } });
+  emit({ figures, data: { denoAlone, denoNode, bare: base, polling: poll, quiet: jobs } });
 }
 
 if (import.meta.main) {

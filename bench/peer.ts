@@ -42,6 +42,8 @@ const JOBS = Number(Deno.env.get("BENCH_PEER_JOBS") ?? 1000);
 const ROUNDS = Number(Deno.env.get("BENCH_PEER_ROUNDS") ?? 3);
 const CONCURRENCY = 16;
 const SPEC = { script: ["echo job"] };
+/** V8 flags of the information-only run of 7f. */
+const SEMI_FLAGS = ["--max-semi-space-size=1"];
 
 /** Where the crate's binaries are. */
 function peerBin(): string {
@@ -60,6 +62,52 @@ interface Run {
   jobCpuMs?: number;
   startCpuMs?: number;
   failed?: number;
+  /** Ours only: `Deno.memoryUsage()` after the N-th job, bytes. */
+  memory?: { rss: number; heapTotal: number; heapUsed: number; external: number };
+  /** Ours only: where the RSS is after the N-th job ({@linkcode rssParts}), bytes. */
+  parts?: RssParts;
+  /** Ours only: the same at start-up, the library imported. */
+  startParts?: RssParts;
+}
+
+/** This process's resident memory by kind of mapping (`/proc/self/smaps`), bytes. */
+interface RssParts {
+  /** Pages of the `deno` executable (its code and read-only data). */
+  binary: number;
+  /** The C heap of the main thread (`[heap]`: malloc, ArrayBuffer contents, V8 zones). */
+  cHeap: number;
+  /** Anonymous mappings: the V8 heap, other threads' malloc arenas and stacks. */
+  anon: number;
+  /** Everything else (shared libraries, Deno's code cache). */
+  other: number;
+  /** Threads of the process. */
+  threads: number;
+}
+
+/** Splits this process's RSS by kind of mapping; undefined where `/proc` has no smaps. */
+function rssParts(): RssParts | undefined {
+  let smaps: string;
+  try {
+    smaps = Deno.readTextFileSync("/proc/self/smaps");
+  } catch {
+    return undefined;
+  }
+  const parts: RssParts = { binary: 0, cHeap: 0, anon: 0, other: 0, threads: 0 };
+  const exe = Deno.execPath();
+  let kind: "binary" | "cHeap" | "anon" | "other" = "other";
+  for (const line of smaps.split("\n")) {
+    const head = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
+    if (head) {
+      const name = head[1];
+      kind = name === exe ? "binary" : name === "[heap]" ? "cHeap" : name === "" ? "anon" : "other";
+      continue;
+    }
+    const rss = line.match(/^Rss:\s+(\d+) kB/);
+    if (rss) parts[kind] += Number(rss[1]) * 1024;
+  }
+  const threads = Deno.readTextFileSync("/proc/self/status").match(/^Threads:\s+(\d+)/m);
+  parts.threads = Number(threads?.[1] ?? 0);
+  return parts;
 }
 
 /** CPU ticks (1/100 s) of the children this process has waited for. */
@@ -118,8 +166,13 @@ async function crateRunner(url: string, token: string): Promise<Run> {
   return { jobsPerS: rate, cpuMs: r.cpuMs, peak: r.peak };
 }
 
-async function ourRunner(url: string, token: string, label: string): Promise<Run> {
-  const flags: string[] = [];
+async function ourRunner(
+  url: string,
+  token: string,
+  label: string,
+  v8Flags: string[] = [],
+): Promise<Run> {
+  const flags: string[] = v8Flags.length > 0 ? [`--v8-flags=${v8Flags.join(",")}`] : [];
   const profDir = Deno.env.get("BENCH_CPU_PROF");
   if (profDir) flags.push("--cpu-prof", `--cpu-prof-dir=${profDir}/peer-ours-${label}`);
   const r = await measureRunner(Deno.execPath(), [
@@ -143,6 +196,9 @@ async function ourRunner(url: string, token: string, label: string): Promise<Run
     jobCpuMs: d.jobCpuMs,
     startCpuMs: d.startCpuMs,
     failed: d.failed,
+    memory: d.memory as unknown as Run["memory"],
+    parts: d.parts as unknown as Run["parts"],
+    startParts: d.startParts as unknown as Run["parts"],
   };
 }
 
@@ -247,6 +303,9 @@ async function driver(): Promise<void> {
     runs.crateOurs.push(await onOurMock(crateRunner));
     runs.oursOurs.push(await onOurMock((u, t) => ourRunner(u, t, "our-mock")));
   }
+  // Information only (the library cannot set V8 flags for its users): the same run on the
+  // crate's mock with V8's young generation capped at 1 MiB per semi-space.
+  const semi = await onPeerMock((u, t) => ourRunner(u, t, "crate-mock-semi1", SEMI_FLAGS));
   const cc = summary(runs.crateCrate);
   const oc = summary(runs.oursCrate);
   const co = summary(runs.crateOurs);
@@ -288,6 +347,7 @@ async function driver(): Promise<void> {
       unit: "MB",
       baseline: { label: "the crate's runner", value: mb(cc.peak), unit: "MB" },
       target: { op: "<=", value: 90 },
+      detail: memoryDetail(runs.oursCrate),
     },
     {
       id: "7d",
@@ -308,12 +368,38 @@ async function driver(): Promise<void> {
       detail: `after start-up: ${oo.jobCpuPerJob.toFixed(2)} ms/job`,
     },
   ];
-  emit({ figures, data: runs });
+  figures.push({
+    id: "7f",
+    name: `7c with --v8-flags=${SEMI_FLAGS.join(",")} (information: not a setting of the library)`,
+    value: mb(semi.peak),
+    unit: "MB",
+    baseline: { label: "7c, default flags", value: mb(oc.peak), unit: "MB" },
+    detail: `one run, ${semi.jobsPerS.toFixed(0)} jobs/s, CPU ${
+      (semi.cpuMs / JOBS).toFixed(2)
+    } ms/job; ${memoryDetail([semi])}`,
+  });
+  emit({ figures, data: { ...runs, semi } });
+}
+
+/** Where the RSS of our runner's run with the largest peak was, at start-up and at the end. */
+function memoryDetail(runs: Run[]): string {
+  const run = runs.reduce((a, b) => (b.peak > a.peak ? b : a));
+  const { memory: m, parts: p, startParts: s } = run;
+  if (!m || !p || !s) return "no memory breakdown";
+  const part = (k: keyof RssParts) => `${mb(s[k]).toFixed(0)} → ${mb(p[k]).toFixed(0)}`;
+  return `RSS by mapping, start-up → after the last job (MB): deno executable ${
+    part("binary")
+  }, C heap of the main thread ${part("cHeap")}, anonymous (V8 heap, other threads) ${
+    part("anon")
+  }, other ${part("other")}; ${s.threads} → ${p.threads} threads; V8 heap ${
+    mb(m.heapTotal).toFixed(0)
+  } MB (${mb(m.heapUsed).toFixed(0)} MB used), external ${mb(m.external).toFixed(0)} MB`;
 }
 
 /** Our runner, as `peer-runner` runs: N jobs at `concurrency`, 3 lines per step, then exit. */
 async function ours(url: string, token: string, concurrency: number, n: number): Promise<void> {
   const startCpuMs = cpuMs();
+  const startParts = rssParts();
   const runner = await new RunnerBuilder(url, token, await tempBuildDir())
     .features(["refspecs"])
     .checkInterval(100)
@@ -348,11 +434,21 @@ async function ours(url: string, token: string, concurrency: number, n: number):
   const seconds = (performance.now() - t0) / 1000;
   const jobCpuMs = cpuMs() - cpu0;
   const memory = Deno.memoryUsage();
+  const parts = rssParts();
   stop.abort();
   await run;
   emit({
     figures: [],
-    data: { jobsPerS: n / seconds, jobCpuMs, startCpuMs, failed, peak: vmHwm() ?? 0, memory },
+    data: {
+      jobsPerS: n / seconds,
+      jobCpuMs,
+      startCpuMs,
+      failed,
+      peak: vmHwm() ?? 0,
+      memory,
+      parts,
+      startParts,
+    },
   });
 }
 
