@@ -236,6 +236,8 @@ interface Life {
   stops: JobStops;
   /** `<build dir>/<job id>`. */
   buildDir: string;
+  /** The variables the runner sets itself ({@linkcode runnerVariables}), after GitLab's. */
+  runnerVariables: readonly JobVariable[];
 }
 
 /** What {@linkcode prepare} leaves for the later phases and for cleanup. */
@@ -441,7 +443,8 @@ function open(ctx: RunContext, inputs: AppliedInputs): Life {
       logger.warn(message, maskProperties(properties ?? {}, (t) => log.mask(t))),
   });
   log.start();
-  return { ctx, payload, logger, log, stops, buildDir };
+  const ours = runnerVariables(ctx, buildDir, payload.runnerInfo.timeout ?? 0);
+  return { ctx, payload, logger, log, stops, buildDir, runnerVariables: ours };
 }
 
 /** Phase 2: the banner, the checks that fail a job early, the build directory, the factory. */
@@ -479,7 +482,7 @@ async function prepare(life: Life, inputs: AppliedInputs): Promise<Prepared> {
     log,
     dependencies,
     signal: stops.main,
-    runnerVariables: runnerVariables(ctx, buildDir, payload.runnerInfo.timeout ?? 0),
+    runnerVariables: life.runnerVariables,
   });
   try {
     // The factory runs under the job's signal: a timeout, cancel or hard stop reaches it,
@@ -563,7 +566,8 @@ async function uploadJobArtifacts(
       specs: payload.artifacts,
       files: () => handler.uploadableFiles?.() ?? filesUnder(buildDir),
       scriptFailed: failure !== undefined || stops.failing,
-      variables: payload.variables,
+      // Expanded like the job sees them: `$CI_PROJECT_DIR` is this runner's build directory.
+      variables: [...payload.variables, ...life.runnerVariables],
       log: lineWriter(life.log),
       clock: ctx.clock,
       signal: stops.after,

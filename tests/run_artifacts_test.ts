@@ -218,3 +218,25 @@ Deno.test("C6.7 the handler downloads a dependency's artifact and extracts it in
   assert.equal(object.headers.get("job-token"), null);
   void enc;
 });
+
+Deno.test("C6.1 C12.3 $CI_PROJECT_DIR in artifact paths and names is this runner's build dir, not the one GitLab describes", async () => {
+  await using h = await harness();
+  // The mock, like GitLab, sends CI_PROJECT_DIR=/builds/<project path> for its own layout.
+  const job = h.mock.job().script(["make"])
+    .artifact({ name: "bin-$CI_JOB_ID", paths: ["$CI_PROJECT_DIR/out/"], when: "on_success" })
+    .enqueue();
+  let buildDir = "";
+  await runAll(h, (j) => ({
+    step: async () => {
+      buildDir = j.buildDir;
+      await Deno.mkdir(`${j.buildDir}/out`, { recursive: true });
+      await Deno.writeTextFile(`${j.buildDir}/out/app`, "binary");
+    },
+  }));
+  assert.equal(job.state, "success", job.logText);
+  assert.notEqual(buildDir, "/builds/mock/project");
+  assert.deepEqual(job.artifacts.map((a) => a.filename), [`bin-${job.id}.zip`]);
+  const zip = new ZipArtifact(job.artifacts[0].data);
+  const entries = (await zip.entries()).filter((e) => !e.isDirectory).map((e) => e.path);
+  assert.deepEqual(entries, ["out/app"]);
+});
