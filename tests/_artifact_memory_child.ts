@@ -6,6 +6,7 @@
 // listed, written or read, "bytes": bytes read}.
 //
 //   deno run -A --v8-flags=--expose-gc tests/_artifact_memory_child.ts list|extract|read ZIP DIR
+import { peakRssGrowth } from "./_peak_rss.ts";
 import { Client } from "../src/api/client.ts";
 import { systemClock } from "../src/clock.ts";
 import { createDependencies } from "../src/artifacts/download.ts";
@@ -13,15 +14,6 @@ import { GitLabMock } from "../src/mock/mod.ts";
 import { hostileZip, manyEntries } from "./_zip.ts";
 
 const [mode, zipPath, dir] = Deno.args;
-
-function vmHwm(): number | undefined {
-  try {
-    const m = Deno.readTextFileSync("/proc/self/status").match(/^VmHWM:\s+(\d+) kB/m);
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * A GitLab mock serving `zip` as the artifact of a dependency, and the job that depends on it,
@@ -82,22 +74,9 @@ await work(
 );
 await Deno.remove(`${dir}/warm`, { recursive: true });
 const job = await setUp(await Deno.readFile(zipPath));
-(globalThis as { gc?: () => void }).gc?.();
-const before = Deno.memoryUsage().rss;
-let exact = false;
-try {
-  Deno.writeTextFileSync("/proc/self/clear_refs", "5");
-  exact = true;
-} catch {
-  // no VmHWM reset: sampling only
-}
-let peak = before;
-const timer = setInterval(() => {
-  peak = Math.max(peak, Deno.memoryUsage().rss);
-}, 5);
-const start = performance.now();
-const result = await work(job, `${dir}/run`);
-const ms = performance.now() - start;
-clearInterval(timer);
-peak = Math.max(peak, Deno.memoryUsage().rss, exact ? vmHwm() ?? 0 : 0);
-console.log(JSON.stringify({ growth: peak - before, ms, ...result }));
+const { result, growth } = await peakRssGrowth(async () => {
+  const start = performance.now();
+  const outcome = await work(job, `${dir}/run`);
+  return { ms: performance.now() - start, outcome };
+});
+console.log(JSON.stringify({ growth, ms: result.ms, ...result.outcome }));

@@ -8,6 +8,7 @@
 //
 // `--buffered` makes the file's stream read everything before it hands out a byte: the control
 // that shows the figure can see an upload that holds the file.
+import { peakRssGrowth } from "./_peak_rss.ts";
 import { Client } from "../src/api/client.ts";
 import { FakeClock } from "../src/clock.ts";
 import { uploadArtifacts } from "../src/artifacts/upload.ts";
@@ -67,52 +68,29 @@ const sink: typeof fetch = async (input, init) => {
 };
 const client = new Client("https://gitlab.example.com", { fetch: sink, clock: new FakeClock() });
 
-/** The peak RSS since the last reset, from /proc (Linux), else undefined. */
-function vmHwm(): number | undefined {
-  try {
-    const m = Deno.readTextFileSync("/proc/self/status").match(/^VmHWM:\s+(\d+) kB/m);
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-(globalThis as { gc?: () => void }).gc?.();
-const before = Deno.memoryUsage().rss;
-let exact = false;
-try {
-  Deno.writeTextFileSync("/proc/self/clear_refs", "5"); // resets VmHWM to the current RSS
-  exact = true;
-} catch {
-  // no VmHWM reset: sampling only
-}
-let peak = before;
-const timer = setInterval(() => {
-  peak = Math.max(peak, Deno.memoryUsage().rss);
-}, 5);
 const lines: string[] = [];
-const result = await uploadArtifacts({
-  client,
-  jobId: 1,
-  token: "glcbt-test",
-  specs: [{
-    name: "disk.img",
-    untracked: false,
-    paths: ["disk.img"],
-    exclude: [],
-    when: "on_success",
-    artifactType: "archive",
-    artifactFormat: "raw",
-  }],
-  files: () => [{ path: "disk.img", open: buffered ? held : generated, size: SIZE }],
-  scriptFailed: false,
-  log: (line) => lines.push(line),
-  clock: new FakeClock(),
-});
-clearInterval(timer);
-peak = Math.max(peak, Deno.memoryUsage().rss, exact ? vmHwm() ?? 0 : 0);
+const { result, growth, exact } = await peakRssGrowth(() =>
+  uploadArtifacts({
+    client,
+    jobId: 1,
+    token: "glcbt-test",
+    specs: [{
+      name: "disk.img",
+      untracked: false,
+      paths: ["disk.img"],
+      exclude: [],
+      when: "on_success",
+      artifactType: "archive",
+      artifactFormat: "raw",
+    }],
+    files: () => [{ path: "disk.img", open: buffered ? held : generated, size: SIZE }],
+    scriptFailed: false,
+    log: (line) => lines.push(line),
+    clock: new FakeClock(),
+  })
+);
 console.log(JSON.stringify({
-  growth: peak - before,
+  growth,
   exact,
   ok: result.ok,
   lines,
