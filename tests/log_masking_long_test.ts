@@ -124,3 +124,25 @@ Deno.test("C4.8 past 256 KiB secrets, tokens and URL parameters in a long log ar
       "&private_token=[MASKED]&b [MASKED] &a?rss_token=[MASKED] glpat-[MASKED] glp && apt-get ?p &= x\n",
   );
 });
+
+Deno.test("C4.8 C9.4 long logs of maskers with similar secrets: each masks its own, whatever the other built first", () => {
+  const filler = new TextDecoder().decode(FILLER);
+  const cases: [string[], string[], string][] = [
+    // Same pair, other third bytes.
+    [["abX1"], ["abY1"], " abY1 abX1 "],
+    // Same pair and third bytes; one of them also masks the pair alone.
+    [["xbc"], ["xbc", "xb"], " xb xbc "],
+    // With and without URL parameters.
+    [["qq1"], ["qq1"], " ?private_token=v &rss_token=w "],
+  ];
+  for (const [first, second, text] of cases) {
+    for (const urlParameters of [true, false]) {
+      const a = new Masker({ secrets: first, urlParameters: !urlParameters });
+      a.mask(filler + text);
+      const b = new Masker({ secrets: second, urlParameters });
+      const expected = new Masker({ secrets: second, urlParameters }).mask(text);
+      assert.equal(b.mask(filler + text), filler + expected, JSON.stringify({ second, text }));
+      for (const secret of second) assert.ok(!expected.includes(secret), expected);
+    }
+  }
+});
