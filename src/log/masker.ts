@@ -614,6 +614,15 @@ class Scanner {
           // The same, going on past pairs at which no pattern can start (see Rejects).
           const { pair: reject, next: second } = rejects;
           while (k < stop) {
+            // Two positions a turn while neither stops the pair table.
+            while (k + 1 < stop) {
+              const n1 = buf[k + 1];
+              const n2 = buf[k + 2];
+              if ((pair[(prev << 8) | n1] | pair[(n1 << 8) | n2]) !== 0) break;
+              prev = n2;
+              k += 2;
+            }
+            if (k >= stop) break;
             const next = buf[k + 1];
             const key = (prev << 8) | next;
             if (pair[key] !== 0) {
