@@ -60,7 +60,21 @@ export function updateCrc(crc: number, bytes: Uint8Array): number {
   return tableCrc(crc, bytes);
 }
 
-/** {@linkcode updateCrc} with the tables (exported for the tests that compare both). */
+/**
+ * {@linkcode updateCrc} with the tables only, whatever the runtime has (exported for the tests
+ * that compare both ways).
+ *
+ * @param crc The CRC-32 of the bytes before (0 for none).
+ * @param bytes The next bytes.
+ * @returns The CRC-32 of both.
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert";
+ * const bytes = new TextEncoder().encode("123456789".repeat(10));
+ * strictEqual(tableCrc(0, bytes), updateCrc(0, bytes));
+ * ```
+ */
 export function tableCrc(crc: number, bytes: Uint8Array): number {
   const t = TABLES;
   let c = ~crc;
