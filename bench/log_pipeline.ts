@@ -98,6 +98,8 @@ interface JobRun {
   logBytes: number;
   patches: number;
   mockRss: number;
+  /** The mock's CPU time during the job, in ms. */
+  mockCpuMs: number;
 }
 
 async function jobRun(dir: string, limitMiB: number, outputMiB: number): Promise<void> {
@@ -121,6 +123,7 @@ async function jobRun(dir: string, limitMiB: number, outputMiB: number): Promise
   await runner.drain();
 
   await mock.enqueue(1, { script: [command(`${dir}/log.txt`, outputMiB)], variables });
+  const mockCpu0 = (await mock.stats()).cpuMs;
   const peak = new PeakRss();
   const cpu0 = cpuMs();
   const t0 = performance.now();
@@ -144,6 +147,7 @@ async function jobRun(dir: string, limitMiB: number, outputMiB: number): Promise
     logBytes: stats.logBytes[String(outcome.id)],
     patches: stats.counts.trace ?? 0,
     mockRss: stats.rss,
+    mockCpuMs: stats.cpuMs - mockCpu0,
   };
   emit({ figures: [], data: { ...run } });
 }
@@ -240,7 +244,9 @@ async function driver(): Promise<void> {
     const detail = (r: JobRun) =>
       `script ${r.scriptSeconds.toFixed(2)} s of the job's ${r.jobSeconds.toFixed(2)} s; ${
         (r.outputMiB * MiB / 1e6 / r.scriptSeconds).toFixed(0)
-      } MB/s; runner CPU ${(r.cpuMs / 1000).toFixed(2)} s; ${
+      } MB/s; runner CPU ${(r.cpuMs / 1000).toFixed(2)} s, mock CPU ${
+        (r.mockCpuMs / 1000).toFixed(2)
+      } s; ${
         (r.logBytes / MiB).toFixed(2)
       } MiB stored by the mock in ${r.patches} PATCHes; for reference the command to /dev/null ${
         base.devNull.toFixed(2)

@@ -1,5 +1,5 @@
 import { assert } from "./_deps.ts";
-import { Crc32, crc32 } from "../src/log/crc32.ts";
+import { Crc32, crc32, tableCrc, updateCrc } from "../src/log/crc32.ts";
 
 const enc = new TextEncoder();
 
@@ -70,4 +70,26 @@ Deno.test("C4.5 incremental Crc32 equals one-shot crc32 and the bitwise definiti
 Deno.test("C4.5 crc32 works on views with an offset into a larger buffer", () => {
   const buf = enc.encode("xx123456789yy");
   assert.equal(crc32(buf.subarray(2, 11)), 0xcbf43926);
+});
+
+Deno.test("C4.5 updateCrc (native where the runtime has it) equals the tables and the definition on long views, continued from any CRC", () => {
+  let seed = 987;
+  const data = new Uint8Array(70_000);
+  for (let i = 0; i < data.length; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    data[i] = seed >>> 24;
+  }
+  const whole = bitwise(data);
+  assert.equal(tableCrc(0, data), whole);
+  assert.equal(updateCrc(0, data), whole);
+  // Views at odd offsets, lengths around the native threshold, continued from a high CRC.
+  for (const cut of [1, 63, 64, 65, 4097, 65_537]) {
+    const head = updateCrc(0, data.subarray(0, cut));
+    assert.equal(head, bitwise(data.subarray(0, cut)), `head ${cut}`);
+    assert.equal(updateCrc(head, data.subarray(cut)), whole, `cut ${cut}`);
+    assert.equal(tableCrc(head, data.subarray(cut)), whole, `table cut ${cut}`);
+  }
+  const high = crc32(enc.encode("123456789"));
+  assert.ok(high > 0x7fffffff);
+  assert.equal(updateCrc(high, data.subarray(3, 3003)), tableCrc(high, data.subarray(3, 3003)));
 });

@@ -118,6 +118,32 @@ Deno.test("C9.6 the marker matches whole environment entries only", () => {
   assert.notEqual(newMarker(), newMarker());
 });
 
+Deno.test("C9.6 MarkerScan reads many /proc entries at once and reports every marked one in pid order", async () => {
+  const enc = new TextEncoder();
+  const entry = `${MARKER_VARIABLE}=${newMarker()}`;
+  const pids = Array.from({ length: 60 }, (_, i) => 100 + i);
+  const marked = pids.filter((pid) => pid % 7 === 0 || pid % 11 === 3);
+  let reading = 0;
+  let most = 0;
+  const fake = {
+    ...denoBackend,
+    listProcesses: () => Promise.resolve([1, ...pids]),
+    readProcFile: async (path: string) => {
+      const pid = Number(/^\/proc\/([0-9]+)\/environ$/.exec(path)![1]);
+      most = Math.max(most, ++reading);
+      // Answers come back out of order.
+      await new Promise((r) => setTimeout(r, (pid * 37) % 5));
+      reading--;
+      if (pid === 1 || pid === 150) return enc.encode(`${entry}\0`);
+      return enc.encode(marked.includes(pid) ? `A=1\0${entry}\0` : "A=1\0");
+    },
+    spawn: () => Promise.reject(new Error("no helper wanted")),
+  } as Backend;
+  const found = await new MarkerScan(fake, entry, "sh", undefined, 150).find();
+  assert.deepEqual(found, marked.filter((pid) => pid !== 150));
+  assert.ok(most > 1 && most <= 8, `${most} reads at once`);
+});
+
 Deno.test("C9.6 MarkerScan reads /proc in-process where it may, never reporting itself", async () => {
   const enc = new TextEncoder();
   const entry = `${MARKER_VARIABLE}=${newMarker()}`;

@@ -3,10 +3,21 @@
  * `output.checksum` = `crc32:%08x` of the whole job log (gitlab-runner `helpers/trace/buffer.go`,
  * Go `hash/crc32.NewIEEE`; GitLab `lib/gitlab/ci/trace/checksum.rb` uses `Zlib.crc32`).
  *
- * Table-driven, slice-by-8.
+ * Computed by `zlib.crc32` where the runtime has it (Deno 2, Node ≥ 20.15 and ≥ 22.2: native
+ * code, about 20 times faster on a chatty job's log), else table-driven, slice-by-8.
  *
  * @module
  */
+
+import * as zlib from "node:zlib";
+
+/**
+ * The runtime's `zlib.crc32(data, value)` (same polynomial; `value` is a finished CRC to
+ * continue, like {@linkcode updateCrc}'s `crc`), or undefined on older Node.
+ */
+const nativeCrc = (zlib as { crc32?: (data: Uint8Array, value: number) => number }).crc32;
+/** Below this many bytes the table is quicker than a call into native code. */
+const NATIVE_MIN_BYTES = 64;
 
 /** Eight 256-entry tables; table k advances a byte that is k positions further away. */
 const TABLES: Int32Array = buildTables();
@@ -43,6 +54,28 @@ function buildTables(): Int32Array {
  * ```
  */
 export function updateCrc(crc: number, bytes: Uint8Array): number {
+  if (nativeCrc !== undefined && bytes.length >= NATIVE_MIN_BYTES) {
+    return nativeCrc(bytes, crc >>> 0);
+  }
+  return tableCrc(crc, bytes);
+}
+
+/**
+ * {@linkcode updateCrc} with the tables only, whatever the runtime has (exported for the tests
+ * that compare both ways).
+ *
+ * @param crc The CRC-32 of the bytes before (0 for none).
+ * @param bytes The next bytes.
+ * @returns The CRC-32 of both.
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert";
+ * const bytes = new TextEncoder().encode("123456789".repeat(10));
+ * strictEqual(tableCrc(0, bytes), updateCrc(0, bytes));
+ * ```
+ */
+export function tableCrc(crc: number, bytes: Uint8Array): number {
   const t = TABLES;
   let c = ~crc;
   let i = 0;

@@ -182,6 +182,8 @@ export class JobLog {
    * its few blocks instead of leaving one per MiB of output to the collector (bench 3g).
    */
   #spare: Uint8Array | undefined;
+  /** The spool's directory, once looked up. */
+  #spoolDir: string | undefined;
   /** Set once the spool could not be written: everything stays in memory from then on. */
   #spoolFailed = false;
   /** Set once finish()/stop() removed the spool. */
@@ -528,7 +530,8 @@ export class JobLog {
   async #spoolAcknowledged(): Promise<void> {
     while (!this.#spoolFailed && !this.#spoolRemoved && (this.#spooled + 1) * BLOCK <= this.#sent) {
       const b = this.#spooled;
-      const dir = this.#o.spoolDir ?? defaultSpoolDir();
+      // The OS temp directory is looked up once (`tmpdir()` reads the environment each time).
+      const dir = this.#spoolDir ??= this.#o.spoolDir ?? defaultSpoolDir();
       try {
         this.#spool ??= await Spool.create(dir, this.#o.jobId);
         await this.#spool.write(b * BLOCK, this.#blocks[b]!);

@@ -314,6 +314,70 @@ function isSensitiveKey(buf: Uint8Array, start: number, end: number): boolean {
   return false;
 }
 
+/** First bytes of the sensitive URL parameter keys, both cases: `?`/`&` before any other byte starts none. */
+const KEY_FIRST = new Uint8Array(256);
+for (const key of URL_PARAMETERS) KEY_FIRST[key[0]] = KEY_FIRST[key[0] & ~0x20] = 1;
+
+/** After this many bytes a scanner builds its {@linkcode Rejects} (chatty logs only pay for them). */
+const REJECTS_AFTER = 256 * 1024;
+
+/**
+ * What lets the scan go past most positions the pair table stops at (on real log text, one byte
+ * in 60: common pairs like `33` or `ra` that begin a secret, `&` in URLs) without looking at the
+ * patterns: derived from the {@linkcode Tables}, read only.
+ */
+interface Rejects {
+  /**
+   * By pair (as the pair table): 0 the patterns must be looked at; 1 only patterns of three or
+   * more bytes start with it, so none starts here unless {@linkcode Rejects.next} has the next
+   * pair; 2 nothing can start with it (`?`/`&` before a byte that begins no parameter key); 3 like
+   * 1, for a pair that starts with `?`/`&` (2 and 3 only where a key could not reach past the
+   * buffer's end: there `#evaluate` holds the bytes back).
+   */
+  readonly pair: Uint8Array;
+  /** Non-zero for the second and third bytes of a pattern of three or more bytes. */
+  readonly next: Uint8Array;
+}
+
+/**
+ * Rejects already built, by what they hold: the jobs of one GitLab mostly mask the same values,
+ * so 16 chatty jobs share one pair of tables instead of holding 128 KiB each (bench 3g).
+ */
+const REJECTS = new Map<string, Rejects>();
+/** At most this many are kept (2 MiB). */
+const MAX_REJECTS = 8;
+
+function buildRejects(t: Tables): Rejects {
+  const leads = (t.urlParameters ? [0x3f, 0x26] : []).filter((b0) => t.single[b0] === undefined);
+  const pairs: number[] = [];
+  const nexts = new Set<number>();
+  for (const [key, id] of t.bucketOf) {
+    const b0 = key >>> 8;
+    const lead = t.urlParameters && (b0 === 0x3f || b0 === 0x26);
+    let r = lead ? 3 : 1;
+    if (t.single[b0] !== undefined) r = 0;
+    else if (lead && KEY_FIRST[key & 0xff] === 1) r = 0;
+    for (const p of t.buckets[id - 1]) {
+      if (p.bytes.length < 3) r = 0;
+      else nexts.add((p.bytes[1] << 8) | p.bytes[2]);
+    }
+    pairs.push(key, r);
+  }
+  const next = [...nexts].sort((a, b) => a - b);
+  const key = `${leads.join(",")}/${pairs.join(",")}/${next.join(",")}`;
+  let rejects = REJECTS.get(key);
+  if (rejects !== undefined) return rejects;
+  rejects = { pair: new Uint8Array(65536), next: new Uint8Array(65536) };
+  for (const b0 of leads) {
+    for (let b1 = 0; b1 < 256; b1++) rejects.pair[(b0 << 8) | b1] = KEY_FIRST[b1] === 1 ? 0 : 2;
+  }
+  for (let i = 0; i < pairs.length; i += 2) rejects.pair[pairs[i]] = pairs[i + 1];
+  for (const n of next) rejects.next[n] = 1;
+  if (REJECTS.size >= MAX_REJECTS) REJECTS.delete(REJECTS.keys().next().value!);
+  REJECTS.set(key, rejects);
+  return rejects;
+}
+
 /**
  * The scanning state machine. Positions are absolute stream offsets between calls and relative to
  * the working buffer during one. Invariant: an open interval (secret, token run, parameter value)
@@ -350,6 +414,9 @@ class Scanner {
   #join: Uint8Array = EMPTY;
   /** Reused output buffer of transient writes. */
   #scratch: Uint8Array = EMPTY;
+  /** Built once {@linkcode REJECTS_AFTER} bytes were scanned. */
+  #rejects: Rejects | undefined;
+  #scanned = 0;
 
   constructor(tables: Tables) {
     this.#t = tables;
@@ -512,6 +579,10 @@ class Scanner {
   #run(buf: Uint8Array, final: boolean): number {
     const { pair, first } = this.#t;
     const end = buf.length;
+    if (this.#rejects === undefined && (this.#scanned += end) > REJECTS_AFTER) {
+      this.#rejects = buildRejects(this.#t);
+    }
+    const rejects = this.#rejects;
     const base = this.#base;
     let inRegion = this.#inRegion;
     let secretEnd = this.#secretEnd - base;
@@ -532,11 +603,39 @@ class Scanner {
         const stop = limit < end - 1 ? limit : end - 1; // positions before `stop` have a next byte
         let k = j;
         let prev = buf[k];
-        while (k < stop) {
-          const next = buf[k + 1];
-          if (pair[(prev << 8) | next] !== 0) break;
-          prev = next;
-          k++;
+        if (rejects === undefined) {
+          while (k < stop) {
+            const next = buf[k + 1];
+            if (pair[(prev << 8) | next] !== 0) break;
+            prev = next;
+            k++;
+          }
+        } else {
+          // The same, going on past pairs at which no pattern can start (see Rejects).
+          const { pair: reject, next: second } = rejects;
+          while (k < stop) {
+            // Two positions a turn while neither stops the pair table.
+            while (k + 1 < stop) {
+              const n1 = buf[k + 1];
+              const n2 = buf[k + 2];
+              if ((pair[(prev << 8) | n1] | pair[(n1 << 8) | n2]) !== 0) break;
+              prev = n2;
+              k += 2;
+            }
+            if (k >= stop) break;
+            const next = buf[k + 1];
+            const key = (prev << 8) | next;
+            if (pair[key] !== 0) {
+              const r = reject[key];
+              if (r === 0) break;
+              // Where `#evaluate` would hold the bytes back for a parameter key (at the end of
+              // the buffer), it still must.
+              if (r >= 2 && k + MAX_KEY_LENGTH + 1 >= end) break;
+              if (r !== 2 && (k + 2 >= end || second[(next << 8) | buf[k + 2]] !== 0)) break;
+            }
+            prev = next;
+            k++;
+          }
         }
         if (k === end - 1 && k < limit && first[prev] === 0) k = end;
         if (k > j) {

@@ -4,6 +4,7 @@
  * @module
  */
 
+import * as zlib from "node:zlib";
 import { STATUS_TEXT } from "./_constants.ts";
 
 /** A JSON response with the given status. */
@@ -51,8 +52,20 @@ function makeCrcTable(): Uint32Array {
   return table;
 }
 
+/**
+ * The runtime's `zlib.crc32` (Deno 2, Node ≥ 20.15): the mock stores every PATCH's CRC, and a
+ * byte-at-a-time table costs about 7 ms per MiB, as long as the round trip of the rest of the PATCH.
+ */
+const nativeCrc = (zlib as { crc32?: (data: Uint8Array, value: number) => number }).crc32;
+
 /** Continues a CRC-32 (IEEE) over `data`; start with `crc = 0`. */
 export function crc32(data: Uint8Array, crc = 0): number {
+  if (nativeCrc !== undefined && data.length >= 64) return nativeCrc(data, crc >>> 0);
+  return tableCrc32(data, crc);
+}
+
+/** {@linkcode crc32} with the mock's own byte table (where the runtime has no `zlib.crc32`). */
+export function tableCrc32(data: Uint8Array, crc = 0): number {
   const table = crcTable ??= makeCrcTable();
   let c = ~crc >>> 0;
   for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]) & 0xff] ^ (c >>> 8);
@@ -61,29 +74,37 @@ export function crc32(data: Uint8Array, crc = 0): number {
 
 /**
  * Replaces every occurrence of `secret` in `data` (in place) by `x` × its length, like
- * `Gitlab::Ci::MaskSecret.mask!`. Returns the number of replacements.
+ * `Gitlab::Ci::MaskSecret.mask!`: left to right, an occurrence found is replaced before the search
+ * goes on after it. Returns the number of replacements.
+ *
+ * Horspool's search (it looks at about one byte in `secret.length`): every PATCH is masked with
+ * the job's and the runner's token, and stepping through each occurrence of their first byte cost
+ * about 9 ms per MiB, longer than the rest of the PATCH's round trip.
  */
 export function maskSecret(data: Uint8Array, secret: Uint8Array): number {
   const n = secret.length;
   if (n === 0 || data.length < n) return 0;
-  const first = secret[0];
+  // How far the window may move when its last byte is `b`: to the last `b` in `secret` before its
+  // end, else past it.
+  const shift = new Int32Array(256).fill(n);
+  for (let k = 0; k < n - 1; k++) shift[secret[k]] = n - 1 - k;
+  const last = secret[n - 1];
+  const stop = data.length - n;
   let count = 0;
-  let i = data.indexOf(first);
-  while (i !== -1 && i <= data.length - n) {
-    let match = true;
-    for (let k = 1; k < n; k++) {
-      if (data[i + k] !== secret[k]) {
-        match = false;
-        break;
+  let i = 0;
+  while (i <= stop) {
+    const b = data[i + n - 1];
+    if (b === last) {
+      let k = 0;
+      while (k < n - 1 && data[i + k] === secret[k]) k++;
+      if (k === n - 1) {
+        data.fill(0x78, i, i + n);
+        count++;
+        i += n;
+        continue;
       }
     }
-    if (match) {
-      data.fill(0x78, i, i + n);
-      count++;
-      i = data.indexOf(first, i + n);
-    } else {
-      i = data.indexOf(first, i + 1);
-    }
+    i += shift[b];
   }
   return count;
 }

@@ -28,9 +28,12 @@ export function newMarker(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Whether the NUL-separated environment block `environ` holds exactly the entry `entry`. */
-export function environHas(environ: Uint8Array, entry: string): boolean {
-  const want = new TextEncoder().encode(entry);
+/**
+ * Whether the NUL-separated environment block `environ` holds exactly the entry `entry` (text, or
+ * its UTF-8 bytes).
+ */
+export function environHas(environ: Uint8Array, entry: string | Uint8Array): boolean {
+  const want = typeof entry === "string" ? new TextEncoder().encode(entry) : entry;
   let start = 0;
   while (start <= environ.length) {
     let end = environ.indexOf(0, start);
@@ -53,6 +56,9 @@ const HELPER_SCRIPT = "printf 'x\\000' | grep -qzxF x 2>/dev/null || exit 3\n" +
   "cd /proc 2>/dev/null || exit 3\n" +
   'grep -lzxF -e "$1" -- [0-9]*/environ 2>/dev/null\n' +
   "exit 0\n";
+
+/** How many `/proc/<pid>/environ` files the scan reads at once. */
+const PARALLEL_READS = 8;
 
 /** How the scan reads `/proc`, once known. */
 type Method = "in-process" | "helper" | "none";
@@ -109,16 +115,27 @@ export class MarkerScan {
   }
 
   async #inProcess(): Promise<number[] | undefined> {
-    const pids = await this.#backend.listProcesses();
+    const pids = (await this.#backend.listProcesses())?.filter((pid) => pid > 1);
     if (pids === undefined) return undefined;
+    const entry = new TextEncoder().encode(this.#entry);
     const found: number[] = [];
     let readable = false;
-    for (const pid of pids) {
-      if (pid <= 1) continue;
-      const environ = await this.#backend.readProcFile(`/proc/${pid}/environ`);
+    // A few reads at once: one after the other, each waited for its own turn of the event loop
+    // (and, on Deno, of the blocking thread pool), 110 processes took 8 ms after every script.
+    const environs: (Uint8Array | undefined)[] = new Array(pids.length);
+    let next = 0;
+    const reader = async () => {
+      while (next < pids.length) {
+        const i = next++;
+        environs[i] = await this.#backend.readProcFile(`/proc/${pids[i]}/environ`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_READS, pids.length) }, reader));
+    for (let i = 0; i < pids.length; i++) {
+      const environ = environs[i];
       if (environ === undefined) continue;
       readable = true;
-      if (pid !== this.#ownPid && environHas(environ, this.#entry)) found.push(pid);
+      if (pids[i] !== this.#ownPid && environHas(environ, entry)) found.push(pids[i]);
     }
     // Not one environ readable (this process's is, where /proc may be read): not allowed.
     return readable ? found : undefined;
