@@ -4,8 +4,12 @@
 import { assert } from "./_deps.ts";
 import type { JobOutcome } from "../src/run.ts";
 import { RunnerMetrics } from "../src/metrics/registry.ts";
+import { VERSION } from "../src/builder.ts";
 
-/** Drives `Metrics` through every kind of series; returns the exposition, runtime fields blanked. */
+/**
+ * Drives `Metrics` through every kind of series; returns the exposition with the fields that
+ * depend on the runtime and on this library's version blanked.
+ */
 export async function scenario(Metrics: typeof RunnerMetrics): Promise<string> {
   const texts = [];
   for (
@@ -52,7 +56,7 @@ export async function scenario(Metrics: typeof RunnerMetrics): Promise<string> {
   return texts.join("----\n").replace(
     /go_version="[^"]*",built_at="([^"]*)",os="[^"]*",architecture="[^"]*"/g,
     'go_version="RUNTIME",built_at="$1",os="OS",architecture="ARCH"',
-  );
+  ).replaceAll(`version="${VERSION}"`, 'version="VERSION"');
 }
 
 const FIXTURE = new URL("./fixtures/metrics_exposition.txt", import.meta.url);
