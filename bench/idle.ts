@@ -25,6 +25,8 @@ import {
   mb,
   MockProcess,
   rss,
+  type RssParts,
+  rssParts,
   runChild,
   sleep,
   tempBuildDir,
@@ -57,11 +59,24 @@ async function polling(): Promise<void> {
   const run = runner.run(() => ({ step: () => Promise.resolve() }), 16, { signal: stop.signal });
   const { last, peak } = await sample(POLL_SECONDS * 1000);
   const cpu = cpuMs() - cpu0;
+  const parts = rssParts();
+  const { heapTotal, heapUsed } = Deno.memoryUsage();
   stop.abort();
   await run;
   const stats = await mock.stats();
   await mock.close();
-  emit({ figures: [], data: { last, peak, cpuMs: cpu, requests: stats.counts.request ?? 0 } });
+  emit({
+    figures: [],
+    data: {
+      last,
+      peak,
+      cpuMs: cpu,
+      requests: stats.counts.request ?? 0,
+      parts,
+      heapTotal,
+      heapUsed,
+    },
+  });
 }
 
 async function quiet(): Promise<void> {
@@ -149,6 +164,15 @@ async function driver(): Promise<void> {
     `library imports ${mb(denoNode).toFixed(1)} MB, with the library ${
       mb(base.last).toFixed(1)
     } MB`;
+  const parts = poll.parts as unknown as RssParts | undefined;
+  const where = parts
+    ? `; by mapping (MB): deno executable ${mb(parts.binary).toFixed(0)}, C heap of the main ` +
+      `thread ${mb(parts.cHeap).toFixed(0)}, anonymous (V8 heap, other threads) ${
+        mb(parts.anon).toFixed(0)
+      }, other ${mb(parts.other).toFixed(0)}; ${parts.threads} threads; V8 heap ${
+        mb(poll.heapTotal).toFixed(0)
+      } MB (${mb(poll.heapUsed).toFixed(0)} MB used)`
+    : "";
   const baseline = { label: "Deno with the library imported", value: mb(base.last), unit: "MB" };
   const figures: Figure[] = [
     {
@@ -160,7 +184,7 @@ async function driver(): Promise<void> {
       target: { op: "<=", value: 55 },
       detail: `peak ${mb(poll.peak).toFixed(0)} MB; ${poll.requests} job requests; CPU ${
         poll.cpuMs.toFixed(0)
-      } ms in ${POLL_SECONDS} s; ${footprint}`,
+      } ms in ${POLL_SECONDS} s; ${footprint}${where}`,
     },
     {
       id: "5b",

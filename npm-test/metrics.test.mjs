@@ -1,4 +1,4 @@
-// C13.1 on Node from the built package: prom-client's exposition and the node:http twin of the
+// C13.1 on Node from the built package: the exposition and the node:http twin of the
 // metrics listener (serveMetrics picks it when there is no Deno).
 import assert from "node:assert/strict";
 import { test } from "node:test";

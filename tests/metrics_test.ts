@@ -486,7 +486,7 @@ async function waitStatus(url: string, want: number, ms = 10_000): Promise<void>
   throw new Error(`${url} answered ${last}, not ${want}, within ${ms} ms`);
 }
 
-Deno.test("C13.1 the metrics need no permission on Deno (prom-client is plain JavaScript)", async () => {
+Deno.test("C13.1 the metrics need no permission on Deno (the exposition is plain JavaScript)", async () => {
   const root = new URL("..", import.meta.url);
   const dir = await Deno.makeTempDir({ prefix: "glr-noperm-" });
   try {

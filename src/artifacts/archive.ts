@@ -14,9 +14,12 @@
  * @module
  */
 
-import { ZipWriter } from "@zip.js/zip.js";
+import { lazy } from "../_lazy.ts";
 import { ArtifactError } from "./errors.ts";
 import { archivePath, compareCodePoints } from "./_path.ts";
+
+/** zip.js, loaded with the first zip: an idle runner does not need its ~3 MB. */
+const zipJs = lazy(() => import("@zip.js/zip.js"));
 
 /** One file to put into an artifact archive. */
 export interface ArchiveEntry {
@@ -272,11 +275,12 @@ export function zipArchive(
   const active: ActiveSource = {};
   let cancelled = false;
   (async () => {
-    const zip = new ZipWriter(writable, { useWebWorkers: false, level, keepOrder: true });
     const seen = new Set<string>();
     let current = "";
     let readFailure: ArtifactError | undefined;
     try {
+      const { ZipWriter } = await zipJs();
+      const zip = new ZipWriter(writable, { useWebWorkers: false, level, keepOrder: true });
       for await (const raw of source) {
         if (cancelled) return;
         const entry = checkedEntry(raw, seen);

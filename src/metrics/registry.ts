@@ -2,15 +2,15 @@
  * Prometheus metrics named and labelled like the official GitLab runner's, so that its
  * dashboards and alerts work unchanged (CONFORMANCE C13.1).
  *
- * The exposition is `prom-client`'s, the ecosystem's standard: pure JavaScript, it runs on Deno
- * without extra permissions and on Node from the npm build (the process metrics of
- * `collectDefaultMetrics` are not collected: they are Node's, and the official runner's `go_*`
- * ones would not match them anyway).
+ * The exposition is this module's own (`_exposition.ts`, the text `prom-client` writes, without
+ * its 9 MB of RSS): web-standard JavaScript, it runs on Deno without extra permissions and on
+ * Node from the npm build. No process metrics are collected (the official runner's `go_*` ones
+ * would not match a JavaScript runtime's anyway).
  *
  * @module
  */
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry } from "./_exposition.ts";
 import type { ApiEndpoint, ResponseObserver } from "../api/client.ts";
 import { VERSION } from "../builder.ts";
 import type { JobOutcome } from "../run.ts";
@@ -180,87 +180,78 @@ export class RunnerMetrics {
 
   /** Creates the registry with every metric (none has series until something happens). */
   constructor(options: RunnerMetricsOptions = {}) {
-    const registers = [this.#registry];
+    const registry = this.#registry;
     const runners = this.#runners;
-    this.#jobs = new Gauge({
-      name: "gitlab_runner_jobs",
-      help: "The current number of running builds.",
-      labelNames: ["runner", "system_id", "state", "stage", "executor_stage"],
-      registers,
-      collect() {
-        this.reset();
+    this.#jobs = new Gauge(
+      registry,
+      "gitlab_runner_jobs",
+      "The current number of running builds.",
+      ["runner", "system_id", "state", "stage", "executor_stage"],
+      (gauge) => {
+        gauge.reset();
         for (const r of runners) {
           const base = { runner: r.runner, system_id: r.systemId };
-          this.set({ ...base, state: "idle", stage: "idle", executor_stage: "idle" }, 0);
+          gauge.set({ ...base, state: "idle", stage: "idle", executor_stage: "idle" }, 0);
           const running = r.running();
           if (running > 0) {
-            this.set({ ...base, state: "running", stage: "", executor_stage: "" }, running);
+            gauge.set({ ...base, state: "running", stage: "", executor_stage: "" }, running);
           }
         }
       },
-    });
-    this.#jobsTotal = new Counter({
-      name: "gitlab_runner_jobs_total",
-      help: "Total number of handled jobs",
-      labelNames: ["runner", "system_id"],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: "gitlab_runner_job_duration_seconds",
-      help: "Histogram of job durations",
-      labelNames: ["runner", "system_id"],
-      buckets: [...JOB_DURATION_BUCKETS],
-      registers,
-    });
-    this.#failed = new Counter({
-      name: "gitlab_runner_failed_jobs_total",
-      help: "Total number of failed jobs",
-      labelNames: ["runner", "runner_name", "failure_reason"],
-      registers,
-    });
-    this.#statuses = new Counter({
-      name: "gitlab_runner_api_request_statuses_total",
-      help: "The total number of API requests made by GitLab Runner, partitioned by runner, " +
+    );
+    this.#jobsTotal = new Counter(
+      registry,
+      "gitlab_runner_jobs_total",
+      "Total number of handled jobs",
+      ["runner", "system_id"],
+    );
+    this.#duration = new Histogram(
+      registry,
+      "gitlab_runner_job_duration_seconds",
+      "Histogram of job durations",
+      ["runner", "system_id"],
+      JOB_DURATION_BUCKETS,
+    );
+    this.#failed = new Counter(
+      registry,
+      "gitlab_runner_failed_jobs_total",
+      "Total number of failed jobs",
+      ["runner", "runner_name", "failure_reason"],
+    );
+    this.#statuses = new Counter(
+      registry,
+      "gitlab_runner_api_request_statuses_total",
+      "The total number of API requests made by GitLab Runner, partitioned by runner, " +
         "system_id, endpoint, status and method.",
-      labelNames: ["runner", "system_id", "endpoint", "status", "method"],
-      registers,
-    });
-    this.#requestDuration = new Histogram({
-      name: "gitlab_runner_api_request_duration_seconds",
-      help: "Latency histogram of API requests made by GitLab Runner, partitioned by runner, " +
+      ["runner", "system_id", "endpoint", "status", "method"],
+    );
+    this.#requestDuration = new Histogram(
+      registry,
+      "gitlab_runner_api_request_duration_seconds",
+      "Latency histogram of API requests made by GitLab Runner, partitioned by runner, " +
         "system_id, endpoint, status_class and method.",
-      labelNames: ["runner", "system_id", "endpoint", "status_class", "method"],
-      buckets: [...API_REQUEST_DURATION_BUCKETS],
-      registers,
-    });
-    this.#errors = new Counter({
-      name: "gitlab_runner_errors_total",
-      help: "The number of caught errors.",
-      labelNames: ["level"],
-      registers,
-    });
+      ["runner", "system_id", "endpoint", "status_class", "method"],
+      API_REQUEST_DURATION_BUCKETS,
+    );
+    this.#errors = new Counter(
+      registry,
+      "gitlab_runner_errors_total",
+      "The number of caught errors.",
+      ["level"],
+    );
     for (const level of ERROR_LEVELS) this.#errors.inc({ level }, 0);
-    this.#concurrent = new Gauge({
-      name: "gitlab_runner_concurrent",
-      help: "The current value of concurrent setting",
-      registers,
-    });
+    this.#concurrent = new Gauge(
+      registry,
+      "gitlab_runner_concurrent",
+      "The current value of concurrent setting",
+    );
     const { os, architecture } = platform();
-    new Gauge({
-      name: "gitlab_runner_version_info",
-      help: "A metric with a constant '1' value labeled by different build stats fields.",
-      labelNames: [
-        "name",
-        "version",
-        "revision",
-        "branch",
-        "go_version",
-        "built_at",
-        "os",
-        "architecture",
-      ],
-      registers,
-    }).set({
+    new Gauge(
+      registry,
+      "gitlab_runner_version_info",
+      "A metric with a constant '1' value labeled by different build stats fields.",
+      ["name", "version", "revision", "branch", "go_version", "built_at", "os", "architecture"],
+    ).set({
       name: options.name ?? "@x/gitlab-runner",
       version: options.version ?? VERSION,
       revision: options.revision ?? "",
@@ -274,11 +265,11 @@ export class RunnerMetrics {
 
   /** The `Content-Type` of {@linkcode RunnerMetrics.metrics}'s text. */
   get contentType(): string {
-    return this.#registry.contentType;
+    return CONTENT_TYPE;
   }
 
   /** The metrics in the Prometheus text exposition format. */
-  metrics(): Promise<string> {
+  async metrics(): Promise<string> {
     return this.#registry.metrics();
   }
 
@@ -302,7 +293,7 @@ export class RunnerMetrics {
 
   /** Sets `gitlab_runner_concurrent` (`Runner.run()` does it with its `maximum`). */
   setConcurrent(value: number): void {
-    this.#concurrent.set(value);
+    this.#concurrent.set({}, value);
   }
 
   /**

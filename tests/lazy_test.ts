@@ -1,0 +1,67 @@
+// Modules loaded on first use (src/_lazy.ts): the load must not keep the first caller's
+// asynchronous context (a job's, with its log and buffers) alive, which a plain dynamic import()
+// does on Deno. Checked in a child process with --expose-gc and a FinalizationRegistry.
+import { assert } from "./_deps.ts";
+import { lazy } from "../src/_lazy.ts";
+
+const CHILD = `
+import { AsyncLocalStorage } from "node:async_hooks";
+import { lazy } from ${JSON.stringify(new URL("../src/_lazy.ts", import.meta.url).href)};
+const plain = Deno.args[0] === "plain";
+const job = new AsyncLocalStorage();
+let collected = false;
+const registry = new FinalizationRegistry(() => collected = true);
+const load = lazy(() => import("data:text/javascript,export const x = 1;"));
+await (async () => {
+  const context = { log: new Uint8Array(1 << 20) };
+  registry.register(context, "job");
+  await job.run(context, async () => {
+    const { x } = plain ? await import("data:text/javascript,export const y = 1;") : await load();
+    if (x !== 1 && !plain) throw new Error("not loaded");
+  });
+})();
+for (let i = 0; i < 20 && !collected; i++) {
+  globalThis.gc();
+  await new Promise((r) => setTimeout(r, 10));
+}
+console.log(collected ? "collected" : "kept");
+`;
+
+async function child(mode: "lazy" | "plain"): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "glr-lazy-" });
+  try {
+    await Deno.writeTextFile(`${dir}/child.ts`, CHILD);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--no-lock", "--v8-flags=--expose-gc", `${dir}/child.ts`, mode],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    return text;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("lazy() loads outside the caller's context, so a job's context is collected after it", async () => {
+  // The control: a plain import() inside the context keeps it (if Deno stops doing that, this
+  // line fails and src/_lazy.ts can say so).
+  assert.equal(await child("plain"), "kept");
+  assert.equal(await child("lazy"), "collected");
+});
+
+Deno.test("lazy() loads once, and again after a failed load", async () => {
+  let calls = 0;
+  let fail = true;
+  const load = lazy(() => {
+    calls++;
+    return fail ? Promise.reject(new Error("not there")) : Promise.resolve(calls);
+  });
+  await assert.rejects(load(), /not there/);
+  fail = false;
+  assert.equal(await load(), 2);
+  assert.equal(await load(), 2);
+  assert.equal(load(), load());
+  assert.equal(calls, 2);
+});
