@@ -13,6 +13,7 @@ import { ApiError, RequestError } from "../errors.ts";
 import { Masker } from "../log/masker.ts";
 import { parseJobPayloadText, type ParseResult } from "./payload.ts";
 import { fetchWithRetry, type RetryPolicy } from "./retry.ts";
+import { startTimer } from "../_timer.ts";
 
 /** What the runner says about itself in `info` (PROTOCOL §3.3). */
 export interface RunnerMetadata {
@@ -724,10 +725,10 @@ export class Client {
     const signal = options.signal ? AbortSignal.any([options.signal, ctl.signal]) : ctl.signal;
     const abort = (reason: unknown) => ctl.abort(reason);
     const timeoutMs = positiveOr(options.timeoutMs, this.#headerTimeoutMs);
-    const stopTimer = new AbortController();
-    const timer = this.#clock.sleep(timeoutMs, stopTimer.signal).then(
+    const stopTimer = startTimer(
+      this.#clock,
+      timeoutMs,
       () => ctl.abort(new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError")),
-      () => {},
     );
     let url: string | URL = start;
     let credentials = true;
@@ -772,8 +773,8 @@ export class Client {
         transient: !options.signal?.aborted,
       });
     } finally {
-      stopTimer.abort(TIMER_DONE);
-      await timer;
+      const released = stopTimer();
+      if (released) await released;
     }
   }
 
@@ -827,10 +828,12 @@ export class Client {
     // A custom fetch that follows redirects itself must not make another origin's answer count,
     // nor one from a URL that is not http(s) (C9.1, C9.2). An answer from the very URL asked
     // (the usual case) is neither.
-    if (response.url && response.url !== (typeof url === "string" ? url : url.href)) {
+    // `Response.url` is computed at each read (Deno parses it and strips the fragment): once.
+    const answered = response.url;
+    if (answered && answered !== (typeof url === "string" ? url : url.href)) {
       let final: URL | undefined;
       try {
-        final = new URL(response.url);
+        final = new URL(answered);
       } catch {
         final = undefined;
       }
@@ -914,15 +917,14 @@ export class Client {
     abort: (reason: unknown) => void,
     endpoint: string,
   ): Promise<ReadableStreamReadResult<Uint8Array>> {
-    const stop = new AbortController();
     let timedOut = false;
     const idle = this.#idleTimeoutMs;
-    const timer = this.#clock.sleep(idle, stop.signal).then(() => {
+    const stopTimer = startTimer(this.#clock, idle, () => {
       timedOut = true;
       const reason = new DOMException(`No data for ${idle} ms`, "TimeoutError");
       abort(reason);
       reader.cancel(reason).catch(() => {});
-    }, () => {});
+    });
     try {
       const result = await reader.read();
       if (timedOut) throw new DOMException(`No data for ${idle} ms`, "TimeoutError");
@@ -933,8 +935,8 @@ export class Client {
         timedOut ? new DOMException(`No data for ${idle} ms`, "TimeoutError") : error,
       );
     } finally {
-      stop.abort(TIMER_DONE);
-      await timer;
+      const released = stopTimer();
+      if (released) await released;
     }
   }
 
