@@ -876,10 +876,11 @@ export class Client {
     partial: boolean,
   ): Promise<{ bytes: Uint8Array; error?: RequestError; overLimit?: boolean }> {
     if (!response.body) return { bytes: new Uint8Array(0) };
-    const reader = response.body.getReader();
+    const reader = bodyReader(response.body, response.headers, limit);
     const chunks: Uint8Array[] = [];
     let size = 0;
     const done = (error?: RequestError, overLimit?: boolean) => {
+      if (chunks.length === 1 && size <= limit) return { bytes: chunks[0], error, overLimit };
       const bytes = new Uint8Array(Math.min(size, limit));
       let at = 0;
       for (const c of chunks) {
@@ -913,7 +914,7 @@ export class Client {
 
   /** One read of a body, failing with a {@linkcode RequestError} past the idle deadline. */
   async #idleRead(
-    reader: ReadableStreamDefaultReader<Uint8Array>,
+    reader: ChunkReader,
     abort: (reason: unknown) => void,
     endpoint: string,
   ): Promise<ReadableStreamReadResult<Uint8Array>> {
@@ -1000,6 +1001,56 @@ export class Client {
     }
     return new ApiError({ status: response.status, endpoint, body });
   }
+}
+
+/** What {@linkcode Client} reads a body through: its chunks, a cancel, the lock's release. */
+interface ChunkReader {
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(reason?: unknown): Promise<void>;
+  releaseLock(): void;
+}
+
+/** The buffer a body is read into when it does not say its length. */
+const BYOB_READ_BYTES = 16 * 1024;
+/** The largest buffer a body is read into (what Deno's default reader takes for each read). */
+const BYOB_MAX_READ_BYTES = 64 * 1024;
+
+/**
+ * A reader of a body's chunks. A byte stream (the body of a response from the network) is read
+ * into one buffer of this reader's, reused for each read and sized by the declared length (at
+ * most `limit` + 1 and 64 KiB), where Deno's default reader allocates 64 KiB for each read;
+ * each chunk handed out is a copy of its bytes, so what was read stays whole if a later read
+ * fails. Other streams (a `fetch` of the application's, a mock's) are read as they are.
+ */
+function bodyReader(
+  body: ReadableStream<Uint8Array>,
+  headers: Headers,
+  limit: number,
+): ChunkReader {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    return body.getReader();
+  }
+  const declared = Number(headers.get("content-length"));
+  let buffer = new ArrayBuffer(
+    Math.min(
+      Number.isSafeInteger(declared) && declared > 0 ? declared + 1 : BYOB_READ_BYTES,
+      limit + 1,
+      BYOB_MAX_READ_BYTES,
+    ),
+  );
+  return {
+    async read() {
+      const result = await byob.read(new Uint8Array(buffer));
+      if (result.done) return { done: true, value: undefined };
+      buffer = result.value.buffer as ArrayBuffer;
+      return { done: false, value: result.value.slice() };
+    },
+    cancel: (reason) => byob.cancel(reason),
+    releaseLock: () => byob.releaseLock(),
+  };
 }
 
 /** A path the runner builds (`jobs/7/trace`): appended to the base as it is. */
