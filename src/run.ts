@@ -15,7 +15,7 @@
  */
 
 import { join } from "node:path";
-import { makeDir, removeDir, removeIfPresent } from "./_dirs.ts";
+import { makeDir, removeDir } from "./_dirs.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
 import type { Client, RunnerMetadata } from "./api/client.ts";
@@ -397,7 +397,7 @@ async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
       error: safe(life.log, error),
     });
     await removeDir(life.buildDir).catch(() => {});
-    await removeIfPresent(`${life.buildDir}.tmp`).catch(() => {});
+    await removeDir(`${life.buildDir}.tmp`).catch(() => {});
     end = endOf(life.stops, {
       reason: "runner_system_failure",
       message: `the runner failed unexpectedly: ${describe(error)}`,
@@ -619,7 +619,7 @@ async function cleanup(life: Life, { handler, madeDir }: Prepared): Promise<void
     await removeDir(buildDir).catch((error) =>
       logger.warn("Cannot remove the build directory: {error}", { error: safe(log, error) })
     );
-    await removeIfPresent(`${buildDir}.tmp`).catch(() => {}); // downloads (C10.5)
+    await removeDir(`${buildDir}.tmp`).catch(() => {}); // downloads (C10.5)
   }
 }
 

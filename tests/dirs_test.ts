@@ -1,7 +1,7 @@
 import { assert } from "./_deps.ts";
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { makeDir, removeDir, removeIfPresent } from "../src/_dirs.ts";
+import { makeDir, removeDir } from "../src/_dirs.ts";
 import { harness, until } from "./_harness.ts";
 
 async function tempDir(): Promise<string> {
@@ -57,25 +57,6 @@ Deno.test("C3.1 removeDir of a path that is not there, or whose parent is not, i
     await removeDir(join(root, "missing"));
     await removeDir(join(root, "missing", "deeper"));
     assert.ok(existsSync(root));
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
-
-Deno.test("C10.5 removeIfPresent removes a tree, a file and a dangling link, and a missing path is no error", async () => {
-  const root = await tempDir();
-  try {
-    mkdirSync(join(root, "7.tmp", "a"), { recursive: true });
-    writeFileSync(join(root, "7.tmp", "a", "f.download"), "data");
-    await removeIfPresent(join(root, "7.tmp"));
-    writeFileSync(join(root, "file.tmp"), "x");
-    await removeIfPresent(join(root, "file.tmp"));
-    // A link to nothing is there (lstat), though following it finds nothing.
-    symlinkSync(join(root, "nowhere"), join(root, "link.tmp"));
-    await removeIfPresent(join(root, "link.tmp"));
-    await removeIfPresent(join(root, "missing.tmp"));
-    await removeIfPresent(join(root, "missing", "deeper.tmp"));
-    assert.deepEqual(readdirSync(root), []);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
