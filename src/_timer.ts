@@ -4,8 +4,9 @@
  * timeout): a job sets several per request.
  *
  * On the system clock they share one real timer: a deadline is an entry in a queue, armed at
- * the earliest one (a `setTimeout` plus its `clearTimeout` cost 5–8 µs in Deno, and a sleep
- * with its abort controller and listener 20 µs more; an entry costs well under one). Timing is
+ * the earliest one, instead of a sleep with its own `setTimeout`, promise, abort controller and
+ * listener (a client call against a stub `fetch`, one header deadline each: 10.0 → 6.5 µs of
+ * CPU per call). Timing is
  * that of `setTimeout` (the monotonic clock), as `systemClock.sleep` has it; the real timer is
  * cleared as soon as no deadline is left, so it never keeps a process alive that individual
  * timers would not.
