@@ -44,6 +44,12 @@ const CONCURRENCY = 16;
 const SPEC = { script: ["echo job"] };
 /** V8 flags of the information-only run of 7f. */
 const SEMI_FLAGS = ["--max-semi-space-size=1"];
+/**
+ * How long one runner process may take, start to exit (`BENCH_PEER_TIMEOUT_S`, default 300 s:
+ * 1000 jobs take 1–10 s): a runner that hangs is killed and the group fails with a line saying
+ * so, instead of hanging the bench.
+ */
+const RUNNER_TIMEOUT_MS = Number(Deno.env.get("BENCH_PEER_TIMEOUT_S") ?? 300) * 1000;
 
 /** Where the crate's binaries are. */
 function peerBin(): string {
@@ -146,9 +152,30 @@ async function measureRunner(
     stderr: "inherit",
   }).spawn();
   const peak = watchChildPeak(child.pid, child.status);
+  // Bounded: a runner that does not exit in time is killed (its stdout then ends).
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It exited meanwhile.
+    }
+  }, RUNNER_TIMEOUT_MS);
   const out: string[] = [];
-  for await (const line of lines(child.stdout)) out.push(line);
-  const status = await child.status;
+  let status: Deno.CommandStatus;
+  try {
+    for await (const line of lines(child.stdout)) out.push(line);
+    status = await child.status;
+  } finally {
+    clearTimeout(deadline);
+  }
+  if (timedOut) {
+    await peak;
+    throw new Error(
+      `${cmd} ${args.join(" ")} did not finish within ${RUNNER_TIMEOUT_MS / 1000} s: killed`,
+    );
+  }
   if (!status.success) throw new Error(`${cmd} ${args.join(" ")} exited with ${status.code}`);
   return { out, cpuMs: (childTicks() - ticks0) * 10, peak: await peak };
 }

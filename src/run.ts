@@ -32,6 +32,7 @@ import { filesUnder } from "./artifacts/files.ts";
 import { uploadArtifacts } from "./artifacts/upload.ts";
 import { type AppliedInputs, applyJobInputs, sensitiveInputValues } from "./inputs.ts";
 import { whenMatches } from "./_when.ts";
+import { startTimer as startClockTimer } from "./_timer.ts";
 
 /** What the runner gives each job run. */
 export interface RunContext {
@@ -221,9 +222,8 @@ class JobStops {
 /** Calls `fire` after `ms` on the clock (none unless `ms > 0`); returns what cancels it. */
 function startTimer(clock: Clock, ms: number, fire: () => void): () => void {
   if (!(ms > 0)) return () => {};
-  const stop = new AbortController();
-  clock.sleep(ms, stop.signal).then(fire, () => {});
-  return () => stop.abort(TIMER_DONE);
+  const cancel = startClockTimer(clock, ms, fire);
+  return () => void cancel();
 }
 
 /** What every phase of one job shares; made by {@linkcode open}, never changed. */
@@ -406,10 +406,25 @@ async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
   return await report(life, end);
 }
 
+/** The last build root {@linkcode jobDir} normalised, and what it made of it. */
+let lastRoot: { root: string; prefix: string } | undefined;
+
+/**
+ * `join(root, String(id))`: the root is normalised once per root (`path.join` of the root and a
+ * digit), since the id, a positive integer, is a plain segment that normalising leaves alone.
+ */
+function jobDir(root: string, id: number): string {
+  if (lastRoot?.root !== root) {
+    const joined = join(root, "0");
+    lastRoot = { root, prefix: joined.slice(0, -1) };
+  }
+  return lastRoot.prefix + String(id);
+}
+
 /** Phase 1: what every phase sees (payload, build directory), the stops, the log (started). */
 function open(ctx: RunContext, inputs: AppliedInputs): Life {
   const payload = inputs.payload;
-  const buildDir = join(ctx.buildDir, String(payload.id));
+  const buildDir = jobDir(ctx.buildDir, payload.id);
   const logger = ctx.logger.with({ jobId: payload.id });
   const stops = new JobStops();
   const log: JobLog = new JobLog({

@@ -2,6 +2,7 @@ import { assert } from "./_deps.ts";
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeDir, removeDir } from "../src/_dirs.ts";
+import { harness, until } from "./_harness.ts";
 
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "dirs-test-" });
@@ -59,4 +60,32 @@ Deno.test("C3.1 removeDir of a path that is not there, or whose parent is not, i
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("C10.5 the <build dir>.tmp a handler made is removed when the job ends, a dangling link too", async () => {
+  await using h = await harness();
+  const a = h.mock.job().script(["a"]).enqueue();
+  const b = h.mock.job().script(["b"]).enqueue();
+  const runner = await h.builder.build();
+  const stop = new AbortController();
+  const done = runner.run(
+    (job) => {
+      if (job.id === a.id) {
+        mkdirSync(`${job.buildDir}.tmp/vars`, { recursive: true });
+        writeFileSync(`${job.buildDir}.tmp/vars/FILE_VAR`, "x");
+      } else symlinkSync(join(h.dir, "nowhere"), `${job.buildDir}.tmp`);
+      return { step: async () => {} };
+    },
+    1,
+    { signal: stop.signal },
+  );
+  await until(
+    h.clock,
+    () => h.mock.jobs.every((j) => j.state === "success") && runner.running === 0,
+  );
+  stop.abort();
+  await done;
+  assert.equal(a.state, "success");
+  assert.equal(b.state, "success");
+  assert.deepEqual(readdirSync(h.dir), []);
 });

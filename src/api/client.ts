@@ -13,6 +13,7 @@ import { ApiError, RequestError } from "../errors.ts";
 import { Masker } from "../log/masker.ts";
 import { parseJobPayloadText, type ParseResult } from "./payload.ts";
 import { fetchWithRetry, type RetryPolicy } from "./retry.ts";
+import { startTimer } from "../_timer.ts";
 
 /** What the runner says about itself in `info` (PROTOCOL §3.3). */
 export interface RunnerMetadata {
@@ -724,10 +725,10 @@ export class Client {
     const signal = options.signal ? AbortSignal.any([options.signal, ctl.signal]) : ctl.signal;
     const abort = (reason: unknown) => ctl.abort(reason);
     const timeoutMs = positiveOr(options.timeoutMs, this.#headerTimeoutMs);
-    const stopTimer = new AbortController();
-    const timer = this.#clock.sleep(timeoutMs, stopTimer.signal).then(
+    const stopTimer = startTimer(
+      this.#clock,
+      timeoutMs,
       () => ctl.abort(new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError")),
-      () => {},
     );
     let url: string | URL = start;
     let credentials = true;
@@ -772,8 +773,8 @@ export class Client {
         transient: !options.signal?.aborted,
       });
     } finally {
-      stopTimer.abort(TIMER_DONE);
-      await timer;
+      const released = stopTimer();
+      if (released) await released;
     }
   }
 
@@ -827,10 +828,12 @@ export class Client {
     // A custom fetch that follows redirects itself must not make another origin's answer count,
     // nor one from a URL that is not http(s) (C9.1, C9.2). An answer from the very URL asked
     // (the usual case) is neither.
-    if (response.url && response.url !== (typeof url === "string" ? url : url.href)) {
+    // `Response.url` is computed at each read (Deno parses it and strips the fragment): once.
+    const answered = response.url;
+    if (answered && answered !== (typeof url === "string" ? url : url.href)) {
       let final: URL | undefined;
       try {
-        final = new URL(response.url);
+        final = new URL(answered);
       } catch {
         final = undefined;
       }
@@ -873,10 +876,11 @@ export class Client {
     partial: boolean,
   ): Promise<{ bytes: Uint8Array; error?: RequestError; overLimit?: boolean }> {
     if (!response.body) return { bytes: new Uint8Array(0) };
-    const reader = response.body.getReader();
+    const reader = bodyReader(response.body, response.headers, limit);
     const chunks: Uint8Array[] = [];
     let size = 0;
     const done = (error?: RequestError, overLimit?: boolean) => {
+      if (chunks.length === 1 && size <= limit) return { bytes: chunks[0], error, overLimit };
       const bytes = new Uint8Array(Math.min(size, limit));
       let at = 0;
       for (const c of chunks) {
@@ -910,19 +914,18 @@ export class Client {
 
   /** One read of a body, failing with a {@linkcode RequestError} past the idle deadline. */
   async #idleRead(
-    reader: ReadableStreamDefaultReader<Uint8Array>,
+    reader: ChunkReader,
     abort: (reason: unknown) => void,
     endpoint: string,
   ): Promise<ReadableStreamReadResult<Uint8Array>> {
-    const stop = new AbortController();
     let timedOut = false;
     const idle = this.#idleTimeoutMs;
-    const timer = this.#clock.sleep(idle, stop.signal).then(() => {
+    const stopTimer = startTimer(this.#clock, idle, () => {
       timedOut = true;
       const reason = new DOMException(`No data for ${idle} ms`, "TimeoutError");
       abort(reason);
       reader.cancel(reason).catch(() => {});
-    }, () => {});
+    });
     try {
       const result = await reader.read();
       if (timedOut) throw new DOMException(`No data for ${idle} ms`, "TimeoutError");
@@ -933,8 +936,8 @@ export class Client {
         timedOut ? new DOMException(`No data for ${idle} ms`, "TimeoutError") : error,
       );
     } finally {
-      stop.abort(TIMER_DONE);
-      await timer;
+      const released = stopTimer();
+      if (released) await released;
     }
   }
 
@@ -998,6 +1001,56 @@ export class Client {
     }
     return new ApiError({ status: response.status, endpoint, body });
   }
+}
+
+/** What {@linkcode Client} reads a body through: its chunks, a cancel, the lock's release. */
+interface ChunkReader {
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(reason?: unknown): Promise<void>;
+  releaseLock(): void;
+}
+
+/** The buffer a body is read into when it does not say its length. */
+const BYOB_READ_BYTES = 16 * 1024;
+/** The largest buffer a body is read into (what Deno's default reader takes for each read). */
+const BYOB_MAX_READ_BYTES = 64 * 1024;
+
+/**
+ * A reader of a body's chunks. A byte stream (the body of a response from the network) is read
+ * into one buffer of this reader's, reused for each read and sized by the declared length (at
+ * most `limit` + 1 and 64 KiB), where Deno's default reader allocates 64 KiB for each read;
+ * each chunk handed out is a copy of its bytes, so what was read stays whole if a later read
+ * fails. Other streams (a `fetch` of the application's, a mock's) are read as they are.
+ */
+function bodyReader(
+  body: ReadableStream<Uint8Array>,
+  headers: Headers,
+  limit: number,
+): ChunkReader {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    return body.getReader();
+  }
+  const declared = Number(headers.get("content-length"));
+  let buffer = new ArrayBuffer(
+    Math.min(
+      Number.isSafeInteger(declared) && declared > 0 ? declared + 1 : BYOB_READ_BYTES,
+      limit + 1,
+      BYOB_MAX_READ_BYTES,
+    ),
+  );
+  return {
+    async read() {
+      const result = await byob.read(new Uint8Array(buffer));
+      if (result.done) return { done: true, value: undefined };
+      buffer = result.value.buffer as ArrayBuffer;
+      return { done: false, value: result.value.slice() };
+    },
+    cancel: (reason) => byob.cancel(reason),
+    releaseLock: () => byob.releaseLock(),
+  };
 }
 
 /** A path the runner builds (`jobs/7/trace`): appended to the base as it is. */
