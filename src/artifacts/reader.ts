@@ -222,6 +222,9 @@ class ZipIndex {
   /** Slot + 1 per hash bucket, 0 when empty. */
   readonly #table: Int32Array;
   #scratch = new Uint8Array(256);
+  /** The slot whose path {@link ZipIndex.path} made last, and that path. */
+  #lastSlot = -1;
+  #lastPath: string | undefined;
 
   /** An index for up to `capacity` entries whose names take about `nameBytes` bytes. */
   constructor(capacity: number, nameBytes: number, dataEnd: number) {
@@ -321,6 +324,8 @@ class ZipIndex {
 
   /** The slot of `path`, or -1. */
   find(path: string): number {
+    // Extraction asks for the entry it was just given: no encoding and no lookup.
+    if (path === this.#lastPath) return this.#lastSlot;
     if (this.#scratch.length < path.length * 3) this.#scratch = new Uint8Array(path.length * 3);
     const { written } = encoder.encodeInto(path, this.#scratch);
     return this.#probe(this.#scratch, 0, written).slot;
@@ -328,10 +333,15 @@ class ZipIndex {
 
   /** Slot `i`'s path. */
   path(i: number): string {
+    if (i === this.#lastSlot) return this.#lastPath!;
     const start = this.#nameStart[i];
     const end = this.#nameStart[i + 1];
-    return asciiString(this.#names, start, end) ??
+    const path = asciiString(this.#names, start, end) ??
       utf8Keep.decode(this.#names.subarray(start, end));
+    // The last path made, and its slot: each entry's path is asked for again when it is read.
+    this.#lastSlot = i;
+    this.#lastPath = path;
+    return path;
   }
 
   isDirectory(i: number): boolean {
