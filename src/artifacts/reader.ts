@@ -831,6 +831,12 @@ export class ExtractBuffers {
   #window: Uint8Array = new Uint8Array(0);
   #start = 0;
 
+  /** Bytes `[start, end)` as a view when the window holds them already, else undefined. */
+  peek(start: number, end: number): Uint8Array | undefined {
+    if (start < this.#start || end > this.#start + this.#window.length) return undefined;
+    return this.#window.subarray(start - this.#start, end - this.#start);
+  }
+
   /**
    * Bytes `[start, end)` of `source` (fewer at the end of `limit`) as a view valid until the
    * next call, or undefined when they do not fit in the window.
@@ -966,7 +972,8 @@ async function* entryData(
   const guess = 30 + record.headerGuess + 16;
   const firstEnd = Math.min(dataLimit, record.offset + guess + (small ? record.compressedSize : 0));
   // Read ahead (extraction) gives a view of a shared window: valid until the next entry.
-  const first = await ahead?.view(source, record.offset, firstEnd, dataLimit) ??
+  const first = ahead?.peek(record.offset, firstEnd) ??
+    await ahead?.view(source, record.offset, firstEnd, dataLimit) ??
     await source.at(record.offset, firstEnd);
   if (first.length < 30 || u32(first, 0) !== LOCAL) throw fail("no local header");
   const dataStart = record.offset + 30 + u16(first, 26) + u16(first, 28);
