@@ -3,9 +3,11 @@
 // up before the measurement starts) and then lists it (`list`), extracts it (`extract`) or reads
 // every file entry through `read()` (`read`), printing one JSON line: {"growth": peak RSS growth
 // in bytes, "ms": time of the download and the listing, extraction or reads, "files": entries
-// listed, written or read, "bytes": bytes read}.
+// listed, written or read, "bytes": bytes read, "cpu": {"user", "system"} CPU time of the process
+// over the same span, in ms}.
 //
 //   deno run -A --v8-flags=--expose-gc tests/_artifact_memory_child.ts list|extract|read ZIP DIR
+import process from "node:process";
 import { peakRssGrowth } from "./_peak_rss.ts";
 import { Client } from "../src/api/client.ts";
 import { systemClock } from "../src/clock.ts";
@@ -76,7 +78,13 @@ await Deno.remove(`${dir}/warm`, { recursive: true });
 const job = await setUp(await Deno.readFile(zipPath));
 const { result, growth } = await peakRssGrowth(async () => {
   const start = performance.now();
+  const cpu = process.cpuUsage();
   const outcome = await work(job, `${dir}/run`);
-  return { ms: performance.now() - start, outcome };
+  const { user, system } = process.cpuUsage(cpu);
+  return {
+    ms: performance.now() - start,
+    cpu: { user: user / 1000, system: system / 1000 },
+    outcome,
+  };
 });
-console.log(JSON.stringify({ growth, ms: result.ms, ...result.outcome }));
+console.log(JSON.stringify({ growth, ms: result.ms, cpu: result.cpu, ...result.outcome }));

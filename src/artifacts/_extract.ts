@@ -356,8 +356,11 @@ export async function extract(
     const segments = rel.split("/");
     const path = `${base === "/" ? "" : base}/${rel}`;
     segments.pop();
-    // Existing links in the target directory are checked here, as the files are written.
-    await ensureDirs(base, segments, entry.path, dirs);
+    // Existing links in the target directory are checked here, as the files are written (once
+    // per directory: a directory made or checked has its parents made or checked too).
+    if (segments.length > 0 && !dirs.has(`${base}/${segments.join("/")}`)) {
+      await ensureDirs(base, segments, entry.path, dirs);
+    }
     const linkTarget = entry.isSymlink ? targets.get(entry.path) : undefined;
     if (entry.isDirectory) {
       await ensureDirs(base, rel.split("/"), entry.path, dirs);

@@ -16,6 +16,7 @@
 
 import { lazy } from "../_lazy.ts";
 import { ArtifactError } from "./errors.ts";
+import { DeflateRawStream, hasNativeDeflate } from "./_deflate.ts";
 import { archivePath, compareCodePoints } from "./_path.ts";
 
 /** zip.js, loaded with the first zip: an idle runner does not need its ~3 MB. */
@@ -231,11 +232,28 @@ async function openEntry(entry: ArchiveEntry): Promise<ReadableStream<Uint8Array
   }
 }
 
+/** Whether zip.js was given the native deflate (undefined until a zip at such a level). */
+let nativeDeflate: boolean | undefined;
+
+/**
+ * Gives zip.js node:zlib's deflate for the levels it does not leave to the platform's
+ * `CompressionStream` (all but 6), once: zip.js's own WebAssembly zlib takes three to four times
+ * as long (bench 4b). zip.js's configuration is process-wide; this sets only its
+ * `CompressionStreamFallback`, which zip.js constructs for `deflate-raw` only.
+ */
+function useNativeDeflate(configure: typeof import("@zip.js/zip.js").configure): void {
+  if (nativeDeflate !== undefined) return;
+  nativeDeflate = hasNativeDeflate();
+  if (nativeDeflate) configure({ CompressionStreamFallback: DeflateRawStream });
+}
+
 /**
  * Writes a zip archive (deflate, or stored at level 0) of the entries, in the order given.
  *
  * Uses zip.js without web workers; entries are added one after another and written straight
- * to the output. An entry of unknown `size` gets a Zip64 local header (its central directory
+ * to the output. At level 6 zip.js deflates with the platform's `CompressionStream`; at the
+ * other levels it is given node:zlib's deflate (zip.js's configuration is process-wide: its
+ * `CompressionStreamFallback` is set on the first such archive). An entry of unknown `size` gets a Zip64 local header (its central directory
  * record drops it when the sizes fit in 32 bits), which GitLab reads fine.
  *
  * @param entries The files, with paths relative to the project directory.
@@ -279,7 +297,8 @@ export function zipArchive(
     let current = "";
     let readFailure: ArtifactError | undefined;
     try {
-      const { ZipWriter } = await zipJs();
+      const { ZipWriter, configure } = await zipJs();
+      if (level !== 0 && level !== DEFAULT_LEVEL) useNativeDeflate(configure);
       const zip = new ZipWriter(writable, { useWebWorkers: false, level, keepOrder: true });
       for await (const raw of source) {
         if (cancelled) return;

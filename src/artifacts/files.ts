@@ -44,7 +44,12 @@ export interface UploadableFile {
   mtime?: Date;
 }
 
-const CHUNK_SIZE = 64 * 1024;
+/**
+ * Bytes read per step: each read is a trip through the runtime's thread pool, and each chunk
+ * goes through the stream pipeline. With 64 KiB reads the 512 MiB level-1 zip upload of bench 4
+ * peaked at 200-250 MB of RSS, with 256 KiB reads at 195 MB (same machine, same load).
+ */
+const CHUNK_SIZE = 256 * 1024;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -57,7 +62,7 @@ export interface ReadFileStreamOptions {
 }
 
 /**
- * Streams a file (or a byte range of it) from disk, 64 KiB at a time, only as fast as the stream
+ * Streams a file (or a byte range of it) from disk, 256 KiB at a time, only as fast as the stream
  * is read. The file is opened on the first read and closed at its end, on error or on cancel.
  *
  * @param path The file's path.

@@ -222,6 +222,9 @@ class ZipIndex {
   /** Slot + 1 per hash bucket, 0 when empty. */
   readonly #table: Int32Array;
   #scratch = new Uint8Array(256);
+  /** The slot whose path {@link ZipIndex.path} made last, and that path. */
+  #lastSlot = -1;
+  #lastPath: string | undefined;
 
   /** An index for up to `capacity` entries whose names take about `nameBytes` bytes. */
   constructor(capacity: number, nameBytes: number, dataEnd: number) {
@@ -321,6 +324,8 @@ class ZipIndex {
 
   /** The slot of `path`, or -1. */
   find(path: string): number {
+    // Extraction asks for the entry it was just given: no encoding and no lookup.
+    if (path === this.#lastPath) return this.#lastSlot;
     if (this.#scratch.length < path.length * 3) this.#scratch = new Uint8Array(path.length * 3);
     const { written } = encoder.encodeInto(path, this.#scratch);
     return this.#probe(this.#scratch, 0, written).slot;
@@ -328,10 +333,15 @@ class ZipIndex {
 
   /** Slot `i`'s path. */
   path(i: number): string {
+    if (i === this.#lastSlot) return this.#lastPath!;
     const start = this.#nameStart[i];
     const end = this.#nameStart[i + 1];
-    return asciiString(this.#names, start, end) ??
+    const path = asciiString(this.#names, start, end) ??
       utf8Keep.decode(this.#names.subarray(start, end));
+    // The last path made, and its slot: each entry's path is asked for again when it is read.
+    this.#lastSlot = i;
+    this.#lastPath = path;
+    return path;
   }
 
   isDirectory(i: number): boolean {
@@ -821,6 +831,12 @@ export class ExtractBuffers {
   #window: Uint8Array = new Uint8Array(0);
   #start = 0;
 
+  /** Bytes `[start, end)` as a view when the window holds them already, else undefined. */
+  peek(start: number, end: number): Uint8Array | undefined {
+    if (start < this.#start || end > this.#start + this.#window.length) return undefined;
+    return this.#window.subarray(start - this.#start, end - this.#start);
+  }
+
   /**
    * Bytes `[start, end)` of `source` (fewer at the end of `limit`) as a view valid until the
    * next call, or undefined when they do not fit in the window.
@@ -956,7 +972,8 @@ async function* entryData(
   const guess = 30 + record.headerGuess + 16;
   const firstEnd = Math.min(dataLimit, record.offset + guess + (small ? record.compressedSize : 0));
   // Read ahead (extraction) gives a view of a shared window: valid until the next entry.
-  const first = await ahead?.view(source, record.offset, firstEnd, dataLimit) ??
+  const first = ahead?.peek(record.offset, firstEnd) ??
+    await ahead?.view(source, record.offset, firstEnd, dataLimit) ??
     await source.at(record.offset, firstEnd);
   if (first.length < 30 || u32(first, 0) !== LOCAL) throw fail("no local header");
   const dataStart = record.offset + 30 + u16(first, 26) + u16(first, 28);
