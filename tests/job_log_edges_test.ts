@@ -15,6 +15,7 @@ import {
 } from "../src/log/job_log.ts";
 import { crc32, updateCrc } from "../src/log/crc32.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
+import { systemClock } from "../src/clock.ts";
 import { join } from "node:path";
 
 const MiB = 1024 * 1024;
@@ -175,6 +176,39 @@ Deno.test("C4.10 a waiting writer resumes only once GitLab caught up to half the
   assert.equal(resumedAt, 3 * MiB);
   writer.releaseLock();
   await finish(t);
+});
+
+Deno.test("C4.10 a waiting writer resumes when exactly half the high-water mark is left unsent", async () => {
+  const t = await setup({}, { outputLimit: 64 * MiB });
+  const stream = t.log.writable as JobLogWritable;
+  const writer = stream.getWriter();
+  const wait = stream.writeChunk(text(1.75 * MiB));
+  assert.ok(wait !== undefined);
+  let resumedAt: number | undefined;
+  wait.then(() => (resumedAt = t.log.sentOffset));
+  await until(() => resumedAt !== undefined);
+  // After the first patch 0.75 MiB is left: that is half the mark, so the writer goes on.
+  assert.equal(resumedAt, MiB);
+  await until(() => t.log.sentOffset === t.log.size);
+  writer.releaseLock();
+  await finish(t);
+});
+
+Deno.test("C8.4 a final PUT failing for good with the client's own retries ends before the deadline when no retry fits", async () => {
+  // Rounds of 5 attempts (75, 150, 300, 600 ms apart) at 0, 1.875, 4.5, 8.625, 15.75, 28.875 and
+  // 54 s; the deadline is 54.5 s: the wait of 300 ms after 54.225 s does not fit.
+  const t = await setup({}, { finalUpdateDeadlineMs: 54_500 });
+  t.mock.fault({ route: "update", status: 500, times: Infinity });
+  const started = t.clock.now();
+  const result = await finish(t);
+  assert.deepEqual(result, { outcome: "failed" });
+  assert.deepEqual(t.finals().slice(-4).map((c) => c.at - started), [
+    30_000,
+    54_000,
+    54_075,
+    54_225,
+  ]);
+  assert.equal(t.clock.now() - started, 54_225);
 });
 
 Deno.test("C4.10 with a failing GitLab the pump tries once per interval, however much is written", async () => {
@@ -744,22 +778,40 @@ Deno.test("C4.4 an answer without an update interval keeps the current one", asy
   await t.log.stop();
 });
 
-Deno.test("C5.2 a job stopped by GitLab during the final flush sends no final state", async () => {
+Deno.test("C5.2 a job stopped by GitLab during the final flush sends no final state, and finish() ends at once", async () => {
   const t = await setup({ cancelResponse: "bare-forbidden" });
   t.log.write("x");
   t.mock.cancel(t.mj.id);
+  const started = t.clock.now();
   const result = await finish(t);
   assert.deepEqual(result, { outcome: "aborted", jobStatus: undefined });
   assert.deepEqual(t.calls.map((c) => c.method), ["PATCH"]);
+  assert.equal(t.clock.now(), started, "no backoff after the abort");
 });
 
 Deno.test("C5.1 C8.8 a job GitLab already holds in the state sent ends done, also when it said so on a PATCH", async () => {
   const t = await setup();
   t.log.write("x");
   t.mock.fault({ route: "trace", status: 403, headers: { "Job-Status": "failed" }, times: 1 });
+  const started = t.clock.now();
   const result = await finish(t, { state: "failed", failureReason: "script_failure" });
   assert.deepEqual(result, { outcome: "done", jobStatus: "failed", undelivered: undefined });
   assert.deepEqual(t.calls.map((c) => c.method), ["PATCH"]);
+  assert.equal(t.clock.now(), started, "no backoff after the answer");
+});
+
+Deno.test("C8.5 a PATCH hanging from the first round of the final flush ends at its header deadline; the flush deadline counts from there", async () => {
+  const t = await setup({}, { flushDeadlineMs: 120_000 }, { client: { headerTimeoutMs: 60_000 } });
+  t.log.write("0123456789");
+  t.mock.fault({ route: "trace", hang: true, times: Infinity });
+  const result = await finish(t);
+  assert.deepEqual(result, { outcome: "done", jobStatus: "success", undelivered: 10 });
+  const first = t.patches()[0].at;
+  // Round 1 fails at the header deadline (60 s), round 2 (after 750 ms) too; round 3 (after
+  // 1.5 s) is cut by the flush deadline, 120 s after the first failure.
+  assert.deepEqual(t.patches().map((p) => p.at - first), [0, 60_750, 122_250]);
+  assert.equal(t.finals()[0].at - first, 180_000);
+  assert.equal(t.clock.pending, 0);
 });
 
 Deno.test("C5.1 a 404 on the final flush gives the log up at once and sends the state with the log's size", async () => {
@@ -932,4 +984,27 @@ Deno.test("C10.4 C8.5 a spool that cannot be read back: the resync is retried wi
     checksum: t.log.checksum,
     bytesize: MiB + 100,
   });
+});
+
+Deno.test("C8.5 on the system clock, a final flush that works at once takes one PATCH and no wait", async () => {
+  const mock = new GitLabMock();
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  const mj = mock.job().script(["true"]).enqueue();
+  assert.equal((await client.requestJob(mock.runnerToken)).type, "job");
+  // Any retry of the final update would wait 1 s (random: 1): the whole finish takes far less.
+  const log = new JobLog({
+    client,
+    clock: systemClock,
+    jobId: mj.id,
+    token: mj.token,
+    random: () => 1,
+  });
+  log.start();
+  log.write("0123456789");
+  const started = Date.now();
+  assert.equal((await log.finish({ state: "success" })).outcome, "done");
+  assert.ok(Date.now() - started < 900, `${Date.now() - started} ms`);
+  assert.deepEqual(mock.requests.filter((r) => r.route === "trace").map((r) => r.status), [202]);
+  assert.deepEqual(mock.requests.filter((r) => r.route === "update").map((r) => r.status), [200]);
+  assert.equal(mj.logText, "0123456789");
 });
