@@ -24,7 +24,7 @@
 /** Test files that exercise each source file (the command runs all of them per mutant). */
 export const TESTS: Record<string, string[]> = {
   "src/log/crc32.ts": ["tests/crc32_test.ts"],
-  "src/log/masker.ts": ["tests/masker_test.ts"],
+  "src/log/masker.ts": ["tests/masker_test.ts", "tests/masker_edges_test.ts"],
   "src/log/job_log.ts": ["tests/job_log_test.ts", "tests/job_log_spool_test.ts"],
   "src/log/_spool.ts": ["tests/spool_test.ts", "tests/job_log_spool_test.ts"],
   "src/api/client.ts": ["tests/client_test.ts", "tests/credentials_test.ts"],
