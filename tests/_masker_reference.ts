@@ -20,10 +20,11 @@ export function streamParts(masker: Masker, parts: readonly (string | Uint8Array
 }
 
 /** Splits on "|" like the official runner's tests do. */
-export function split(input: string): string[] {
+function split(input: string): string[] {
   return input.split("|");
 }
 
+/** Masks `input` written in the pieces between its `|` characters. */
 export function maskParts(options: MaskerOptions, input: string): string {
   return streamParts(new Masker(options), split(input)).text;
 }
@@ -32,7 +33,7 @@ export function maskParts(options: MaskerOptions, input: string): string {
 // Reference: a brute-force implementation of the documented rules, written independently of the
 // scanner (all intervals on the whole input, then one [MASKED] per group of overlapping ones).
 
-export const REF_KEYS = [
+const REF_KEYS = [
   "private_token",
   "authenticity_token",
   "rss_token",
@@ -46,7 +47,7 @@ function refAlpha(c: number): boolean {
 }
 
 /** Decodes one rune at i as Go does (invalid → width 1); returns [codePoint, width]. */
-export function decodeRune(b: Uint8Array, i: number): [number, number] {
+function decodeRune(b: Uint8Array, i: number): [number, number] {
   const c = b[i];
   if (c < 0x80) return [c, 1];
   const need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? (c <= 0xef ? 3 : 0) : c >= 0xc2 ? 2 : 0;
@@ -57,7 +58,7 @@ export function decodeRune(b: Uint8Array, i: number): [number, number] {
   return [cp, need];
 }
 
-export function goIsParamEnd(cp: number): boolean {
+function goIsParamEnd(cp: number): boolean {
   const space =
     [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20, 0x85, 0xa0, 0x1680, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000]
       .includes(cp) || (cp >= 0x2000 && cp <= 0x200a);
@@ -65,7 +66,7 @@ export function goIsParamEnd(cp: number): boolean {
   return cp === 0x3f || cp === 0x26 || space || control;
 }
 
-export function trimGo(s: string): string {
+function trimGo(s: string): string {
   return s.replace(
     /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/,
     "",
@@ -73,6 +74,7 @@ export function trimGo(s: string): string {
     .replace(/[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/, "");
 }
 
+/** The documented rules applied to the whole input at once, by brute force. */
 export function referenceMask(input: Uint8Array, options: MaskerOptions): Uint8Array {
   const n = input.length;
   const secrets = (options.secrets ?? []).map(trimGo).filter((s) => s !== "").map((s) =>
@@ -150,6 +152,7 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/** One of `items`, chosen with `rnd`. */
 export function pick<T>(rnd: () => number, items: readonly T[]): T {
   return items[Math.floor(rnd() * items.length)];
 }

@@ -141,6 +141,7 @@ Deno.test("C4.8 every sensitive URL parameter key is matched case-insensitively,
       // One byte more or less, or a separator other than '=' after it: not the key.
       assert.equal(maskEveryWay({}, `?${spelled}x=v`), `?${spelled}x=v`, spelled);
       assert.equal(maskEveryWay({}, `?${spelled.slice(1)}=v`), `?${spelled.slice(1)}=v`, spelled);
+      assert.equal(maskEveryWay({}, `?${spelled.slice(0, -1)}=v`), `?${spelled.slice(0, -1)}=v`);
       assert.equal(maskEveryWay({}, `?${spelled}&x=v`), `?${spelled}&x=v`, spelled);
     }
   }
@@ -381,3 +382,41 @@ function concatAll(parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+Deno.test("C4.8 a secret or prefix starting inside a token run or a URL value and ending after it is masked with it", () => {
+  const cases: [MaskerOptions, string][] = [
+    [{ secrets: ["xy z"] }, "glpat-axy z!"],
+    [{ secrets: ["b-c d"] }, "a glrt-ab-c d e"],
+    [{ secrets: ["b&c"] }, "?private_token=ab&cd e"],
+    [{ secrets: ["b c"] }, "?rss_token=ab c d"],
+    [{ secrets: ["é x"] }, "?rss_token=aé x d"],
+    [{ tokenPrefixes: ["ab"] }, "?rss_token=xab!cd ok"],
+    [{ secrets: ["bcd!x"] }, "glpat-abcd!x y"],
+    [{ tokenPrefixes: ["b-"] }, "glpat-ab-cd!ef ok"],
+    [{}, "glpat-x?private_token=y z"],
+    [{}, "?private_token=glpat-abc&glrt-d e"],
+    [{ secrets: ["t-a"] }, "glpat-abc glpat-a b"],
+  ];
+  for (const [options, input] of cases) {
+    const expected = dec.decode(referenceMask(enc.encode(input), options));
+    assert.equal(maskEveryWay(options, input), expected, input);
+  }
+});
+
+Deno.test("C9.4 maskers whose patterns differ never share a lookup table, even when their byte pairs read alike", () => {
+  // Pattern starts 0x0167 and 0x3521 ("\x01g", "5!") against 0x0e07 and 0x0e11: written as
+  // decimal numbers both sets read 3591 3601 / 359 13601, the same digits. One-byte patterns
+  // 1, 4, 56 against 14, 56 likewise. Each masker must still find its own patterns.
+  const pairs = [["\x01g1", "5!x"], ["\x0e\x07a", "\x0e\x11b"]];
+  const leads = [["\x01", "\x04", "8"], ["\x0e", "8"]];
+  for (const sets of [pairs, leads]) {
+    const maskers = sets.map((secrets) =>
+      new Masker({ secrets, defaultTokenPrefixes: false, urlParameters: false })
+    );
+    for (const [i, secrets] of sets.entries()) {
+      for (const secret of secrets) {
+        assert.equal(maskers[i].mask(`a ${secret} b`), "a [MASKED] b", JSON.stringify(secret));
+      }
+    }
+  }
+});
