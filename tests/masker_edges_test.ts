@@ -52,6 +52,10 @@ Deno.test("C4.8 pending holds a possible URL parameter key of up to 20 bytes, an
   const off = new Masker({ urlParameters: false });
   assert.equal(dec.decode(off.write(enc.encode("a?private_token"))), "a?private_token");
   assert.equal(off.pending, 0);
+  assert.equal(dec.decode(off.write(enc.encode("b?"))), "b?");
+  assert.equal(off.pending, 0);
+  assert.equal(dec.decode(off.write(enc.encode("c&"))), "c&");
+  assert.equal(off.pending, 0);
 });
 
 Deno.test("C4.8 pending holds exactly the tail that can still become a secret or a token prefix", () => {
@@ -244,6 +248,14 @@ Deno.test("C7.3 MaskingStream enqueues no empty chunks", async () => {
   for await (const chunk of stream) chunks.push(chunk);
   assert.equal(dec.decode(concatAll(chunks)), "glpat-[MASKED] [MASKED] plain");
   assert.ok(chunks.every((c) => c.length > 0), JSON.stringify(chunks.map((c) => c.length)));
+  // What flush masks and returns reaches the stream too, and only when it is not empty.
+  for (const [ending, expected] of [["x glpat-ab", "x glpat-[MASKED]"], ["x gl", "x gl"]]) {
+    const tail: Uint8Array[] = [];
+    const piped = ReadableStream.from([enc.encode(ending)]).pipeThrough(new MaskingStream());
+    for await (const chunk of piped) tail.push(chunk);
+    assert.equal(dec.decode(concatAll(tail)), expected);
+    assert.ok(tail.every((c) => c.length > 0), ending);
+  }
 });
 
 Deno.test("C4.8 a URL parameter value keeps bytes that are not valid UTF-8, also cut short at the end", () => {
