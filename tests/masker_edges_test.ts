@@ -44,6 +44,12 @@ Deno.test("C4.8 pending holds a possible URL parameter key of up to 20 bytes, an
   assert.equal(dec.decode(m.write(enc.encode("=abc"))), "?x-amz-security-token=");
   assert.equal(m.pending, 0);
   assert.equal(dec.decode(m.write(enc.encode("def&n=1"))), "[MASKED]&n=1");
+  // A `?` or `&` ends a key too: only the last one can still start a parameter.
+  for (const [text, held] of [["x?ab&cd", 3], ["x?ab?c", 2], ["x&a&b?", 1]] as const) {
+    const keys = new Masker();
+    assert.equal(dec.decode(keys.write(enc.encode(text))), text.slice(0, text.length - held));
+    assert.equal(keys.pending, held, text);
+  }
   // A `=` ends the key: nothing is held after a key that is not sensitive.
   const other = new Masker();
   assert.equal(dec.decode(other.write(enc.encode("?page=2"))), "?page=2");
@@ -103,6 +109,23 @@ Deno.test("C4.8 pending holds exactly the tail that can still become a secret or
   for (const text of ["zzz", "x", "b", "f", "é"]) {
     assert.equal(dec.decode(plain.write(enc.encode(text))), text, text);
     assert.equal(plain.pending, 0, text);
+  }
+  // Outside a URL parameter value a multi-byte character cut short is not held either: after
+  // plain text, a secret or a token run.
+  const before: [MaskerOptions, string, string][] = [
+    [{}, "a", "a"],
+    [{ secrets: ["ab"] }, "ab", "[MASKED]"],
+    [{}, "glpat-x", "glpat-[MASKED]"],
+  ];
+  for (const [options, text, masked] of before) {
+    for (const char of ["\u00a0", "\u2003", "\u3000", "\u1680"]) {
+      const bytes = enc.encode(`${text}${char}`);
+      const m2 = new Masker(options);
+      const head = m2.write(bytes.subarray(0, bytes.length - 1));
+      assert.equal(m2.pending, 0, `${text} ${char}`);
+      const rest = concatAll([head, m2.write(bytes.subarray(bytes.length - 1)), m2.flush()]);
+      assert.equal(dec.decode(rest), `${masked}${char}`);
+    }
   }
 });
 
@@ -173,6 +196,8 @@ Deno.test("C4.8 a secret or prefix starting inside a token run or a URL value an
     [{ tokenPrefixes: ["ab"] }, "?rss_token=xab!cd ok"],
     [{ secrets: ["bcd!x"] }, "glpat-abcd!x y"],
     [{ tokenPrefixes: ["b-"] }, "glpat-ab-cd!ef ok"],
+    // Two token runs announced before either starts: the nearer one starts first.
+    [{ tokenPrefixes: ["ab-", "b-cd-"] }, "ab-cd-x y"],
     [{}, "glpat-x?private_token=y z"],
     [{}, "?private_token=glpat-abc&glrt-d e"],
     [{ secrets: ["t-a"] }, "glpat-abc glpat-a b"],
