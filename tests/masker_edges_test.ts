@@ -297,6 +297,9 @@ Deno.test("C4.8 a URL parameter value keeps bytes that are not valid UTF-8, also
     [[0xe1, 0x80, 0x80, 0x20], "?private_token=[MASKED] "],
     [[0xe3, 0x81, 0x80, 0x20], "?private_token=[MASKED] "],
     [[0xff, 0xfe, 0x20], "?private_token=[MASKED] "],
+    // Stray continuation bytes after a two-byte character or an overlong lead: not an end.
+    [[0xd0, 0x80, 0x80, 0x20], "?private_token=[MASKED] "],
+    [[0xe0, 0x80, 0x80, 0x20], "?private_token=[MASKED] "],
   ];
   for (const [tail, expected] of cases) {
     const bytes = new Uint8Array([...head, ...tail]);
