@@ -24,20 +24,29 @@
 /** Test files that exercise each source file (the command runs all of them per mutant). */
 export const TESTS: Record<string, string[]> = {
   "src/log/crc32.ts": ["tests/crc32_test.ts"],
-  "src/log/masker.ts": ["tests/masker_test.ts"],
+  "src/log/masker.ts": [
+    "tests/masker_test.ts",
+    "tests/masker_edges_test.ts",
+    "tests/log_masking_long_test.ts",
+  ],
   "src/log/job_log.ts": [
     "tests/job_log_test.ts",
     "tests/job_log_spool_test.ts",
     "tests/job_log_edges_test.ts",
   ],
   "src/log/_spool.ts": ["tests/spool_test.ts", "tests/job_log_spool_test.ts"],
-  "src/api/client.ts": ["tests/client_test.ts", "tests/credentials_test.ts"],
+  "src/api/client.ts": [
+    "tests/client_test.ts",
+    "tests/credentials_test.ts",
+    "tests/client_sockets_test.ts",
+  ],
   "src/api/payload.ts": ["tests/payload_test.ts"],
   "src/api/retry.ts": ["tests/retry_test.ts"],
   "src/api/failure_reasons.ts": ["tests/payload_test.ts"],
   "src/run.ts": ["tests/run_test.ts", "tests/cancel_test.ts", "tests/crate_port_test.ts"],
   "src/job.ts": ["tests/run_test.ts", "tests/cancel_test.ts", "tests/crate_port_test.ts"],
   "src/runner.ts": ["tests/runner_test.ts"],
+  "src/_timer.ts": ["tests/timer_test.ts"],
 };
 
 /** Named groups of source files. */
