@@ -1,0 +1,501 @@
+// One job's life (src/run.ts) as GitLab, the handler and a user's log sink see it: the
+// runner-written log lines byte for byte, the variables the runner sets, the stop reasons a step
+// gets, the grace after an abort on the clock, the diagnostics' texts, and how a job ends when
+// its final state cannot be delivered (CONFORMANCE C2.2, C3, C5, C8.3, C8.4, C9.4). Written for
+// the mutation score of src/run.ts (docs/MUTATION.md).
+import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { assert } from "./_deps.ts";
+import { captureDiagnostics, type Harness, harness, until } from "./_harness.ts";
+import {
+  type Job,
+  JobFailure,
+  type JobHandler,
+  type JobOutcome,
+  outputln,
+  RunnerBuilder,
+  VERSION,
+} from "../mod.ts";
+import type { MockJob } from "../src/mock/mod.ts";
+
+const GREEN = "\x1b[32;1m";
+const RED = "\x1b[31;1m";
+const YELLOW = "\x1b[33;1m";
+const RESET = "\x1b[0;m";
+const green = (text: string) => `${GREEN}${text}${RESET}\n`;
+const banner = (name = "runner") =>
+  `Running with @x/gitlab-runner ${VERSION}\n  on ${name} s_0123456789ab\n`;
+const stage = (name: string) => green(`Executing "${name}" stage of the job script`);
+
+/** A diagnostic as a user's sink prints it: category, level, the message with its values. */
+function line(record: LogRecord): string {
+  const text = record.message.map((part, i) => i % 2 ? String(part) : part).join("");
+  return `${record.category.join(".")} ${record.level}: ${text}`;
+}
+
+/** Takes one job with `factory` and waits until it ended; resolves to its outcome. */
+async function runOne(
+  h: Harness,
+  factory: (job: Job) => JobHandler | Promise<JobHandler>,
+  builder: Harness["builder"] = h.builder,
+): Promise<JobOutcome> {
+  const runner = await builder.build();
+  assert.equal(await runner.requestJob(factory), true);
+  await until(h.clock, () => runner.running === 0);
+  return runner.outcomes[0];
+}
+
+/** A step that runs until its signal aborts, then rejects with the signal's reason. */
+function untilAborted(reasons: unknown[] = []): JobHandler["step"] {
+  return (_script, _phase, signal) =>
+    new Promise<void>((_, reject) =>
+      signal.addEventListener("abort", () => {
+        reasons.push(signal.reason);
+        reject(signal.reason);
+      }, { once: true })
+    );
+}
+
+/** Sets the timeout of the `script` step (the mock gives every step the job's). */
+const scriptTimeout = (seconds: number) => (p: Record<string, unknown>) => ({
+  ...p,
+  steps: (p.steps as { name: string }[]).map((s) =>
+    s.name === "script" ? { ...s, timeout: seconds } : s
+  ),
+});
+
+const stopOf = (reason: unknown) => [(reason as Error).name, (reason as Error).message];
+
+Deno.test("C3.2 C3.3 the runner's lines of a succeeded job, byte for byte", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["build"])
+    .step({ name: "release", script: ["release-cli create"], when: "on_success" })
+    .afterScript(["cleanup"])
+    .requires("multi_build_steps")
+    .enqueue();
+  const outcome = await runOne(h, () => ({
+    step: (_s, phase) => {
+      outputln(`in ${phase}`);
+      return Promise.resolve();
+    },
+  }), h.builder.name("farm-1"));
+  assert.deepEqual([outcome.state, outcome.failureReason, outcome.exitCode], [
+    "success",
+    undefined,
+    undefined,
+  ]);
+  assert.equal(
+    job.logText,
+    banner("farm-1") + stage("step_script") + "in script\n" + stage("release") + "in release\n" +
+      green("Running after_script") + "in after_script\n" + green("Job succeeded"),
+  );
+});
+
+Deno.test("C3.3 C3.5 allowed failures and after_script failures are warnings; a step rejecting with nothing fails", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["build"])
+    .step({ name: "release", script: ["flaky"], allowFailure: true })
+    .step({ name: "release", script: ["publish"], when: "on_success" })
+    .step({ name: "after_script", script: ["report"], when: "always" })
+    .requires("multi_build_steps")
+    .enqueue();
+  const outcome = await runOne(h, () => ({
+    step: (script, phase) => {
+      if (phase === "script") return Promise.resolve();
+      if (script[0] === "flaky") return Promise.reject(new Error("flaky test"));
+      if (script[0] === "publish") return Promise.reject(undefined);
+      return Promise.reject(new Error("report broke"));
+    },
+  }));
+  assert.deepEqual([outcome.state, outcome.failureReason], ["failed", "script_failure"]);
+  assert.equal(
+    job.logText,
+    banner() + stage("step_script") + stage("release") +
+      `${YELLOW}WARNING: step release failed (allowed): flaky test${RESET}\n` +
+      stage("release") + green("Running after_script") +
+      `${YELLOW}WARNING: after_script failed: report broke${RESET}\n` +
+      `${RED}ERROR: Job failed: The step failed${RESET}\n`,
+  );
+});
+
+Deno.test("C3.5 a factory's JobFailure fails the job with its reason, exit code and message; no step runs", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const outcome = await runOne(h, () => {
+    throw new JobFailure("runner_system_failure", { message: "no board attached", exitCode: 3 });
+  });
+  assert.deepEqual([job.state, job.failureReason, job.exitCode], [
+    "failed",
+    "runner_system_failure",
+    3,
+  ]);
+  assert.equal(outcome.exitCode, 3);
+  assert.equal(job.logText, banner() + `${RED}ERROR: Job failed: no board attached${RESET}\n`);
+});
+
+Deno.test("C3.4 a build directory that cannot be made fails the job before the factory", async () => {
+  await using h = await harness();
+  const file = `${h.dir}/not-a-dir`;
+  await Deno.writeTextFile(file, "x");
+  const job = h.mock.job().script(["a"]).enqueue();
+  let made = 0;
+  await runOne(
+    h,
+    () => {
+      made++;
+      return { step: async () => {} };
+    },
+    new RunnerBuilder(h.mock.url, h.mock.runnerToken, file).fetch(h.mock.fetch).clock(h.clock)
+      .systemId("s_0123456789ab"),
+  );
+  assert.equal(made, 0);
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_system_failure"]);
+  assert.match(
+    job.logText,
+    new RegExp(
+      `^${banner()}\\x1b\\[31;1mERROR: Job failed: cannot create the build directory: .+\\n$`,
+    ),
+  );
+});
+
+Deno.test("C2.3 the runner's own variables: build dirs, CI_SERVER, CI_JOB_STATUS, CI_JOB_TIMEOUT", async () => {
+  await using h = await harness();
+  const timed = h.mock.job().timeout(90).script(["a"]).enqueue();
+  const untimed = h.mock.job().timeout(0).script(["b"]).enqueue();
+  const seen = new Map<number, Job>();
+  const runner = await h.builder.build();
+  for (let i = 0; i < 2; i++) {
+    await runner.requestJob((job) => {
+      seen.set(job.id, job);
+      return { step: async () => {} };
+    });
+  }
+  await until(h.clock, () => runner.running === 0);
+  const ours = (key: string, value: string) => ({
+    key,
+    value,
+    public: true,
+    masked: false,
+    file: false,
+    raw: true,
+  });
+  const of = (job: Job, key: string) => {
+    const v = job.variable(key)!;
+    return { key, value: v.value, public: v.public, masked: v.masked, file: v.file, raw: v.raw };
+  };
+  for (const mj of [timed, untimed]) {
+    const job = seen.get(mj.id)!;
+    assert.deepEqual(of(job, "CI_BUILDS_DIR"), ours("CI_BUILDS_DIR", h.dir));
+    assert.deepEqual(of(job, "CI_PROJECT_DIR"), ours("CI_PROJECT_DIR", `${h.dir}/${mj.id}`));
+    assert.deepEqual(of(job, "CI_SERVER"), ours("CI_SERVER", "yes"));
+    assert.deepEqual(of(job, "CI_JOB_STATUS"), ours("CI_JOB_STATUS", "running"));
+  }
+  assert.deepEqual(of(seen.get(timed.id)!, "CI_JOB_TIMEOUT"), ours("CI_JOB_TIMEOUT", "90"));
+  // Without a job timeout the runner adds none: GitLab's own value stays (not raw).
+  assert.equal(seen.get(untimed.id)!.variable("CI_JOB_TIMEOUT")?.raw, false);
+});
+
+Deno.test("C3.6 C5.2 C5.3 C1.8 what a step's signal says for each stop", async () => {
+  await using h = await harness();
+  const reasons = new Map<string, unknown[]>();
+  const factory = (kind: string) => () => {
+    reasons.set(kind, []);
+    return { step: untilAborted(reasons.get(kind)) };
+  };
+  const runner = await h.builder.build();
+  // The job timeout.
+  h.mock.job().timeout(60).script(["a"]).enqueue();
+  await runner.requestJob(factory("timeout"));
+  await until(h.clock, () => runner.running === 0);
+  // A step timeout.
+  h.mock.job().timeout(3600).script(["b"]).payload(scriptTimeout(20)).enqueue();
+  await runner.requestJob(factory("step"));
+  await until(h.clock, () => runner.running === 0);
+  // GitLab's cancel, hard and graceful.
+  for (const graceful of [false, true]) {
+    // This GitLab knows job_canceled (the mock's default list does not).
+    const job = h.mock.job().script(["c"]).failureReasons(["script_failure", "job_canceled"])
+      .enqueue();
+    const kind = graceful ? "graceful" : "canceled";
+    await runner.requestJob(factory(kind));
+    await until(h.clock, () => reasons.has(kind) && job.state === "running");
+    await h.clock.advance(1000);
+    h.mock.cancel(job.id, { graceful });
+    await until(h.clock, () => runner.running === 0);
+  }
+  // The runner's hard stop.
+  h.mock.job().script(["d"]).enqueue();
+  await runner.requestJob(factory("runner"));
+  await h.clock.advance(1000);
+  runner.cancelAll();
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(
+    Object.fromEntries([...reasons].map(([kind, [reason]]) => [kind, stopOf(reason)])),
+    {
+      timeout: ["AbortError", "execution took longer than 60 seconds"],
+      step: ["AbortError", "step script took longer than 20 seconds"],
+      canceled: ["AbortError", "The job was canceled by GitLab"],
+      graceful: ["AbortError", "The job is being canceled"],
+      runner: ["AbortError", "The runner is shutting down"],
+    },
+  );
+  // What GitLab received: no final state after its own cancel, a job_canceled after a graceful one.
+  assert.deepEqual(h.mock.jobs.map((j) => j.finalUpdates.map((u) => [u.state, u.failure_reason])), [
+    [["failed", "job_execution_timeout"]],
+    [["failed", "job_execution_timeout"]],
+    [],
+    [["failed", "job_canceled"]],
+    [["failed", "runner_system_failure"]],
+  ]);
+});
+
+Deno.test("C3.6 a step that ignores its step timeout and then succeeds lets the job succeed", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(3600).script(["a"]).payload(scriptTimeout(10)).enqueue();
+  let abortedAt = -1;
+  const outcome = await runOne(h, () => ({
+    step: async (_s, _p, signal) => {
+      signal.addEventListener("abort", () => (abortedAt = h.clock.now()), { once: true });
+      await h.clock.sleep(12_000); // past the step timeout, inside the abort grace
+    },
+  }), h.builder.abortGrace(5_000));
+  assert.equal(abortedAt - (job.pickedAt ?? 0) >= 10_000, true);
+  assert.equal(outcome.state, "success");
+  assert.equal(job.state, "success");
+});
+
+Deno.test("C3.6 a step that rejects after its timeout fails with the timeout, not its own error", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(3600).script(["a"]).payload(scriptTimeout(10)).enqueue();
+  await runOne(h, () => ({
+    step: (_s, _p, signal) =>
+      new Promise<void>((_, reject) =>
+        signal.addEventListener("abort", () => reject(new Error("killed by signal")), {
+          once: true,
+        })
+      ),
+  }));
+  assert.deepEqual([job.state, job.failureReason], ["failed", "job_execution_timeout"]);
+  assert.ok(
+    job.logText.endsWith(
+      `${RED}ERROR: Job failed: step script took longer than 10 seconds${RESET}\n`,
+    ),
+    job.logText,
+  );
+  assert.equal(job.logText.includes("killed by signal"), false);
+});
+
+Deno.test("C3.6 C8.3 a step or factory that ignores its abort is left after exactly the grace, with a warning", async () => {
+  await using h = await harness();
+  // The diagnostics with the fake time they were logged at.
+  const logged: [number, string][] = [];
+  await configure({
+    sinks: { timed: (record) => void logged.push([h.clock.now(), line(record)]) },
+    loggers: [
+      { category: ["gitlab-runner"], sinks: ["timed"], lowestLevel: "warning" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+    reset: true,
+  });
+  try {
+    const stepJob = h.mock.job().timeout(10).script(["a"]).enqueue();
+    const factoryJob = h.mock.job().timeout(20).script(["c"]).enqueue();
+    const runner = await h.builder.abortGrace(7_000).build();
+    // Each records when it was aborted, and then ignores it.
+    let stepAt = -1;
+    await runner.requestJob(() => ({
+      step: (_s, _p, signal) => {
+        signal.addEventListener("abort", () => (stepAt = h.clock.now()), { once: true });
+        return new Promise<void>(() => {});
+      },
+    }));
+    await until(h.clock, () => runner.running === 0);
+    let factoryAt = -1;
+    await runner.requestJob((job) => {
+      job.signal.addEventListener("abort", () => (factoryAt = h.clock.now()), { once: true });
+      return new Promise<JobHandler>(() => {});
+    });
+    await until(h.clock, () => runner.running === 0);
+    assert.deepEqual(runner.outcomes.map((o) => [o.id, o.state, o.failureReason]), [
+      [stepJob.id, "failed", "job_execution_timeout"],
+      [factoryJob.id, "failed", "job_execution_timeout"],
+    ]);
+    assert.ok(
+      factoryJob.logText.endsWith(
+        `${RED}ERROR: Job failed: execution took longer than 20 seconds${RESET}\n`,
+      ),
+      factoryJob.logText,
+    );
+    // Exactly the grace after the abort.
+    assert.deepEqual(logged, [
+      [
+        stepAt + 7_000,
+        "gitlab-runner.job warning: A step did not stop within 7000 ms of being aborted",
+      ],
+      [
+        factoryAt + 7_000,
+        "gitlab-runner.job warning: The job factory did not stop within 7000 ms of being aborted",
+      ],
+      [
+        factoryAt + 7_000,
+        "gitlab-runner.job error: The job factory failed: execution took longer than 20 seconds",
+      ],
+    ]);
+  } finally {
+    await reset();
+  }
+});
+
+Deno.test("C3.3 after_script when on_failure runs after a timeout and after a graceful cancel", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  const phases = new Map<number, string[]>();
+  const factory = (job: Job): JobHandler => ({
+    step: (script, phase, signal) => {
+      phases.set(job.id, [...(phases.get(job.id) ?? []), phase]);
+      if (phase !== "script") return Promise.resolve();
+      return untilAborted()(script, phase, signal);
+    },
+  });
+  const timedOut = h.mock.job().timeout(30).script(["a"])
+    .step({ name: "after_script", script: ["on failure"], when: "on_failure" }).enqueue();
+  await runner.requestJob(factory);
+  await until(h.clock, () => runner.running === 0);
+  const canceled = h.mock.job().script(["b"])
+    .step({ name: "after_script", script: ["on failure"], when: "on_failure" }).enqueue();
+  await runner.requestJob(factory);
+  await until(h.clock, () => canceled.state === "running");
+  await h.clock.advance(1000);
+  h.mock.cancel(canceled.id, { graceful: true });
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(phases.get(timedOut.id), ["script", "after_script"]);
+  assert.deepEqual(phases.get(canceled.id), ["script", "after_script"]);
+  assert.equal(canceled.state, "canceled");
+  // A graceful cancel is announced once in the log, however many answers repeat it.
+  assert.equal(canceled.logText.split("Job is being canceled").length - 1, 1);
+});
+
+Deno.test("C5.2 C5.3 the job's cancel diagnostics name the job and GitLab's answer", async () => {
+  await using diagnostics = await captureDiagnostics();
+  await using h = await harness();
+  const runner = await h.builder.build();
+  for (const graceful of [true, false]) {
+    const job = h.mock.job().script(["a"]).enqueue();
+    await runner.requestJob(() => ({ step: untilAborted() }));
+    await until(h.clock, () => job.state === "running");
+    await h.clock.advance(1000);
+    h.mock.cancel(job.id, { graceful });
+    await until(h.clock, () => runner.running === 0);
+  }
+  const [a, b] = h.mock.jobs;
+  assert.deepEqual(diagnostics.records.filter((r) => r.level === "info").map(line), [
+    `gitlab-runner.job info: GitLab asked to cancel job ${a.id} gracefully`,
+    `gitlab-runner.job info: GitLab stopped job ${b.id} (status 403, Job-Status none)`,
+  ]);
+});
+
+Deno.test("C3.7 a failing cleanup is a warning; the job keeps its result", async () => {
+  await using diagnostics = await captureDiagnostics();
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  await runOne(h, () => ({
+    step: async () => {},
+    cleanup: () => Promise.reject(new Error("cannot power off the board")),
+  }));
+  assert.equal(job.state, "success");
+  assert.deepEqual(diagnostics.records.map(line), [
+    "gitlab-runner.job warning: Job cleanup failed: cannot power off the board",
+  ]);
+});
+
+Deno.test("C8.4 a final state that cannot be delivered: an error diagnostic, the outcome lost", async () => {
+  await using diagnostics = await captureDiagnostics();
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  h.mock.fault({ route: "update", jobId: job.id, status: 500, times: Infinity });
+  const outcome = await runOne(
+    h,
+    () => ({ step: () => Promise.reject(new Error("x")) }),
+    h.builder.deadlines({ finalUpdateMs: 60_000, flushMs: 60_000 }),
+  );
+  assert.deepEqual([outcome.state, outcome.failureReason], ["lost", "script_failure"]);
+  const errors = diagnostics.records.filter((r) => r.level === "error").map(line);
+  assert.deepEqual(errors, [
+    `gitlab-runner.job error: Could not deliver the final state of job ${job.id} to GitLab`,
+  ]);
+});
+
+Deno.test("C5.2 a final update answered with a cancel ends the job aborted", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  h.mock.fault({ route: "update", jobId: job.id, status: 403, times: Infinity });
+  const outcome = await runOne(h, () => ({ step: async () => {} }));
+  assert.equal(outcome.state, "aborted");
+  assert.equal(outcome.failureReason, undefined);
+});
+
+Deno.test("C4.8 the job log masks the job token and masked values, nothing else", async () => {
+  await using h = await harness();
+  const mj: MockJob = h.mock.job().variable("API_PASSWORD", "s3cr3t-Pa55w0rd", { masked: true })
+    .variable("EMPTY", "", { masked: true })
+    .variable("GREETING", "hello-world-42").script(["a"]).enqueue();
+  await runOne(h, (job) => ({
+    step: () => {
+      outputln(`token ${job.variable("CI_JOB_TOKEN")?.value} end`);
+      outputln(`password ${job.variable("API_PASSWORD")?.value} end`);
+      outputln(`greeting ${job.variable("GREETING")?.value} end`);
+      return Promise.resolve();
+    },
+  }));
+  assert.match(
+    mj.logText,
+    /token \[MASKED\] end\npassword \[MASKED\] end\ngreeting hello-world-42 end\n/,
+  );
+  assert.equal(mj.logText.includes(mj.token), false);
+});
+
+Deno.test("C2.2 C9.4 an unreadable payload: the log line says why, the token it names is masked", async () => {
+  await using diagnostics = await captureDiagnostics();
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  // GitLab's 201 is cut right after the token: not JSON, but its id and token can be read.
+  const broken: typeof fetch = async (input, init) => {
+    const response = await h.mock.fetch(input, init);
+    if (response.status !== 201) return response;
+    const text = JSON.stringify({ id: job.id, token: job.token }).slice(0, -1) + " ]";
+    return new Response(text, { status: 201, headers: response.headers });
+  };
+  const outcome = await runOne(h, () => ({ step: async () => {} }), h.builder.fetch(broken));
+  assert.deepEqual([outcome.id, outcome.state, outcome.failureReason, outcome.exitCode], [
+    job.id,
+    "failed",
+    "runner_system_failure",
+    undefined,
+  ]);
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_system_failure"]);
+  const prefix =
+    `${RED}ERROR: Job failed (system failure): the job payload could not be read: Job payload is not valid JSON: `;
+  assert.ok(job.logText.startsWith(prefix), JSON.stringify(job.logText));
+  assert.ok(job.logText.endsWith(`${RESET}\n`));
+  assert.equal(job.logText.includes(job.token), false, job.logText);
+  const [record] = diagnostics.records.filter((r) => r.level === "error");
+  assert.ok(
+    line(record).startsWith(
+      "gitlab-runner.job error: GitLab sent a job payload that cannot be read: Job payload is not valid JSON: ",
+    ),
+    line(record),
+  );
+  assert.equal(record.properties.jobId, job.id);
+});
+
+Deno.test("C2.2 an unreadable payload without a token is lost: no request, no log", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const broken: typeof fetch = async (input, init) => {
+    const response = await h.mock.fetch(input, init);
+    if (response.status !== 201) return response;
+    return new Response(JSON.stringify({ id: job.id }), { status: 201, headers: response.headers });
+  };
+  const outcome = await runOne(h, () => ({ step: async () => {} }), h.builder.fetch(broken));
+  assert.deepEqual([outcome.id, outcome.state], [job.id, "lost"]);
+  assert.equal(job.updates.length + job.patches, 0);
+});
