@@ -197,9 +197,15 @@ Deno.test("C2.3 the runner's own variables: build dirs, CI_SERVER, CI_JOB_STATUS
 Deno.test("C3.6 C5.2 C5.3 C1.8 what a step's signal says for each stop", async () => {
   await using h = await harness();
   const reasons = new Map<string, unknown[]>();
-  const factory = (kind: string) => () => {
+  const running = new Set<string>();
+  const factory = (kind: string) => (): JobHandler => {
     reasons.set(kind, []);
-    return { step: untilAborted(reasons.get(kind)) };
+    return {
+      step: (script, phase, signal) => {
+        running.add(kind);
+        return untilAborted(reasons.get(kind))(script, phase, signal);
+      },
+    };
   };
   const runner = await h.builder.build();
   // The job timeout.
@@ -217,7 +223,7 @@ Deno.test("C3.6 C5.2 C5.3 C1.8 what a step's signal says for each stop", async (
       .enqueue();
     const kind = graceful ? "graceful" : "canceled";
     await runner.requestJob(factory(kind));
-    await until(h.clock, () => reasons.has(kind) && job.state === "running");
+    await until(h.clock, () => running.has(kind));
     await h.clock.advance(1000);
     h.mock.cancel(job.id, { graceful });
     await until(h.clock, () => runner.running === 0);
@@ -225,7 +231,7 @@ Deno.test("C3.6 C5.2 C5.3 C1.8 what a step's signal says for each stop", async (
   // The runner's hard stop.
   h.mock.job().script(["d"]).enqueue();
   await runner.requestJob(factory("runner"));
-  await h.clock.advance(1000);
+  await until(h.clock, () => running.has("runner"));
   runner.cancelAll();
   await until(h.clock, () => runner.running === 0);
   assert.deepEqual(
@@ -363,7 +369,7 @@ Deno.test("C3.3 after_script when on_failure runs after a timeout and after a gr
   const canceled = h.mock.job().script(["b"])
     .step({ name: "after_script", script: ["on failure"], when: "on_failure" }).enqueue();
   await runner.requestJob(factory);
-  await until(h.clock, () => canceled.state === "running");
+  await until(h.clock, () => phases.has(canceled.id));
   await h.clock.advance(1000);
   h.mock.cancel(canceled.id, { graceful: true });
   await until(h.clock, () => runner.running === 0);
@@ -380,8 +386,14 @@ Deno.test("C5.2 C5.3 the job's cancel diagnostics name the job and GitLab's answ
   const runner = await h.builder.build();
   for (const graceful of [true, false]) {
     const job = h.mock.job().script(["a"]).enqueue();
-    await runner.requestJob(() => ({ step: untilAborted() }));
-    await until(h.clock, () => job.state === "running");
+    let started = false;
+    await runner.requestJob(() => ({
+      step: (script, phase, signal) => {
+        started = true;
+        return untilAborted()(script, phase, signal);
+      },
+    }));
+    await until(h.clock, () => started);
     await h.clock.advance(1000);
     h.mock.cancel(job.id, { graceful });
     await until(h.clock, () => runner.running === 0);
@@ -498,4 +510,276 @@ Deno.test("C2.2 an unreadable payload without a token is lost: no request, no lo
   const outcome = await runOne(h, () => ({ step: async () => {} }), h.builder.fetch(broken));
   assert.deepEqual([outcome.id, outcome.state], [job.id, "lost"]);
   assert.equal(job.updates.length + job.patches, 0);
+});
+
+/** An artifact file the handler offers instead of the build directory's. */
+const offered = (path: string) => ({ path, open: () => new Blob(["x"]).stream() });
+
+Deno.test("C6.2 C6.5 artifacts: names expanded with the runner's variables; a failed upload fails the job with the upload's words", async () => {
+  await using h = await harness();
+  const good = h.mock.job().script(["a"]).artifact({ name: "bin-$CI_SERVER", paths: ["a"] })
+    .enqueue();
+  const bad = h.mock.job().script(["b"]).artifact({ name: "bin", paths: ["a"] }).enqueue();
+  h.mock.fault({ route: "upload", jobId: bad.id, status: 403, times: Infinity });
+  const runner = await h.builder.build();
+  for (let i = 0; i < 2; i++) {
+    await runner.requestJob(() => ({
+      step: async () => {},
+      uploadableFiles: () => [offered("a")],
+    }));
+    await until(h.clock, () => runner.running === 0);
+  }
+  assert.equal(good.state, "success");
+  assert.deepEqual(good.artifacts.map((a) => a.filename), ["bin-yes.zip"]);
+  assert.deepEqual([bad.state, bad.failureReason, bad.exitCode], ["failed", "script_failure", 1]);
+  const last = bad.logText.slice(bad.logText.lastIndexOf("\x1b[31;1m"));
+  assert.ok(last.startsWith(`${RED}ERROR: Job failed: uploading artifacts failed: `), last);
+  assert.ok(last.endsWith(`${RESET}\n`), last);
+  assert.equal(last.includes("; "), false, "one failure, no separator");
+});
+
+Deno.test("C6.5 a handler whose file list throws fails the job with the upload's words", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).artifact({ name: "bin", paths: ["a"] }).enqueue();
+  await runOne(h, () => ({
+    step: async () => {},
+    uploadableFiles: () => {
+      throw new Error("the board's disk is gone");
+    },
+  }));
+  assert.deepEqual([job.state, job.failureReason, job.exitCode], ["failed", "script_failure", 1]);
+  assert.ok(
+    job.logText.endsWith(
+      `${RED}ERROR: Job failed: uploading artifacts failed: the board's disk is gone${RESET}\n`,
+    ),
+    job.logText,
+  );
+});
+
+Deno.test("C6.2 C5.2 on_failure artifacts are uploaded after a timeout; after GitLab's or the runner's hard stop nothing is", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  const phases = new Map<number, string[]>();
+  const factory = (job: Job): JobHandler => ({
+    step: (script, phase, signal) => {
+      phases.set(job.id, [...(phases.get(job.id) ?? []), phase]);
+      if (phase !== "script") return Promise.resolve();
+      return untilAborted()(script, phase, signal);
+    },
+    uploadableFiles: () => [offered("a")],
+  });
+  const spec = () =>
+    h.mock.job().script(["a"]).afterScript(["b"])
+      .artifact({ name: "logs", paths: ["a"], when: "on_failure" });
+  const timedOut = spec().timeout(30).enqueue();
+  await runner.requestJob(factory);
+  await until(h.clock, () => runner.running === 0);
+  const canceled = spec().enqueue();
+  await runner.requestJob(factory);
+  await until(h.clock, () => phases.has(canceled.id));
+  await h.clock.advance(1000);
+  h.mock.cancel(canceled.id, { graceful: false });
+  await until(h.clock, () => runner.running === 0);
+  const stopped = spec().enqueue();
+  await runner.requestJob(factory);
+  await until(h.clock, () => phases.has(stopped.id));
+  await h.clock.advance(1000);
+  runner.cancelAll();
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(timedOut.artifacts.map((a) => a.filename), ["logs.zip"]);
+  assert.deepEqual(phases.get(timedOut.id), ["script", "after_script"]);
+  for (const job of [canceled, stopped]) {
+    assert.equal(job.artifacts.length, 0);
+    assert.deepEqual(phases.get(job.id), ["script"]);
+  }
+  assert.equal(h.mock.requestCount("upload"), 1);
+  assert.deepEqual([stopped.state, stopped.failureReason], ["failed", "runner_system_failure"]);
+});
+
+Deno.test("C3.6 a timeout during an allowed-to-fail step is no warning: the job fails with the timeout", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(30).script(["a"])
+    .step({ name: "release", script: ["b"], allowFailure: true })
+    .requires("multi_build_steps")
+    .enqueue();
+  await runOne(h, () => ({
+    step: (script, phase, signal) =>
+      phase === "script" ? Promise.resolve() : untilAborted()(script, phase, signal),
+  }));
+  assert.deepEqual([job.state, job.failureReason], ["failed", "job_execution_timeout"]);
+  assert.equal(job.logText.includes("WARNING"), false, job.logText);
+});
+
+Deno.test("C3.6 the job timeout during after_script after a graceful cancel outranks the cancel", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(60).script(["a"]).afterScript(["sleep 100"])
+    .failureReasons(["script_failure", "job_canceled", "job_execution_timeout"]).enqueue();
+  const runner = await h.builder.build();
+  await runner.requestJob(() => ({
+    step: (script, phase, signal) =>
+      phase === "script" ? untilAborted()(script, phase, signal) : h.clock.sleep(100_000),
+  }));
+  await until(h.clock, () => job.state === "running");
+  await h.clock.advance(10_000);
+  h.mock.cancel(job.id, { graceful: true });
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(job.finalUpdates.map((u) => [u.state, u.failure_reason]), [
+    ["failed", "job_execution_timeout"],
+  ]);
+  assert.ok(
+    job.logText.endsWith(
+      `${RED}ERROR: Job failed: execution took longer than 60 seconds${RESET}\n`,
+    ),
+  );
+  // The cancel is announced once, however many answers repeat it.
+  assert.equal(job.logText.split("Job is being canceled").length - 1, 1);
+});
+
+Deno.test("C1.8 a hard stop during after_script aborts it without a warning", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).afterScript(["b"]).enqueue();
+  const runner = await h.builder.build();
+  const phases: string[] = [];
+  await runner.requestJob(() => ({
+    step: (script, phase, signal) => {
+      phases.push(phase);
+      return phase === "script"
+        ? Promise.reject(new Error("x"))
+        : untilAborted()(script, phase, signal);
+    },
+  }));
+  await until(h.clock, () => phases.length === 2);
+  await h.clock.advance(1000);
+  runner.cancelAll();
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_system_failure"]);
+  assert.equal(job.logText.includes("WARNING"), false, job.logText);
+});
+
+Deno.test("C8.7 a job that starts after a hard stop fails at once, its hanging factory left after the grace", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const runner = await h.builder.abortGrace(4_000).build();
+  const stop = new AbortController();
+  const cancel = new AbortController();
+  cancel.abort();
+  let aborted: boolean | undefined;
+  const done = runner.run(
+    (j) => {
+      aborted = j.signal.aborted;
+      return new Promise<JobHandler>(() => {});
+    },
+    1,
+    { signal: stop.signal, cancelSignal: cancel.signal },
+  );
+  await until(h.clock, () => runner.outcomes.length === 1);
+  stop.abort();
+  await done;
+  assert.equal(aborted, true);
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_system_failure"]);
+  assert.ok(job.logText.endsWith(`${RED}ERROR: Job failed: the runner was stopped${RESET}\n`));
+});
+
+Deno.test("C3.4 an error whose message is not a string is described by its String form", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const odd = new Error("unused");
+  Object.defineProperty(odd, "message", { value: 42 });
+  await runOne(h, () => ({ step: () => Promise.reject(odd) }));
+  assert.ok(job.logText.endsWith(`${RED}ERROR: Job failed: Error: 42${RESET}\n`), job.logText);
+});
+
+Deno.test("C12.1 C4.8 inputs are interpolated into the steps; sensitive ones are masked", async () => {
+  await using h = await harness();
+  const job = h.mock.job().input("region", "eu-west").input("password", "correct-horse-battery", {
+    sensitive: true,
+  }).script(["deploy ${{ job.inputs.region }}"]).enqueue();
+  let script: readonly string[] = [];
+  const outcome = await runOne(h, (j) => ({
+    step: (lines) => {
+      script = lines;
+      outputln(`password ${j.input("password")?.value.content}`);
+      return Promise.resolve();
+    },
+  }));
+  assert.deepEqual(script, ["deploy eu-west"]);
+  assert.match(job.logText, /password \[MASKED\]\n/);
+  assert.equal(outcome.name, job.name);
+});
+
+Deno.test("C12.1 an unknown input fails the job with runner_configuration_error before the factory", async () => {
+  await using h = await harness();
+  const job = h.mock.job().input("target", "x").script(["echo ${{ job.inputs.tagret }}"])
+    .enqueue();
+  let made = 0;
+  await runOne(h, () => {
+    made++;
+    return { step: async () => {} };
+  });
+  assert.equal(made, 0);
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_configuration_error"]);
+  assert.equal(
+    job.logText,
+    banner() +
+      `${RED}ERROR: Job failed: failed to interpolate job inputs: steps[0] (script) script[0]: unknown input "tagret" (the job has "target") in \`\${{ job.inputs.tagret }}\`${RESET}\n`,
+  );
+});
+
+Deno.test("C3.7 cleanup writes to the job log; the build dir and the downloads dir are removed", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  let dir = "";
+  const outcome = await runOne(h, async (j) => {
+    dir = j.buildDir;
+    // Where dependency downloads go (C10.5): next to the build directory.
+    await Deno.mkdir(`${j.buildDir}.tmp`);
+    await Deno.writeTextFile(`${j.buildDir}.tmp/artifacts.zip`, "x");
+    return {
+      step: async () => {},
+      cleanup: () => outputln("powering off the board"),
+    };
+  });
+  assert.equal(outcome.state, "success");
+  assert.ok(
+    job.logText.endsWith(`powering off the board\n${GREEN}Job succeeded${RESET}\n`),
+    job.logText,
+  );
+  await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(`${dir}.tmp`), Deno.errors.NotFound);
+});
+
+Deno.test("C3.4 an error no phase expects: a masked diagnostic, the build dirs removed, runner_system_failure", async () => {
+  await using diagnostics = await captureDiagnostics();
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  let dir = "";
+  await runOne(h, async (j) => {
+    dir = j.buildDir;
+    await Deno.mkdir(`${j.buildDir}.tmp`);
+    return {
+      step: async () => {},
+      get cleanup(): () => void {
+        throw new Error(`no cleanup for ${j.variable("CI_JOB_TOKEN")?.value}`);
+      },
+    };
+  });
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_system_failure"]);
+  assert.deepEqual(diagnostics.records.map(line), [
+    "gitlab-runner.job error: Unexpected error while running a job: no cleanup for [MASKED]",
+  ]);
+  await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(`${dir}.tmp`), Deno.errors.NotFound);
+});
+
+Deno.test("C3.2 a job's outcome: its name and how long it took on the runner's clock", async () => {
+  await using h = await harness();
+  const job = h.mock.job().name("flash").script(["a"]).enqueue();
+  const outcome = await runOne(h, () => ({ step: () => h.clock.sleep(5_000) }));
+  assert.equal(outcome.id, job.id);
+  assert.equal(outcome.name, "flash");
+  // At least the step's 5 s (fake time also passes while the log and the final update are sent).
+  assert.ok(
+    outcome.durationMs >= 5_000 && outcome.durationMs < 24 * 3600_000,
+    `${outcome.durationMs}`,
+  );
 });
