@@ -34,6 +34,11 @@ Deno.test("C2.4 a masked Variable prints [MASKED] in every form, without any mas
   assert.equal(JSON.stringify(secret).includes("s3cr3t"), false);
   assert.equal(Deno.inspect(secret), "Variable(API_KEY=[MASKED])");
   assert.equal(inspect(secret), "Variable(API_KEY=[MASKED])");
+  // Node's util.inspect calls this hook (Deno's node:util uses Deno's own, checked above).
+  const nodeInspect = Symbol.for("nodejs.util.inspect.custom");
+  const viaNode = (v: Variable) => (v as unknown as Record<symbol, () => string>)[nodeInspect]();
+  assert.equal(viaNode(secret), "Variable(API_KEY=[MASKED])");
+  assert.equal(viaNode(new Variable(variable("BOARD", "rpi4"))), "Variable(BOARD=rpi4)");
 });
 
 Deno.test("C12.3 a plain Variable prints its value, with the secrets its mask hides", () => {
@@ -77,12 +82,14 @@ Deno.test("C2.3 C12.1 the factory's Job: variables (the runner's win), inputs, d
   await runner.requestJob(async (job) => {
     seen = job;
     // The job's signal: the job timeout reaches the factory through it.
-    await new Promise<void>((_, reject) =>
-      job.signal.addEventListener("abort", () => {
+    await new Promise<void>((_, reject) => {
+      const stop = () => {
         reasons.push(job.signal.reason);
         reject(job.signal.reason);
-      }, { once: true })
-    );
+      };
+      if (job.signal.aborted) stop();
+      else job.signal.addEventListener("abort", stop, { once: true });
+    });
     return { step: async () => {} };
   });
   await until(h.clock, () => runner.running === 0);

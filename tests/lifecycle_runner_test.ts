@@ -17,14 +17,16 @@ function line(record: LogRecord): string {
 }
 
 /** A step that runs until its signal aborts. */
-function blockingStep(seen: { aborted: number }): JobHandler["step"] {
-  return (_script, _phase, signal) =>
-    new Promise<void>((_, reject) =>
+function blockingStep(seen: { aborted: number; started?: number }): JobHandler["step"] {
+  return (_script, _phase, signal) => {
+    seen.started = (seen.started ?? 0) + 1;
+    return new Promise<void>((_, reject) =>
       signal.addEventListener("abort", () => {
         seen.aborted++;
         reject(signal.reason);
       }, { once: true })
     );
+  };
 }
 
 Deno.test("C1.6 a 403 is logged as an error naming the token, then as a pause; ready turns false", async () => {
@@ -222,14 +224,14 @@ Deno.test("C1.8 a hard stop cancels only the jobs running then; later ones run, 
   await using h = await harness();
   const first = h.mock.job().script(["a"]).enqueue();
   const runner = await h.builder.build();
-  const seen = { aborted: 0 };
+  const seen = { aborted: 0, started: 0 };
   const stop = new AbortController();
   const cancel = new AbortController();
   const done = runner.run(() => ({ step: blockingStep(seen) }), 1, {
     signal: stop.signal,
     cancelSignal: cancel.signal,
   });
-  await until(h.clock, () => first.state === "running" && runner.running === 1);
+  await until(h.clock, () => seen.started === 1);
   runner.cancelAll();
   await until(h.clock, () => first.state === "failed");
   assert.equal(first.failureReason, "runner_system_failure");
@@ -239,7 +241,7 @@ Deno.test("C1.8 a hard stop cancels only the jobs running then; later ones run, 
   // A job started after cancelAll() and after run() ended is not stopped by either: neither the
   // old hard stop nor run()'s cancel signal, which aborts only now.
   const second = h.mock.job().script(["b"]).enqueue();
-  let release = () => {};
+  let release: (() => void) | undefined;
   assert.equal(
     await runner.requestJob(() => ({
       step: (_s, _p, signal) =>
@@ -250,10 +252,10 @@ Deno.test("C1.8 a hard stop cancels only the jobs running then; later ones run, 
     })),
     true,
   );
-  await until(h.clock, () => second.state === "running");
+  await until(h.clock, () => release !== undefined);
   cancel.abort();
   await h.clock.advance(1000);
-  release();
+  release!();
   await until(h.clock, () => runner.running === 0);
   assert.equal(second.state, "success");
   assert.equal(seen.aborted, 1);
@@ -267,14 +269,16 @@ Deno.test("C1.7 waitForSpace() with an aborted signal rejects at once when full,
   stop.abort(reason);
   await runner.waitForSpace(1, { signal: stop.signal }); // room: resolves
   h.mock.job().script(["a"]).enqueue();
-  let release = () => {};
+  let release: (() => void) | undefined;
   await runner.requestJob(() => ({ step: () => new Promise<void>((r) => (release = r)) }));
-  await until(h.clock, () => runner.running === 1);
+  await until(h.clock, () => release !== undefined);
   await assert.rejects(runner.waitForSpace(1, { signal: stop.signal }), reason);
   // A waiter whose signal never aborts is released when the job ends.
   const later = new AbortController();
-  const waiting = runner.waitForSpace(1, { signal: later.signal });
-  release();
+  let released = false;
+  const waiting = runner.waitForSpace(1, { signal: later.signal }).then(() => (released = true));
+  release!();
+  await until(h.clock, () => released);
   await waiting;
   later.abort(); // after it resolved: nothing rejects, nothing is left listening
   assert.equal(runner.running, 0);
@@ -307,18 +311,18 @@ Deno.test("C1.8 a stop while run() waits for space asks for no more jobs", async
   const first = h.mock.job().script(["a"]).enqueue();
   const second = h.mock.job().script(["b"]).enqueue();
   const runner = await h.builder.build();
-  let release = () => {};
+  let release: (() => void) | undefined;
   const stop = new AbortController();
   const done = runner.run(
     () => ({ step: () => new Promise<void>((r) => (release = r)) }),
     1,
     { signal: stop.signal },
   );
-  await until(h.clock, () => first.state === "running" && runner.running === 1);
+  await until(h.clock, () => release !== undefined);
   const asked = requests(h).length;
   stop.abort();
   await h.clock.advance(0);
-  release();
+  release!();
   await until(h.clock, () => runner.running === 0);
   await done;
   assert.equal(requests(h).length, asked);
@@ -419,6 +423,19 @@ Deno.test("C1.4 C8.9 a 204 without a queue value or with one over 1 KiB keeps th
     [6000, "a"],
     [9000, "a"],
   ]);
+});
+
+Deno.test("C8.9 a queue value of exactly 1 KiB is still echoed", async () => {
+  await using h = await harness();
+  const kib = "k".repeat(1024);
+  const gitlab = scripted(h, [{ status: 204, lastUpdate: kib }]);
+  const runner = await h.builder.fetch(gitlab.fetch).checkInterval(3000).build();
+  const stop = new AbortController();
+  const done = runner.run(() => ok, 1, { signal: stop.signal });
+  await until(h.clock, () => gitlab.asked.length === 2);
+  stop.abort();
+  await done;
+  assert.equal(gitlab.asked[1].lastUpdate, kib);
 });
 
 Deno.test("C2.2 onJobStart gets the id an unreadable payload names (0 without one), no name", async () => {
