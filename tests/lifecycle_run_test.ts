@@ -797,3 +797,153 @@ Deno.test("C3.2 a job's outcome: its name and how long it took on the runner's c
     `${outcome.durationMs}`,
   );
 });
+
+Deno.test("C3.6 without a job timeout no timer runs: a job of any length succeeds", async () => {
+  await using h = await harness();
+  const job = h.mock.job().timeout(0).script(["a"]).enqueue();
+  let keys: unknown[] = [];
+  const outcome = await runOne(h, (j) => {
+    keys = j.variables.map((v) => v.key);
+    return { step: () => h.clock.sleep(10_000) };
+  });
+  assert.equal(outcome.state, "success");
+  assert.equal(job.state, "success");
+  assert.ok(keys.every((k) => typeof k === "string"), "every variable has a name");
+});
+
+Deno.test("C3.7 a timeout or a hard stop during cleanup does not change the job's result", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  const slow = h.mock.job().timeout(30).script(["a"]).enqueue();
+  await runner.requestJob(() => ({
+    step: async () => {},
+    cleanup: () => h.clock.sleep(60_000), // past the job timeout
+  }));
+  await until(h.clock, () => runner.running === 0);
+  const stopped = h.mock.job().script(["b"]).enqueue();
+  let cleaning = false;
+  await runner.requestJob(() => ({
+    step: async () => {},
+    cleanup: async () => {
+      cleaning = true;
+      await h.clock.sleep(10_000);
+    },
+  }));
+  await until(h.clock, () => cleaning);
+  runner.cancelAll();
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual([slow.state, stopped.state], ["success", "success"]);
+});
+
+Deno.test("C5.2 C5.3 GitLab's hard cancel during after_script (after a graceful one) aborts it", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).afterScript(["sleep 1000"]).enqueue();
+  const runner = await h.builder.build();
+  const phases: string[] = [];
+  const reasons: unknown[] = [];
+  await runner.requestJob(() => ({
+    step: (_s, phase, signal) => {
+      phases.push(phase);
+      return whenAborted(signal, reasons);
+    },
+  }));
+  await until(h.clock, () => phases.length === 1);
+  await h.clock.advance(1000);
+  h.mock.cancel(job.id, { graceful: true });
+  await until(h.clock, () => phases.length === 2);
+  await h.clock.advance(1000);
+  h.mock.cancel(job.id, { graceful: false });
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual(phases, ["script", "after_script"]);
+  assert.deepEqual(reasons.map(stopOf), [
+    ["AbortError", "The job is being canceled"],
+    ["AbortError", "The job was canceled by GitLab"],
+  ]);
+  assert.equal(job.state, "canceled");
+  assert.equal(job.finalUpdates.length, 0);
+});
+
+Deno.test("C1.8 after the runner's hard stop after_script is not even announced", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).afterScript(["b"]).enqueue();
+  const runner = await h.builder.build();
+  let started = false;
+  await runner.requestJob(() => ({
+    step: (_s, _p, signal) => {
+      started = true;
+      return whenAborted(signal);
+    },
+  }));
+  await until(h.clock, () => started);
+  runner.cancelAll();
+  await until(h.clock, () => runner.running === 0);
+  assert.deepEqual([job.state, job.failureReason], ["failed", "runner_system_failure"]);
+  assert.equal(job.logText.includes("after_script"), false, job.logText);
+});
+
+Deno.test("C3.5 a step's own error that happens to carry kind: timeout is a script failure", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const error = Object.assign(new Error("the board timed out"), { kind: "timeout" });
+  await runOne(h, () => ({ step: () => Promise.reject(error) }));
+  assert.deepEqual([job.state, job.failureReason], ["failed", "script_failure"]);
+  assert.ok(job.logText.endsWith(`${RED}ERROR: Job failed: the board timed out${RESET}\n`));
+});
+
+Deno.test("C6.5 the upload's lines go to the job log, one per line", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).artifact({ name: "bin", paths: ["a"] }).enqueue();
+  await runOne(h, () => ({ step: async () => {}, uploadableFiles: () => [offered("a")] }));
+  assert.equal(job.state, "success");
+  assert.ok(
+    job.logText.includes(`${RESET}\nUploading artifacts...\n`),
+    JSON.stringify(job.logText),
+  );
+});
+
+Deno.test("C9.4 the job log's diagnostics are masked like the log, their other values kept", async () => {
+  await using diagnostics = await captureDiagnostics();
+  await using h = await harness();
+  const secret = "s3cr3t-Pa55w0rd-value";
+  const job = h.mock.job().variable("API_PASSWORD", secret, { masked: true }).script(["a"])
+    .enqueue();
+  // The first log PATCH fails with a transport error whose words quote the masked value.
+  let failed = false;
+  const flaky: typeof fetch = (input, init) => {
+    const request = new Request(input, init);
+    if (!failed && request.method === "PATCH") {
+      failed = true;
+      return Promise.reject(new TypeError(`connection reset while sending ${secret}`));
+    }
+    return h.mock.fetch(request);
+  };
+  await runOne(h, () => ({ step: async () => {} }), h.builder.fetch(flaky));
+  assert.equal(job.state, "success");
+  const [record] = diagnostics.records.filter((r) => r.level === "warning");
+  assert.equal(line(record), "gitlab-runner.job warning: Sending the job log failed, will retry");
+  assert.equal(record.properties.jobId, job.id);
+  assert.equal(record.properties.offset, 0);
+  const error = String(record.properties.error);
+  assert.ok(error.includes("connection reset while sending [MASKED]"), error);
+  assert.equal(JSON.stringify(diagnostics.records).includes(secret), false);
+});
+
+Deno.test("C2.2 C9.4 the token an unreadable payload names is masked in the log sent for it", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const patches: string[] = [];
+  // Not JSON: V8 quotes the text around the error, the (short, prefix-less) token included.
+  const broken: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    if (request.method === "PATCH") patches.push(await request.clone().text());
+    const response = await h.mock.fetch(request);
+    if (response.status !== 201) return response;
+    const text = `{"id":${job.id},"token":"tk9q","a":x}`;
+    return new Response(text, { status: 201, headers: response.headers });
+  };
+  const outcome = await runOne(h, () => ({ step: async () => {} }), h.builder.fetch(broken));
+  assert.deepEqual([outcome.id, outcome.failureReason], [job.id, "runner_system_failure"]);
+  assert.equal(patches.length > 0, true);
+  assert.ok(patches[0].includes('..."[MASKED]","a":x}" is not valid JSON'), patches[0]);
+  assert.equal(patches.some((p) => p.includes("tk9q")), false);
+});
