@@ -947,3 +947,21 @@ Deno.test("C2.2 C9.4 the token an unreadable payload names is masked in the log 
   assert.ok(patches[0].includes('..."[MASKED]","a":x}" is not valid JSON'), patches[0]);
   assert.equal(patches.some((p) => p.includes("tk9q")), false);
 });
+
+Deno.test("C6.2 without the handler's own file list the build directory's files are uploaded", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).artifact({ name: "out", paths: ["out/"] }).enqueue();
+  await runOne(h, (j) => ({
+    step: async () => {
+      await Deno.mkdir(`${j.buildDir}/out`);
+      await Deno.writeTextFile(`${j.buildDir}/out/result.txt`, "42");
+    },
+  }));
+  assert.equal(job.state, "success");
+  assert.deepEqual(job.artifacts.map((a) => a.filename), ["out.zip"]);
+  assert.ok(job.artifacts[0].data.byteLength > 0);
+  assert.ok(
+    job.logText.includes("out: found 1 matching artifact files and directories"),
+    job.logText,
+  );
+});
