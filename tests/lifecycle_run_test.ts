@@ -5,7 +5,7 @@
 // the mutation score of src/run.ts (docs/MUTATION.md).
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { assert } from "./_deps.ts";
-import { captureDiagnostics, type Harness, harness, until } from "./_harness.ts";
+import { atOnce, captureDiagnostics, type Harness, harness, until } from "./_harness.ts";
 import {
   type Job,
   JobFailure,
@@ -814,14 +814,20 @@ Deno.test("C3.6 without a job timeout no timer runs: a job of any length succeed
 Deno.test("C3.7 a timeout or a hard stop during cleanup does not change the job's result", async () => {
   await using h = await harness();
   const runner = await h.builder.build();
+  // Set-up runs without fake time passing (atOnce), so the job timer cannot fire before.
   const slow = h.mock.job().timeout(30).script(["a"]).enqueue();
+  let cleaning = false;
   await runner.requestJob(() => ({
     step: async () => {},
-    cleanup: () => h.clock.sleep(60_000), // past the job timeout
+    cleanup: async () => {
+      cleaning = true;
+      await h.clock.sleep(60_000); // past the job timeout
+    },
   }));
+  await atOnce(() => cleaning);
   await until(h.clock, () => runner.running === 0);
   const stopped = h.mock.job().script(["b"]).enqueue();
-  let cleaning = false;
+  cleaning = false;
   await runner.requestJob(() => ({
     step: async () => {},
     cleanup: async () => {
@@ -829,7 +835,7 @@ Deno.test("C3.7 a timeout or a hard stop during cleanup does not change the job'
       await h.clock.sleep(10_000);
     },
   }));
-  await until(h.clock, () => cleaning);
+  await atOnce(() => cleaning);
   runner.cancelAll();
   await until(h.clock, () => runner.running === 0);
   assert.deepEqual([slow.state, stopped.state], ["success", "success"]);
@@ -907,12 +913,13 @@ Deno.test("C9.4 the job log's diagnostics are masked like the log, their other v
   const secret = "s3cr3t-Pa55w0rd-value";
   const job = h.mock.job().variable("API_PASSWORD", secret, { masked: true }).script(["a"])
     .enqueue();
-  // The first log PATCH fails with a transport error whose words quote the masked value.
-  let failed = false;
+  // The first round of log PATCHes (5 attempts) fails with a transport error whose words
+  // quote the masked value.
+  let failures = 0;
   const flaky: typeof fetch = (input, init) => {
     const request = new Request(input, init);
-    if (!failed && request.method === "PATCH") {
-      failed = true;
+    if (failures < 5 && request.method === "PATCH") {
+      failures++;
       return Promise.reject(new TypeError(`connection reset while sending ${secret}`));
     }
     return h.mock.fetch(request);
