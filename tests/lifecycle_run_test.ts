@@ -972,3 +972,43 @@ Deno.test("C6.2 without the handler's own file list the build directory's files 
     job.logText,
   );
 });
+
+Deno.test("C2.2 an unreadable payload with a token but no id is lost: nothing is sent for it", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"]).enqueue();
+  const sent: string[] = [];
+  const broken: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    sent.push(`${request.method} ${new URL(request.url).pathname}`);
+    const response = await h.mock.fetch(request);
+    if (response.status !== 201) return response;
+    return new Response(JSON.stringify({ token: job.token }), {
+      status: 201,
+      headers: response.headers,
+    });
+  };
+  const outcome = await runOne(h, () => ({ step: async () => {} }), h.builder.fetch(broken));
+  assert.deepEqual([outcome.id, outcome.state], [0, "lost"]);
+  assert.deepEqual(sent, ["POST /api/v4/jobs/request"]);
+});
+
+Deno.test("C3.1 the runner removes the build directory it made, and only that", async () => {
+  await using h = await harness();
+  const runner = await h.builder.build();
+  // A factory that fails: the directory made for it is removed.
+  const failing = h.mock.job().script(["a"]).enqueue();
+  await runner.requestJob(() => {
+    throw new Error("no board");
+  });
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(failing.failureReason, "runner_system_failure");
+  await assert.rejects(Deno.stat(`${h.dir}/${failing.id}`), Deno.errors.NotFound);
+  // A job that fails before the directory is made leaves what is there alone.
+  const early = h.mock.job().input("target", "x").script(["echo ${{ job.inputs.tagret }}"])
+    .enqueue();
+  await Deno.mkdir(`${h.dir}/${early.id}`);
+  await runner.requestJob(() => ({ step: async () => {} }));
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(early.failureReason, "runner_configuration_error");
+  assert.equal((await Deno.stat(`${h.dir}/${early.id}`)).isDirectory, true);
+});
