@@ -13,6 +13,7 @@ import {
   type JobOutcome,
   outputln,
   RunnerBuilder,
+  ScriptFailure,
   VERSION,
 } from "../mod.ts";
 import type { MockJob } from "../src/mock/mod.ts";
@@ -867,6 +868,13 @@ Deno.test("C5.2 C5.3 GitLab's hard cancel during after_script (after a graceful 
   ]);
   assert.equal(job.state, "canceled");
   assert.equal(job.finalUpdates.length, 0);
+  // GitLab's cancel outranks the graceful one: the outcome carries no reason of ours.
+  const [outcome] = runner.outcomes;
+  assert.deepEqual([outcome.state, outcome.failureReason, outcome.exitCode], [
+    "aborted",
+    undefined,
+    undefined,
+  ]);
 });
 
 Deno.test("C1.8 after the runner's hard stop after_script is not even announced", async () => {
@@ -1011,4 +1019,18 @@ Deno.test("C3.1 the runner removes the build directory it made, and only that", 
   await until(h.clock, () => runner.running === 0);
   assert.equal(early.failureReason, "runner_configuration_error");
   assert.equal((await Deno.stat(`${h.dir}/${early.id}`)).isDirectory, true);
+});
+
+Deno.test("C6.2 after a failed script on_failure artifacts are uploaded, on_success ones are not", async () => {
+  await using h = await harness();
+  const job = h.mock.job().script(["a"])
+    .artifact({ name: "bin", paths: ["a"], when: "on_success" })
+    .artifact({ name: "logs", paths: ["a"], when: "on_failure" })
+    .enqueue();
+  await runOne(h, () => ({
+    step: () => Promise.reject(new ScriptFailure(2)),
+    uploadableFiles: () => [offered("a")],
+  }));
+  assert.deepEqual([job.state, job.failureReason, job.exitCode], ["failed", "script_failure", 2]);
+  assert.deepEqual(job.artifacts.map((a) => a.filename), ["logs.zip"]);
 });
