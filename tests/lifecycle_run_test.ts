@@ -140,6 +140,7 @@ Deno.test("C3.5 a factory's JobFailure fails the job with its reason, exit code 
 });
 
 Deno.test("C3.4 a build directory that cannot be made fails the job before the factory", async () => {
+  await using diagnostics = await captureDiagnostics();
   await using h = await harness();
   const file = `${h.dir}/not-a-dir`;
   await Deno.writeTextFile(file, "x");
@@ -162,6 +163,8 @@ Deno.test("C3.4 a build directory that cannot be made fails the job before the f
       `^${banner()}\\x1b\\[31;1mERROR: Job failed: cannot create the build directory: .+\\n$`,
     ),
   );
+  // Nothing was made, so nothing is removed (or warned about).
+  assert.deepEqual(diagnostics.records.map(line), []);
 });
 
 Deno.test("C2.3 the runner's own variables: build dirs, CI_SERVER, CI_JOB_STATUS, CI_JOB_TIMEOUT", async () => {
@@ -1019,6 +1022,16 @@ Deno.test("C3.1 the runner removes the build directory it made, and only that", 
   await until(h.clock, () => runner.running === 0);
   assert.equal(early.failureReason, "runner_configuration_error");
   assert.equal((await Deno.stat(`${h.dir}/${early.id}`)).isDirectory, true);
+  // So does a `run:` job (native steps), which this runner refuses.
+  const native = h.mock.job().payload((p) => {
+    const { steps: _steps, ...rest } = p as Record<string, unknown>;
+    return { ...rest, run: '[{"name":"hello","step":"x"}]' };
+  }).enqueue();
+  await Deno.mkdir(`${h.dir}/${native.id}`);
+  await runner.requestJob(() => ({ step: async () => {} }));
+  await until(h.clock, () => runner.running === 0);
+  assert.equal(native.failureReason, "runner_unsupported");
+  assert.equal((await Deno.stat(`${h.dir}/${native.id}`)).isDirectory, true);
 });
 
 Deno.test("C6.2 after a failed script on_failure artifacts are uploaded, on_success ones are not", async () => {
