@@ -43,9 +43,20 @@ export const TESTS: Record<string, string[]> = {
   "src/api/payload.ts": ["tests/payload_test.ts"],
   "src/api/retry.ts": ["tests/retry_test.ts"],
   "src/api/failure_reasons.ts": ["tests/payload_test.ts"],
-  "src/run.ts": ["tests/run_test.ts", "tests/cancel_test.ts", "tests/crate_port_test.ts"],
-  "src/job.ts": ["tests/run_test.ts", "tests/cancel_test.ts", "tests/crate_port_test.ts"],
-  "src/runner.ts": ["tests/runner_test.ts"],
+  "src/run.ts": [
+    "tests/lifecycle_run_test.ts",
+    "tests/run_test.ts",
+    "tests/cancel_test.ts",
+    "tests/crate_port_test.ts",
+    "tests/diagnostics_test.ts",
+  ],
+  "src/job.ts": [
+    "tests/lifecycle_job_test.ts",
+    "tests/run_test.ts",
+    "tests/cancel_test.ts",
+    "tests/crate_port_test.ts",
+  ],
+  "src/runner.ts": ["tests/runner_test.ts", "tests/lifecycle_runner_test.ts"],
   "src/_timer.ts": ["tests/timer_test.ts"],
 };
 

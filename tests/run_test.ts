@@ -1,5 +1,5 @@
 import { assert } from "./_deps.ts";
-import { type Harness, harness, until } from "./_harness.ts";
+import { atOnce, type Harness, harness, until } from "./_harness.ts";
 import {
   type Job,
   JobFailure,
@@ -484,7 +484,10 @@ Deno.test("C3.6 a hard stop during after_script outranks the job timeout: runner
     1,
     { signal: stop.signal, cancelSignal: hard.signal },
   );
-  // The job timeout ends the script; after_script still runs (a timeout does not stop it).
+  // The script starts before any fake time passes (else the job timer could fire during
+  // set-up and the script would be skipped); then the job timeout ends it, and after_script
+  // still runs (a timeout does not stop it).
+  await atOnce(() => phases.length === 1);
   await until(h.clock, () => phases.length === 2);
   assert.equal(h.clock.now() >= 60_000, true);
   stop.abort();

@@ -585,14 +585,15 @@ Deno.test("C1.7 waitForSpace() rejects with the signal's reason when it aborts",
   await using h = await harness();
   const runner = await h.builder.build();
   h.mock.job().script(["a"]).enqueue();
-  let release = () => {};
+  let release: (() => void) | undefined;
   await runner.requestJob(() => ({ step: () => new Promise<void>((r) => (release = r)) }));
-  await until(h.clock, () => runner.running === 1);
+  // The step runs (not only the job): else release() below would be lost.
+  await until(h.clock, () => release !== undefined);
   const stop = new AbortController();
   const waiting = runner.waitForSpace(1, { signal: stop.signal }).catch((e) => e);
   const reason = new Error("enough");
   stop.abort(reason);
   assert.equal(await waiting, reason);
-  release();
+  release!();
   await until(h.clock, () => runner.running === 0);
 });
