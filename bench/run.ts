@@ -30,8 +30,11 @@ const GROUPS = [
   { n: 3, name: "log", script: "log_pipeline.ts" },
   { n: 4, name: "artifacts", script: "artifacts.ts" },
   { n: 5, name: "idle", script: "idle.ts" },
-  { n: 6, name: "extract", script: "extract.ts" },
+  // Extraction runs last: it creates and deletes 120 000 files, and on ext4 creating files
+  // (each job's build directory) is slower for about a minute after a mass deletion, which
+  // cut group 7's jobs/s by almost half when it ran right after.
   { n: 7, name: "peer", script: "peer.ts" },
+  { n: 6, name: "extract", script: "extract.ts" },
 ];
 
 const OPS = { "<": "<", "<=": "≤", ">": ">", ">=": "≥" } as const;
