@@ -33,6 +33,8 @@ import {
   mb,
   MockProcess,
   RESULT_PREFIX,
+  type RssParts,
+  rssParts,
   tempBuildDir,
   vmHwm,
   watchChildPeak,
@@ -74,46 +76,6 @@ interface Run {
   parts?: RssParts;
   /** Ours only: the same at start-up, the library imported. */
   startParts?: RssParts;
-}
-
-/** This process's resident memory by kind of mapping (`/proc/self/smaps`), bytes. */
-interface RssParts {
-  /** Pages of the `deno` executable (its code and read-only data). */
-  binary: number;
-  /** The C heap of the main thread (`[heap]`: malloc, ArrayBuffer contents, V8 zones). */
-  cHeap: number;
-  /** Anonymous mappings: the V8 heap, other threads' malloc arenas and stacks. */
-  anon: number;
-  /** Everything else (shared libraries, Deno's code cache). */
-  other: number;
-  /** Threads of the process. */
-  threads: number;
-}
-
-/** Splits this process's RSS by kind of mapping; undefined where `/proc` has no smaps. */
-function rssParts(): RssParts | undefined {
-  let smaps: string;
-  try {
-    smaps = Deno.readTextFileSync("/proc/self/smaps");
-  } catch {
-    return undefined;
-  }
-  const parts: RssParts = { binary: 0, cHeap: 0, anon: 0, other: 0, threads: 0 };
-  const exe = Deno.execPath();
-  let kind: "binary" | "cHeap" | "anon" | "other" = "other";
-  for (const line of smaps.split("\n")) {
-    const head = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
-    if (head) {
-      const name = head[1];
-      kind = name === exe ? "binary" : name === "[heap]" ? "cHeap" : name === "" ? "anon" : "other";
-      continue;
-    }
-    const rss = line.match(/^Rss:\s+(\d+) kB/);
-    if (rss) parts[kind] += Number(rss[1]) * 1024;
-  }
-  const threads = Deno.readTextFileSync("/proc/self/status").match(/^Threads:\s+(\d+)/m);
-  parts.threads = Number(threads?.[1] ?? 0);
-  return parts;
 }
 
 /** CPU ticks (1/100 s) of the children this process has waited for. */

@@ -4,23 +4,9 @@
 import { concat } from "./_data.ts";
 import { assert } from "./_deps.ts";
 import { Masker, type MaskerOptions, writeTransient } from "../src/log/masker.ts";
+import { mulberry32, pick } from "./_masker_reference.ts";
 
 const enc = new TextEncoder();
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next() {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function pick<T>(rnd: () => number, items: readonly T[]): T {
-  return items[Math.floor(rnd() * items.length)];
-}
 
 /** Bytes secrets and text are made of (`~` is not among them: it is the filler). */
 const ATOMS = ["a", "b", "c", "ab", "é", "-", "_", "=", ".", " ", "\n", "?", "&", "x", "p", "r"];

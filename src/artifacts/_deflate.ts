@@ -13,25 +13,10 @@
  */
 
 import * as zlib from "node:zlib";
+import type { ZlibInternals } from "./reader.ts";
 
 /** Size of the buffer deflated into (the chunks handed out are copies of what it holds). */
 const OUTPUT_CHUNK = 64 * 1024;
-
-/** What node:zlib's streams are built on: a handle that deflates synchronously into a buffer. */
-interface ZlibInternals {
-  _handle?: {
-    writeSync?(
-      flush: number,
-      input: Uint8Array,
-      inOffset: number,
-      inLength: number,
-      output: Uint8Array,
-      outOffset: number,
-      outLength: number,
-    ): void;
-  };
-  _writeState?: Uint32Array;
-}
 
 type WriteSync = NonNullable<NonNullable<ZlibInternals["_handle"]>["writeSync"]>;
 

@@ -856,8 +856,8 @@ export class ExtractBuffers {
   }
 }
 
-/** What node:zlib's streams are built on: a handle that inflates synchronously into a buffer. */
-interface ZlibInternals {
+/** What node:zlib's streams are built on: a handle that inflates or deflates synchronously into a buffer. */
+export interface ZlibInternals {
   _handle?: {
     writeSync?(
       flush: number,
