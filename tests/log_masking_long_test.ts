@@ -132,3 +132,27 @@ Deno.test("C4.8 C9.4 long logs of maskers with similar secrets: each masks its o
     }
   }
 });
+
+Deno.test("C9.4 past 256 KiB, maskers whose patterns differ never share their rejects, even when the pairs after their first read alike", () => {
+  // Both maskers' patterns start with the pair "x\0"; their second and third bytes are
+  // 0x0001, 0x0002, 0x0003 against 0x0001, 0x0017: as decimal numbers 1 2 3 / 1 23, the same
+  // digits. Each masker, past the point where it builds its rejects, must still find its own.
+  const a = ["x\0\x01a", "x\0\x02a", "x\0\x03a"];
+  const b = ["x\0\x01a", "x\0\x17a"];
+  for (const [first, second] of [[a, b], [b, a]]) {
+    const options = (secrets: string[]): MaskerOptions => ({
+      secrets,
+      defaultTokenPrefixes: false,
+      urlParameters: false,
+    });
+    const warm = new Masker(options(first));
+    warm.write(FILLER);
+    warm.flush();
+    const masker = new Masker(options(second));
+    const out: Uint8Array[] = [masker.write(FILLER).slice()];
+    for (const secret of second) out.push(masker.write(enc.encode(` ${secret} `)).slice());
+    out.push(masker.flush());
+    const text = new TextDecoder().decode(concat(out)).slice(FILLER.length);
+    assert.equal(text, second.map(() => " [MASKED] ").join(""), JSON.stringify(second));
+  }
+});
