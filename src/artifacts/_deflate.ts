@@ -134,8 +134,10 @@ export class DeflateRawStream extends TransformStream<Uint8Array, Uint8Array> {
       if (whole) giveDeflater(deflater);
       else deflater.close();
     };
-    super({
-      transform(chunk, controller) {
+    // `cancel` is a newer Transformer member (older DOM typings, as the npm build's, lack it;
+    // runtimes without it leave the deflater to the garbage collector).
+    const transformer = {
+      transform(chunk: Uint8Array, controller: TransformStreamDefaultController<Uint8Array>) {
         try {
           if (chunk.length > 0) {
             deflater.run(chunk, zlib.constants.Z_NO_FLUSH, (c) => controller.enqueue(c));
@@ -145,7 +147,7 @@ export class DeflateRawStream extends TransformStream<Uint8Array, Uint8Array> {
           throw err;
         }
       },
-      flush(controller) {
+      flush(controller: TransformStreamDefaultController<Uint8Array>) {
         let whole = false;
         try {
           deflater.run(empty, zlib.constants.Z_FINISH, (c) => controller.enqueue(c));
@@ -157,6 +159,7 @@ export class DeflateRawStream extends TransformStream<Uint8Array, Uint8Array> {
       cancel() {
         release(false);
       },
-    });
+    };
+    super(transformer);
   }
 }
