@@ -39,6 +39,7 @@ export const TESTS: Record<string, string[]> = {
     "tests/client_test.ts",
     "tests/credentials_test.ts",
     "tests/client_sockets_test.ts",
+    "tests/client_mutants_test.ts",
   ],
   "src/api/payload.ts": ["tests/payload_test.ts"],
   "src/api/retry.ts": ["tests/retry_test.ts"],
