@@ -590,6 +590,18 @@ Deno.test("C9.1 C9.2 a fetch that followed redirects itself: what its answer's U
     lastUpdate: undefined,
     longPolled: false,
   });
+  // The same over plain http (a GitLab without TLS).
+  const plain = new Client("http://gitlab.example.com", {
+    fetch: () =>
+      Promise.resolve(
+        from(
+          "http://gitlab.example.com/api/v4/jobs/request?followed",
+          new Response(null, { status: 204 }),
+        ),
+      ),
+    clock: new FakeClock(),
+  });
+  assert.equal((await plain.requestJob(TOKEN)).type, "none");
   const refused = async (url: string, body: string | null, message: string) => {
     const t = stub(() => from(url, new Response(body, { status: 200 })));
     const error = await rejection(t.client.verify(TOKEN));
