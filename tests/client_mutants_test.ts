@@ -251,6 +251,8 @@ Deno.test("C6.3 uploadArtifact: the exact multipart body; quotes, backslashes an
   });
   const boundary = contentType.match(/^multipart\/form-data; boundary=(.+)$/)?.[1];
   assert.ok(boundary);
+  // RFC 2046: at most 70 characters; and only those that need no quotes in the header.
+  assert.match(boundary, /^[0-9A-Za-z'()+_,./:=?-]{1,70}$/);
   assert.equal(
     body,
     `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a_b_c__.zip"\r\n` +
