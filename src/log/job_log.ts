@@ -402,8 +402,13 @@ export class JobLog {
       const round = async (): Promise<FinalResult> => {
         const stopped = ended();
         if (stopped) return stopped;
-        if (probe && !(await this.#probe(overall.signal))) throw new Again();
-        probe = false;
+        if (probe) {
+          if (!(await this.#probe(overall.signal))) throw new Again();
+          probe = false;
+          // The probe's answer may be GitLab's cancel (403): no final state overwrites it (C5.2).
+          const canceled = ended();
+          if (canceled) return canceled;
+        }
         this.#undelivered = undefined;
         if (this.#sent < this.#size) {
           // While failing, one round of flushing takes at most what is left of the flush
