@@ -7,7 +7,9 @@
  * - `devnull`: the baseline, the same command with its output into a pipe read by
  *   `cat > /dev/null` (best of 3), plus for reference the same straight to `/dev/null` and into a
  *   pipe read by Deno;
- * - `job 4 256`: the default 4 MiB output limit, 256 MiB written;
+ * - `job 4 256`: the default 4 MiB output limit, 256 MiB written (each `job` run: 3 warm-up jobs
+ *   of 1 MiB, then the job 3 times; the wall time is the best of the 3, like the baseline's, the
+ *   peak RSS the highest over the 3);
  * - `job 64 64` and `job 64 256`: the limit raised to 64 MiB, 64 and 256 MiB written (the peak
  *   RSS of the two must be the same: memory must follow neither the output nor the limit, the
  *   job log keeping only what GitLab has not taken in memory and the rest in a spool file);
@@ -100,7 +102,14 @@ interface JobRun {
   mockRss: number;
   /** The mock's CPU time during the job, in ms. */
   mockCpuMs: number;
+  /** Wall time of each measured run (the figure is the best). */
+  runs: number[];
 }
+
+/** Warm-up jobs before a measurement: a runner that has run a few jobs has its log path compiled. */
+const WARMUP_JOBS = 3;
+/** Measured runs of a job: the wall time is the best, like the baseline's best of 3. */
+const JOB_RUNS = 3;
 
 async function jobRun(dir: string, limitMiB: number, outputMiB: number): Promise<void> {
   const mock = await MockProcess.start({ traceUpdateInterval: 1 });
@@ -117,37 +126,52 @@ async function jobRun(dir: string, limitMiB: number, outputMiB: number): Promise
     },
   });
   const variables = SECRETS.map((value, i) => ({ key: `SECRET_${i}`, value, masked: true }));
-  // Warm-up: a small job loads and compiles every code path before the measurement.
-  await mock.enqueue(1, { script: [`head -c ${MiB} '${dir}/log.txt'`], variables });
-  if (!(await runner.requestJob(factory))) throw new Error("no warm-up job");
-  await runner.drain();
+  // Warm-up: small jobs load and compile every code path before the measurement (the first
+  // 256 KiB of each job's log take the masker's other path: one job does not get it compiled).
+  for (let i = 0; i < WARMUP_JOBS; i++) {
+    await mock.enqueue(1, { script: [`head -c ${MiB} '${dir}/log.txt'`], variables });
+    if (!(await runner.requestJob(factory))) throw new Error("no warm-up job");
+    await runner.drain();
+  }
 
-  await mock.enqueue(1, { script: [command(`${dir}/log.txt`, outputMiB)], variables });
-  const mockCpu0 = (await mock.stats()).cpuMs;
   const peak = new PeakRss();
-  const cpu0 = cpuMs();
-  const t0 = performance.now();
-  if (!(await runner.requestJob(factory))) throw new Error("no job");
-  await runner.drain();
-  const jobSeconds = (performance.now() - t0) / 1000;
-  const cpu = cpuMs() - cpu0;
+  let best: Omit<JobRun, "peakRss" | "rssBefore" | "mockRss" | "runs"> | undefined;
+  const runs: number[] = [];
+  for (let i = 0; i < JOB_RUNS; i++) {
+    await mock.enqueue(1, { script: [command(`${dir}/log.txt`, outputMiB)], variables });
+    const before = await mock.stats();
+    const cpu0 = cpuMs();
+    const t0 = performance.now();
+    if (!(await runner.requestJob(factory))) throw new Error("no job");
+    await runner.drain();
+    const jobSeconds = (performance.now() - t0) / 1000;
+    const cpu = cpuMs() - cpu0;
+    const stats = await mock.stats();
+    const outcome = runner.outcomes.at(-1);
+    if (outcome?.state !== "success") throw new Error(`The job ended ${JSON.stringify(outcome)}`);
+    runs.push(jobSeconds);
+    if (best === undefined || jobSeconds < best.jobSeconds) {
+      best = {
+        limitMiB,
+        outputMiB,
+        jobSeconds,
+        scriptSeconds,
+        cpuMs: cpu,
+        logBytes: stats.logBytes[String(outcome.id)],
+        patches: (stats.counts.trace ?? 0) - (before.counts.trace ?? 0),
+        mockCpuMs: stats.cpuMs - before.cpuMs,
+      };
+    }
+  }
   const peakRss = peak.stop();
   const stats = await mock.stats();
   await mock.close();
-  const outcome = runner.outcomes.at(-1);
-  if (outcome?.state !== "success") throw new Error(`The job ended ${JSON.stringify(outcome)}`);
   const run: JobRun = {
-    limitMiB,
-    outputMiB,
-    jobSeconds,
-    scriptSeconds,
+    ...best!,
     peakRss,
     rssBefore: peak.before,
-    cpuMs: cpu,
-    logBytes: stats.logBytes[String(outcome.id)],
-    patches: stats.counts.trace ?? 0,
     mockRss: stats.rss,
-    mockCpuMs: stats.cpuMs - mockCpu0,
+    runs,
   };
   emit({ figures: [], data: { ...run } });
 }
@@ -242,7 +266,9 @@ async function driver(): Promise<void> {
       unit: "s",
     };
     const detail = (r: JobRun) =>
-      `script ${r.scriptSeconds.toFixed(2)} s of the job's ${r.jobSeconds.toFixed(2)} s; ${
+      `best of ${r.runs.length} runs (${r.runs.map((s) => s.toFixed(2)).join(", ")} s); script ${
+        r.scriptSeconds.toFixed(2)
+      } s of the job's ${r.jobSeconds.toFixed(2)} s; ${
         (r.outputMiB * MiB / 1e6 / r.scriptSeconds).toFixed(0)
       } MB/s; runner CPU ${(r.cpuMs / 1000).toFixed(2)} s, mock CPU ${
         (r.mockCpuMs / 1000).toFixed(2)
@@ -252,7 +278,9 @@ async function driver(): Promise<void> {
         base.devNull.toFixed(2)
       } s, into a pipe read by Deno ${base.denoPipe.toFixed(2)} s`;
     const rssDetail = (r: JobRun) =>
-      `RSS before the job ${mb(r.rssBefore).toFixed(0)} MB (after a 1 MiB warm-up job)`;
+      `RSS before the jobs ${
+        mb(r.rssBefore).toFixed(0)
+      } MB (after ${WARMUP_JOBS} warm-up jobs of 1 MiB); peak over the ${r.runs.length} runs`;
     const figures: Figure[] = [
       {
         id: "3a",

@@ -717,6 +717,34 @@ Deno.test("C5.1 C8.8 a probe that fails is repeated before the final state goes;
   assert.equal(t.mj.state, "success");
 });
 
+Deno.test("C5.2 C8.8 GitLab canceling the job in its answer to the probe: no final state overwrites the cancel", async () => {
+  for (
+    const fault of [
+      { status: 403, headers: { "Job-Status": "canceled" } },
+      { status: 403 }, // a bare 403: the job's token is no longer accepted
+    ]
+  ) {
+    const t = await setup();
+    t.log.write("0123456789");
+    await t.clock.advance(3000);
+    t.mock.fault({ route: "update", status: 500, times: 5 });
+    t.calls.length = 0;
+    let result: Awaited<ReturnType<JobLog["finish"]>> | undefined;
+    const p = t.log.finish({ state: "success" }).then((r) => (result = r));
+    await t.clock.runUntil(() => t.calls.length === 5);
+    // The job is canceled meanwhile: the probe of the last byte is answered 403.
+    t.mock.fault({ route: "trace", ...fault, times: 1 });
+    await t.clock.runUntil(() => result !== undefined);
+    await p;
+    assert.deepEqual(t.calls.map((c) => `${c.method} ${c.range ?? ""}`.trim()), [
+      ...Array(5).fill("PUT"),
+      "PATCH 9-9",
+    ], JSON.stringify(fault));
+    assert.equal(result!.outcome, "aborted");
+    assert.deepEqual(t.events, [`abort:403:${fault.headers?.["Job-Status"] ?? ""}`]);
+  }
+});
+
 Deno.test("C5.1 C8.8 a probe that finds GitLab holding the whole log emits no diagnostic", async () => {
   const t = await setup();
   t.log.write("0123456789");

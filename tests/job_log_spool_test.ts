@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { tmpdir } from "node:os";
 import { stat } from "node:fs/promises";
 import { Client } from "../src/api/client.ts";
+import { Spool } from "../src/log/_spool.ts";
 import { JobLog, type JobLogOptions, PATCH_LIMIT } from "../src/log/job_log.ts";
 import { Crc32 } from "../src/log/crc32.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
@@ -18,10 +19,11 @@ const enc = new TextEncoder();
 async function setup(
   mockOptions: Partial<MockOptions> = {},
   logOptions: Partial<JobLogOptions> = {},
+  wrapFetch: (fetch: typeof globalThis.fetch) => typeof globalThis.fetch = (f) => f,
 ) {
   const clock = new FakeClock();
   const mock = new GitLabMock({ clock, traceUpdateInterval: 1, ...mockOptions });
-  const client = new Client(mock.url, { fetch: mock.fetch, clock, random: () => 0.5 });
+  const client = new Client(mock.url, { fetch: wrapFetch(mock.fetch), clock, random: () => 0.5 });
   const mj = mock.job().script(["true"]).enqueue();
   const got = await client.requestJob(mock.runnerToken);
   assert.equal(got.type, "job");
@@ -274,5 +276,120 @@ Deno.test("C10.4 a spool that cannot be written keeps the bytes in memory with a
     assertSameBytes(t.mj.log, concat(written));
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * Holds the spool's writes at `position` until `release()` (the disk as slow as it likes);
+ * `restore()` puts the real write back.
+ */
+function holdSpoolWrites(position: number) {
+  const original = Spool.prototype.write;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let waiting = 0;
+  let done = 0;
+  Spool.prototype.write = async function (at: number, bytes: Uint8Array) {
+    if (at === position) {
+      waiting++;
+      await held;
+    }
+    await original.call(this, at, bytes);
+    if (at === position) done++;
+  };
+  return {
+    release,
+    get waiting() {
+      return waiting;
+    },
+    get done() {
+      return done;
+    },
+    restore: () => void (Spool.prototype.write = original),
+  };
+}
+
+/** The first offset of a PATCH's `Content-Range`, or undefined for other requests. */
+function patchStart(input: RequestInfo | URL, init?: RequestInit): number | undefined {
+  if ((init?.method ?? (input instanceof Request ? input.method : "GET")) !== "PATCH") return;
+  const range = new Headers(init?.headers ?? (input instanceof Request ? input.headers : []))
+    .get("content-range");
+  return range === null ? undefined : Number(range.split("-")[0]);
+}
+
+Deno.test("C10.4 the next patch goes while the block GitLab took is still being written to the spool", async () => {
+  const hold = holdSpoolWrites(0);
+  try {
+    const t = await setup({}, { outputLimit: 64 * MiB });
+    const written = [chunk(0), chunk(1), chunk(2)];
+    for (const c of written) t.log.write(c); // 3 MiB: over the high-water mark, sent at once
+    // The first block is acknowledged and its spool write hangs: the second patch still goes.
+    const second = await t.clock.runUntil(
+      () => hold.waiting === 1 && t.mj.logSize >= 2 * MiB,
+      60_000,
+    );
+    assert.equal(hold.waiting, 1, "the first block's spool write started");
+    assert.equal(hold.done, 0, "and has not ended");
+    assert.ok(second, "the second patch waited for the disk");
+    // No more than one block waits for the disk: the third patch waits for the first write.
+    await t.clock.advance(10_000);
+    assert.equal(t.mj.logSize, 2 * MiB, "a second block went while the first was not spooled");
+    hold.release();
+    await t.clock.runUntil(() => t.log.sentOffset === t.log.size, 60_000);
+    assert.equal(hold.done, 1);
+    const result = await finish(t);
+    assert.equal(result.outcome, "done");
+    assertSameBytes(t.mj.log, concat(written));
+    assert.deepEqual(t.diagnostics, []);
+  } finally {
+    hold.restore();
+  }
+});
+
+Deno.test("C10.4 C4.2 a 416 below a block being spooled waits for the spool: a reused block is never sent", async () => {
+  const hold = holdSpoolWrites(0);
+  const n = MiB / 2 + 77;
+  let answered416 = false;
+  let recycled!: () => void;
+  const reused = new Promise<void>((resolve) => (recycled = resolve));
+  let t!: Setup;
+  const wrap = (fetch: typeof globalThis.fetch): typeof globalThis.fetch => async (input, init) => {
+    const start = patchStart(input, init);
+    if (start === MiB && !answered416) {
+      // GitLab lost everything past n (Redis chunks) before it got the second patch: 416 0-n.
+      t.mock.loseTrace(t.mj.id);
+      const direct = new Client(t.mock.url, { fetch: t.mock.fetch, clock: t.clock });
+      const put = await direct.patchTrace(t.mj.id, t.mj.token, {
+        offset: 0,
+        data: written.subarray(0, n),
+      });
+      assert.equal(put.outcome, "accepted");
+      const response = await fetch(input, init);
+      answered416 = response.status === 416;
+      return response;
+    }
+    // The resend from n is held until the first block's memory was reused for new output.
+    if (start === n) await reused;
+    return await fetch(input, init);
+  };
+  const written = concat([chunk(0), chunk(1)]);
+  try {
+    t = await setup({}, { outputLimit: 64 * MiB }, wrap);
+    t.log.write(written); // 2 MiB: sent at once
+    await t.clock.runUntil(() => answered416 && hold.waiting === 1, 60_000);
+    assert.ok(answered416, "the second patch was answered 416");
+    hold.release();
+    // The first block's write ends and its memory is free for the next block of output.
+    assert.ok(await t.clock.runUntil(() => hold.done === 1, 60_000));
+    const more = chunk(2);
+    t.log.write(more);
+    recycled();
+    await t.clock.runUntil(() => t.log.sentOffset === t.log.size, 60_000);
+    const result = await finish(t);
+    assert.equal(result.outcome, "done");
+    assertSameBytes(t.mj.log, concat([written, more]));
+  } finally {
+    hold.restore();
+    recycled();
   }
 });

@@ -493,9 +493,10 @@ Deno.test("C8.10 a writer held by backpressure wakes as soon as the log has room
   let written = false;
   writer.write(new Uint8Array(10 * 1024 * 1024).fill(0x61)).then(() => (written = true));
   await clock.advance(10_000);
-  // The keep-alive came back at 13 s: the pump sends at once, the writer is released.
+  // The keep-alive came back at 13 s: the pump sends at once, the writer is released, with no
+  // more fake time passing (the patches' spool writes take real time: waited for in real time).
   await clock.advance(1);
-  assert.equal(written, true, "the writer was released right after the keep-alive");
+  await atOnce(() => written);
   assert.ok(mj.logSize >= 1024 * 1024);
   assert.equal(clock.now() - Date.UTC(2026, 0, 1), 13_001);
   writer.releaseLock();

@@ -4,7 +4,7 @@
  * bytes kept, kept alive with checksum and size, and finished with the final state (PROTOCOL
  * §3.5, §3.6; CONFORMANCE C4, C5.1). Memory holds only a bounded window of it: what GitLab has
  * not acknowledged plus at most one block; the acknowledged blocks go to a temporary spool file
- * (C10.4).
+ * (C10.4), one block at a time while the next patch is sent.
  *
  * @module
  */
@@ -188,6 +188,14 @@ export class JobLog {
   #spoolFailed = false;
   /** Set once finish()/stop() removed the spool. */
   #spoolRemoved = false;
+  /**
+   * The spool write started after the last accepted patch: it overlaps the next patch (at most
+   * one runs; the next accepted patch waits for it), so a chatty job's output is not held up by
+   * the disk. It never rejects.
+   */
+  #spooling: Promise<void> | undefined;
+  /** The log offset below which {@linkcode JobLog.#spooling} moves blocks. */
+  #spoolingUpTo = 0;
   #size = 0;
   #sent = 0;
   #limit: number;
@@ -394,8 +402,13 @@ export class JobLog {
       const round = async (): Promise<FinalResult> => {
         const stopped = ended();
         if (stopped) return stopped;
-        if (probe && !(await this.#probe(overall.signal))) throw new Again();
-        probe = false;
+        if (probe) {
+          if (!(await this.#probe(overall.signal))) throw new Again();
+          probe = false;
+          // The probe's answer may be GitLab's cancel (403): no final state overwrites it (C5.2).
+          const canceled = ended();
+          if (canceled) return canceled;
+        }
         this.#undelivered = undefined;
         if (this.#sent < this.#size) {
           // While failing, one round of flushing takes at most what is left of the flush
@@ -508,6 +521,8 @@ export class JobLog {
   }
 
   async #removeSpool(): Promise<void> {
+    // A write still under way would find its file gone (and report a failure that is none).
+    await this.#spooling;
     this.#spoolRemoved = true;
     // The spare block goes to the next job's log.
     if (this.#spare !== undefined && spareBlocks.length < SPARE_BLOCKS) {
@@ -523,12 +538,28 @@ export class JobLog {
   }
 
   /**
-   * Moves the blocks GitLab acknowledged whole from memory to the spool (called by the pump
-   * after an accepted patch, so `write()` never waits for the disk). When the spool cannot be
-   * written, the blocks stay in memory and nothing is lost.
+   * Starts moving the blocks GitLab acknowledged whole (below `#sent`) to the spool, once the
+   * move started after the previous patch is done: at most one acknowledged block waits for the
+   * disk while the next patch goes.
    */
-  async #spoolAcknowledged(): Promise<void> {
-    while (!this.#spoolFailed && !this.#spoolRemoved && (this.#spooled + 1) * BLOCK <= this.#sent) {
+  async #spoolInBackground(): Promise<void> {
+    await this.#spooling;
+    const upTo = this.#sent;
+    if (this.#spoolFailed || this.#spoolRemoved || (this.#spooled + 1) * BLOCK > upTo) return;
+    this.#spoolingUpTo = upTo;
+    const spooling: Promise<void> = this.#spoolAcknowledged(upTo).finally(() => {
+      if (this.#spooling === spooling) this.#spooling = undefined;
+    });
+    this.#spooling = spooling;
+  }
+
+  /**
+   * Moves the blocks GitLab acknowledged whole below `upTo` from memory to the spool (started by
+   * the pump after an accepted patch, so neither `write()` nor the next patch waits for the
+   * disk). When the spool cannot be written, the blocks stay in memory and nothing is lost.
+   */
+  async #spoolAcknowledged(upTo: number): Promise<void> {
+    while (!this.#spoolFailed && !this.#spoolRemoved && (this.#spooled + 1) * BLOCK <= upTo) {
       const b = this.#spooled;
       // The OS temp directory is looked up once (`tmpdir()` reads the environment each time).
       const dir = this.#spoolDir ??= this.#o.spoolDir ?? defaultSpoolDir();
@@ -661,6 +692,9 @@ export class JobLog {
    * copy, read from the spool where they are there.
    */
   async #read(start: number, end: number): Promise<Uint8Array> {
+    // Below the blocks being moved (a resync, a probe, a checksum): wait until they are in the
+    // spool, else a view of a block about to be reused for new output could be sent.
+    if (this.#spooling !== undefined && start < this.#spoolingUpTo) await this.#spooling;
     const first = Math.floor(start / BLOCK);
     const block = this.#blocks[first];
     if (block && end <= (first + 1) * BLOCK) {
@@ -779,7 +813,10 @@ export class JobLog {
         this.#sent = server >= offset && server <= this.#size ? Math.max(server, end) : end;
         if (this.#sent > this.#size) this.#sent = this.#size;
         if (this.#size - this.#sent <= this.#highWater / 2) this.#releaseWriters();
-        await this.#spoolAcknowledged();
+        await this.#spoolInBackground();
+        // Less than a full patch left: the writers get the time of the spool write to add to it
+        // (patches as full as before); a full patch goes while the block is being written.
+        if (this.#size - this.#sent < PATCH_LIMIT) await this.#spooling;
         continue;
       }
       if (result.outcome === "range") {
