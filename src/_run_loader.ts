@@ -72,7 +72,7 @@ async function failUnloaded(
   if (id === undefined || token === undefined) return { id: id ?? 0, state: "lost" };
   const deadlineMs = ctx.finalUpdateDeadlineMs ?? DEFAULT_FINAL_UPDATE_DEADLINE_MS;
   const deadline = ctx.clock.now() + deadlineMs;
-  // The deadline also ends the attempt in flight (on the runner's clock).
+  // The deadline ends the retries and the attempt in flight (on the runner's clock).
   const overall = new AbortController();
   const done = new AbortController();
   ctx.clock.sleep(deadlineMs, done.signal).then(() => overall.abort(), () => {});
@@ -95,7 +95,6 @@ async function failUnloaded(
       clock: ctx.clock,
       random: ctx.random,
       attempts: Infinity,
-      deadlineMs,
       stop: overall.signal,
       maxBackoffMs: MAX_UPDATE_INTERVAL_MS,
       retryable: (again) =>

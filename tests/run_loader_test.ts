@@ -84,6 +84,7 @@ Deno.test("C8.4 the final state of a job whose code cannot be loaded is retried 
   assert.equal(outcome?.state, "failed");
   assert.equal(job.state, "failed");
   assert.equal(job.failureReason, "runner_system_failure");
+  assert.equal(await clock.next(), false, "a wait (the deadline) outlived the final update");
 });
 
 Deno.test("C8.4 a job whose code cannot be loaded is lost, not hung, when the deadline passes", async () => {
@@ -162,4 +163,62 @@ Deno.test("after a failed load, the next job loads again", async () => {
   const outcome = await run(ctx, await next());
   assert.equal(outcome.id, ok.id);
   assert.equal(outcome.state, "success");
+});
+
+Deno.test("C8.4 a hanging final update of a job whose code cannot be loaded is cut at the deadline", async () => {
+  await using _ = await captureDiagnostics();
+  const { clock, mock, ctx, next } = setup(60_000);
+  mock.job().enqueue();
+  const parsed = await next();
+  mock.fault({ route: "update", hang: true, times: Infinity });
+  const started = clock.now();
+  let outcome: JobOutcome | undefined;
+  void loadingRunJob(broken)(ctx, parsed).then((o) => outcome = o);
+  assert.ok(await clock.runUntil(() => outcome !== undefined, 3600_000));
+  assert.equal(outcome?.state, "lost");
+  assert.ok(clock.now() - started <= 60_000, `gave up after ${clock.now() - started} ms`);
+  await mock.close();
+});
+
+Deno.test("C5.1 a 202 to the final state of a job whose code cannot be loaded is asked again after GitLab's interval", async () => {
+  await using _ = await captureDiagnostics();
+  const { clock, mock, ctx, next } = setup();
+  const job = mock.job().enqueue();
+  const parsed = await next();
+  mock.fault({
+    route: "update",
+    status: 202,
+    headers: { "X-GitLab-Trace-Update-Interval": "30" },
+    body: null,
+  });
+  const started = clock.now();
+  let outcome: JobOutcome | undefined;
+  void loadingRunJob(broken)(ctx, parsed).then((o) => outcome = o);
+  assert.ok(await clock.runUntil(() => outcome !== undefined, 3600_000));
+  assert.equal(outcome?.state, "failed");
+  assert.equal(job.state, "failed");
+  assert.equal(mock.requestCount("update"), 2);
+  assert.ok(clock.now() - started >= 30_000, `asked again after ${clock.now() - started} ms`);
+});
+
+Deno.test("C5.1 a 412 to the final state of a job whose code cannot be loaded is asked again", async () => {
+  await using _ = await captureDiagnostics();
+  const { clock, mock, ctx, next } = setup();
+  const job = mock.job().enqueue();
+  const parsed = await next();
+  mock.fault({ route: "update", status: 412, body: null });
+  let outcome: JobOutcome | undefined;
+  void loadingRunJob(broken)(ctx, parsed).then((o) => outcome = o);
+  assert.ok(await clock.runUntil(() => outcome !== undefined, 3600_000));
+  assert.equal(outcome?.state, "failed");
+  assert.equal(job.state, "failed");
+  assert.equal(mock.requestCount("update"), 2);
+});
+
+Deno.test("a payload without id or token whose code cannot be loaded is lost without a request", async () => {
+  await using _ = await captureDiagnostics();
+  const { mock, ctx } = setup();
+  const outcome = await loadingRunJob(broken)(ctx, { ok: false, error: "No id" });
+  assert.deepEqual({ id: outcome.id, state: outcome.state }, { id: 0, state: "lost" });
+  assert.equal(mock.requestCount("update"), 0);
 });
