@@ -37,11 +37,12 @@ export function loadingRunJob(
   load: () => Promise<RunModule>,
 ): (ctx: RunContext, parsed: ParseResult) => Promise<JobOutcome> {
   return async (ctx, parsed) => {
-    const started = ctx.clock.now();
     let run: RunModule;
     try {
       run = await load();
     } catch (error) {
+      // The clock is read only here: a job that runs reads it exactly as `run.ts` does.
+      const started = ctx.clock.now();
       const ended = await failUnloaded(ctx, parsed, error);
       const name = parsed.ok ? parsed.payload.jobInfo.name : undefined;
       return { ...ended, name, durationMs: ctx.clock.now() - started };
