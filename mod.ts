@@ -95,7 +95,7 @@ export {
 } from "./src/variables.ts";
 export { interpolateInputs, MAX_INTERPOLATED_LENGTH } from "./src/inputs.ts";
 export { currentJobLog, type LogSink, outputln } from "./src/output.ts";
-export { DEFAULT_OUTPUT_LIMIT } from "./src/log/job_log.ts";
+export { DEFAULT_OUTPUT_LIMIT } from "./src/log/_defaults.ts";
 export {
   DEFAULT_INHERITED_ENV,
   runScript,

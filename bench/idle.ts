@@ -113,17 +113,37 @@ async function quiet(): Promise<void> {
   emit({ figures: [], data: { last, peak, before, cpuMs: cpu } });
 }
 
-/** The `node:` modules the library's main entry imports at start-up on Deno. */
-const NODE_MODULES = [
-  "node:async_hooks",
-  "node:fs",
-  "node:fs/promises",
-  "node:os",
-  "node:path",
-  "node:process",
-  "node:timers",
-  "node:zlib",
-];
+/**
+ * The `node:` modules the library's main entry loads at start-up: those its static imports
+ * reach (`deno info`; what only a job needs is imported dynamically, with the first job).
+ */
+async function startupNodeModules(): Promise<string[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL("../mod.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("deno info of mod.ts failed");
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: {
+      specifier: string;
+      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+    }[];
+  };
+  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const stack = [...info.roots];
+  while (stack.length > 0) {
+    const specifier = stack.pop()!;
+    if (seen.has(specifier)) continue;
+    seen.add(specifier);
+    for (const dep of bySpecifier.get(specifier)?.dependencies ?? []) {
+      if (dep.code && !dep.isDynamic) stack.push(dep.code.specifier);
+    }
+  }
+  return [...seen].filter((s) => s.startsWith("node:")).sort();
+}
 
 /** The RSS, bytes, of a Deno process that imports `modules` (and nothing else) and waits 1.5 s. */
 async function denoWith(modules: string[]): Promise<number> {
@@ -150,7 +170,8 @@ async function denoWith(modules: string[]): Promise<number> {
 
 async function driver(): Promise<void> {
   const denoAlone = await denoWith([]);
-  const denoNode = await denoWith(NODE_MODULES);
+  const nodeModules = await startupNodeModules();
+  const denoNode = await denoWith(nodeModules);
   const base = (await runChild("idle.ts", ["bare"])).data as Record<string, number>;
   const poll = (await runChild("idle.ts", ["polling"], { profile: true })).data as Record<
     string,
@@ -161,9 +182,9 @@ async function driver(): Promise<void> {
     number
   >;
   const footprint = `Deno alone ${mb(denoAlone).toFixed(1)} MB, with the node: modules the ` +
-    `library imports ${mb(denoNode).toFixed(1)} MB, with the library ${
-      mb(base.last).toFixed(1)
-    } MB`;
+    `library imports at start (${nodeModules.map((m) => m.slice(5)).join(", ")}) ${
+      mb(denoNode).toFixed(1)
+    } MB, with the library ${mb(base.last).toFixed(1)} MB`;
   const parts = poll.parts as unknown as RssParts | undefined;
   const where = parts
     ? `; by mapping (MB): deno executable ${mb(parts.binary).toFixed(0)}, C heap of the main ` +

@@ -11,7 +11,7 @@ import {
   DEFAULT_FINAL_UPDATE_DEADLINE_MS,
   DEFAULT_FLUSH_DEADLINE_MS,
   DEFAULT_OUTPUT_LIMIT,
-} from "./log/job_log.ts";
+} from "./log/_defaults.ts";
 import {
   DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,

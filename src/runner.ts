@@ -12,7 +12,8 @@ import { backoffMs } from "./api/retry.ts";
 import { ApiError } from "./errors.ts";
 import type { JobFactory } from "./handler.ts";
 import type { RunnerRecorder } from "./metrics/registry.ts";
-import { type JobOutcome, type RunContext, runJob } from "./run.ts";
+import type { JobOutcome, RunContext } from "./run.ts";
+import { runJob } from "./_run_loader.ts";
 
 /**
  * Every feature flag the official runner sends (PROTOCOL §9). The runner sends all of them,

@@ -8,9 +8,19 @@
  * @module
  */
 
-import { lstat, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import type { Stats } from "node:fs";
 import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
+import { lazy } from "./_lazy.ts";
+
+/**
+ * `node:fs/promises`, loaded only when the system id is persisted (`systemIdState`): an idle
+ * runner that never touches the file does not hold Node's file system layer.
+ */
+const fs = lazy(() => import("node:fs/promises"));
+
+/** Deno, whose own file read needs no `node:fs`. */
+const deno = (globalThis as { Deno?: { readFile?(path: string): Promise<Uint8Array> } }).Deno;
 
 const ALPHANUMERIC = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
@@ -49,7 +59,9 @@ export function randomSystemId(): string {
 export async function generateSystemId(machineIdPath = "/etc/machine-id"): Promise<string> {
   let content: Uint8Array;
   try {
-    content = await readFile(machineIdPath);
+    content = deno?.readFile
+      ? await deno.readFile(machineIdPath)
+      : await (await fs()).readFile(machineIdPath);
   } catch {
     return randomSystemId();
   }
@@ -92,9 +104,10 @@ export async function persistedSystemId(
   generate: () => Promise<string>,
 ): Promise<string> {
   const logger = getLogger(["gitlab-runner", "system-id"]);
+  const { lstat, mkdir, rename, rm, stat, writeFile } = await fs();
 
   let problem: StateProblem = "missing";
-  let info: Awaited<ReturnType<typeof lstat>> | undefined;
+  let info: Stats | undefined;
   try {
     info = await lstat(path);
   } catch (error) {
@@ -162,7 +175,7 @@ export async function persistedSystemId(
 async function readStateId(path: string): Promise<string | undefined> {
   let handle;
   try {
-    handle = await open(path, "r");
+    handle = await (await fs()).open(path, "r");
     const buffer = new Uint8Array(STATE_READ_LIMIT);
     const { bytesRead } = await handle.read(buffer, 0, STATE_READ_LIMIT, 0);
     const text = new TextDecoder().decode(buffer.subarray(0, bytesRead)).trim();

@@ -65,3 +65,63 @@ Deno.test("lazy() loads once, and again after a failed load", async () => {
   assert.equal(load(), load());
   assert.equal(calls, 2);
 });
+
+// The lazy points of the library (the job-running code, runScript's implementation and backend,
+// getSources, the artifact files and downloads) are first loaded inside a job: in a fresh
+// process, two jobs start while the job code loads, each lists its files and runs a script;
+// afterwards neither job's log may be kept alive by a load.
+const FIRST_JOBS = `
+import { filesUnder, RunnerBuilder, runScript, ScriptFailure, currentJobLog } from ${
+  JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+};
+import { GitLabMock } from ${JSON.stringify(new URL("../src/mock/mod.ts", import.meta.url).href)};
+const mock = new GitLabMock();
+mock.job().script(["echo one"]).enqueue();
+mock.job().script(["echo two"]).enqueue();
+let collected = 0;
+const registry = new FinalizationRegistry(() => collected++);
+const runner = await new RunnerBuilder(mock.url, mock.runnerToken, Deno.args[0])
+  .fetch(mock.fetch)
+  .build();
+const stop = new AbortController();
+const done = runner.run((job) => ({
+  async step(script, _phase, signal) {
+    registry.register(currentJobLog(), "job log");
+    for await (const _ of filesUnder(job.buildDir));
+    const code = await runScript(script, { cwd: job.buildDir, variables: job.variables, signal });
+    if (code !== 0) throw new ScriptFailure(code);
+  },
+}), 2, { signal: stop.signal });
+await mock.waitFor(() => mock.jobs.every((j) => j.state !== "pending" && j.state !== "running"));
+stop.abort();
+await done;
+for (let i = 0; i < 50 && collected < 2; i++) {
+  globalThis.gc();
+  await new Promise((r) => setTimeout(r, 10));
+}
+console.log(JSON.stringify({ states: mock.jobs.map((j) => j.state), collected }));
+`;
+
+Deno.test("the first jobs load the job code outside their context: both end and are collected", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "glr-lazy-" });
+  try {
+    await Deno.writeTextFile(`${dir}/child.ts`, FIRST_JOBS);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `--config=${new URL("../deno.json", import.meta.url).pathname}`,
+        "--v8-flags=--expose-gc",
+        `${dir}/child.ts`,
+        `${dir}/builds`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const result = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+    assert.deepEqual(result, { states: ["success", "success"], collected: 2 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

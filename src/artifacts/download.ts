@@ -30,19 +30,29 @@
  * @module
  */
 
-import { rm } from "node:fs/promises";
 import type { Client } from "../api/client.ts";
 import type { DependencySpec } from "../api/payload.ts";
 import type { Clock } from "../clock.ts";
 import { ApiError, RequestError } from "../errors.ts";
 import { retry } from "../api/retry.ts";
+import { lazy } from "../_lazy.ts";
 import { ArtifactError } from "./errors.ts";
-import { detectFormat } from "./reader.ts";
 import { statusLine } from "./_http_status.ts";
 import { type Artifact, type ArtifactLimits, DEFAULT_MAX_DOWNLOAD_SIZE } from "./artifact.ts";
-import { type ByteSource, type SizeLimit, storeBody } from "./_byte_source.ts";
-import { ZipDownload } from "./_zip.ts";
-import { GzipDownload } from "./_gzip.ts";
+import type { ByteSource, SizeLimit } from "./_byte_source.ts";
+
+/** The download's machinery, loaded with the first download (an idle runner does not hold it). */
+const machinery = lazy(async () => {
+  const [{ rm }, { detectFormat }, { storeBody }, { ZipDownload }, { GzipDownload }] = await Promise
+    .all([
+      import("node:fs/promises"),
+      import("./reader.ts"),
+      import("./_byte_source.ts"),
+      import("./_zip.ts"),
+      import("./_gzip.ts"),
+    ]);
+  return { rm, detectFormat, storeBody, ZipDownload, GzipDownload };
+});
 
 export type { ArtifactEntry } from "./reader.ts";
 export {
@@ -193,6 +203,7 @@ export class Dependency {
 
   async #download(signal: AbortSignal | undefined): Promise<Artifact | undefined> {
     const { client, clock } = this.#options;
+    const { rm, storeBody } = await machinery();
     const log = this.#options.log ?? (() => {});
     const limit = this.#options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
     const tempDir = this.#options.tempDir ?? `${this.#options.buildDir.replace(/[/\\]+$/, "")}.tmp`;
@@ -291,6 +302,7 @@ export class Dependency {
   }
 
   async #open(source: ByteSource): Promise<Artifact> {
+    const { detectFormat, ZipDownload, GzipDownload } = await machinery();
     const onClose = () => {
       this.#result = undefined;
     };

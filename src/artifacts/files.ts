@@ -8,8 +8,12 @@
  * @module
  */
 
-import { lstat, open, readdir, readlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { lazy } from "../_lazy.ts";
 import { compareCodePoints } from "./_path.ts";
+
+/** `node:fs/promises`, loaded with the first file read (an idle runner does not hold it). */
+const fs = lazy(() => import("node:fs/promises"));
 
 /**
  * One file a job offers for upload. Artifact `paths` and `exclude` patterns are matched against
@@ -89,7 +93,7 @@ export function readFileStream(
 ): ReadableStream<Uint8Array> {
   let position = options.start ?? 0;
   const end = options.end ?? Infinity;
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  let handle: FileHandle | undefined;
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -99,7 +103,7 @@ export function readFileStream(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        handle ??= await open(path, "r");
+        handle ??= await (await fs()).open(path, "r");
         const want = Math.min(CHUNK_SIZE, end - position);
         if (want <= 0) {
           await close();
@@ -127,13 +131,14 @@ export function readFileStream(
 function linkStream(path: string): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
     async start(controller) {
-      controller.enqueue(new TextEncoder().encode(await readlink(path)));
+      controller.enqueue(new TextEncoder().encode(await (await fs()).readlink(path)));
       controller.close();
     },
   });
 }
 
 async function* walk(root: string, prefix: string): AsyncGenerator<UploadableFile> {
+  const { lstat, readdir } = await fs();
   const dir = prefix === "" ? root : `${root}/${prefix}`;
   const names = (await readdir(dir)).sort(compareCodePoints);
   for (const name of names) {

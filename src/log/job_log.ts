@@ -15,17 +15,17 @@ import { backoffMs, retry } from "../api/retry.ts";
 import { Crc32, updateCrc } from "./crc32.ts";
 import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
 import { defaultSpoolDir, Spool } from "./_spool.ts";
+import {
+  DEFAULT_FINAL_UPDATE_DEADLINE_MS,
+  DEFAULT_FLUSH_DEADLINE_MS,
+  DEFAULT_OUTPUT_LIMIT,
+} from "./_defaults.ts";
 
-/** Default output limit: 4 MiB, like the official runner. */
-export const DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024;
+export { DEFAULT_FINAL_UPDATE_DEADLINE_MS, DEFAULT_FLUSH_DEADLINE_MS, DEFAULT_OUTPUT_LIMIT };
 /** Largest PATCH body (PROTOCOL §10). */
 export const PATCH_LIMIT = 1024 * 1024;
 const INITIAL_INTERVAL_MS = 3_000;
 const KEEP_ALIVE_MS = 30_000;
-/** Default deadline of the final update (C8.4): GitLab's sweeper fails a job after 1 h. */
-export const DEFAULT_FINAL_UPDATE_DEADLINE_MS = 60 * 60_000;
-/** Default time the final flush may keep failing before the state is sent without it (C8.5). */
-export const DEFAULT_FLUSH_DEADLINE_MS = 5 * 60_000;
 /** The shortest round of flushing once the flush deadline has passed. */
 const FLUSH_ROUND_MIN_MS = 30_000;
 /** The reason the pump's sleep is cut short with (made once: wake-ups are frequent). */

@@ -14,6 +14,7 @@ import { currentJobLog } from "../output.ts";
 import { type Backend, CommandNotFound, type SpawnedProcess } from "./_backend.ts";
 import { MARKER_VARIABLE, MarkerScan, newMarker } from "./_marker.ts";
 import { invalidKeys, isEnvName, prepareVariables } from "./_variables.ts";
+import { DEFAULT_INHERITED_ENV } from "./_env.ts";
 import type { RunScriptOptions } from "./run_script.ts";
 
 /** Default time between SIGTERM and SIGKILL. */
@@ -76,35 +77,6 @@ export function generateScript(script: readonly string[], echo: boolean): string
     `: | (eval ${shellQuote(body)})\n` +
     "exit 0\n";
 }
-
-/**
- * The names of the runner's environment variables a script inherits by default
- * (`RunScriptOptions.inheritEnv`): `PATH`, `HOME`, `LANG`, `LC_*` (every name that begins with
- * `LC_`), `TZ`, `TMPDIR`, `USER`, `SHELL` and `TERM`. Everything else of the runner's
- * environment (its token, the machine's credentials) stays out of jobs. Frozen.
- *
- * @example Extend the default list
- * ```ts
- * import { DEFAULT_INHERITED_ENV, runScript } from "@x/gitlab-runner";
- * import { strictEqual } from "node:assert";
- * const code = await runScript(['test -n "$PATH"'], {
- *   inheritEnv: [...DEFAULT_INHERITED_ENV, "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"],
- *   output: new WritableStream(),
- * });
- * strictEqual(code, 0);
- * ```
- */
-export const DEFAULT_INHERITED_ENV: readonly string[] = Object.freeze([
-  "PATH",
-  "HOME",
-  "LANG",
-  "LC_*",
-  "TZ",
-  "TMPDIR",
-  "USER",
-  "SHELL",
-  "TERM",
-]);
 
 /** Whether `name` is matched by one of `patterns` (exact names, or prefixes ending in `*`). */
 export function matchesEnvPattern(name: string, patterns: readonly string[]): boolean {

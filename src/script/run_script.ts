@@ -8,8 +8,9 @@
 
 import type { Variable } from "../job.ts";
 import type { JobVariable } from "../api/payload.ts";
+import { lazy } from "../_lazy.ts";
 import type { Backend } from "./_backend.ts";
-import { DEFAULT_INHERITED_ENV, runWith } from "./_run.ts";
+import { DEFAULT_INHERITED_ENV } from "./_env.ts";
 
 // Re-exported so this module's documentation is complete on its own (mod.ts exports them too).
 export type { JobVariable, Variable };
@@ -112,15 +113,20 @@ export interface RunScriptOptions {
 }
 
 /**
- * The backend of the runtime we run on (Deno never loads node:child_process). Its import starts
- * when this module loads: started inside a job, the import would keep that job's async context
- * (and its log) alive for the life of the process.
+ * The implementation and the backend of the runtime we run on (Deno never loads
+ * node:child_process), loaded with the first script so that an idle runner does not hold them;
+ * `lazy()` loads them outside the caller's asynchronous context (a job's, which a plain import
+ * would keep alive for the life of the process).
  */
-const picked: Promise<Backend> =
-  typeof (globalThis as { Deno?: { Command?: unknown } }).Deno?.Command === "function"
-    ? import("./_spawn.deno.ts").then((m) => m.backend)
-    : import("./_spawn.node.ts").then((m) => m.backend);
-picked.catch(() => {}); // reported by runScript when it is called
+const implementation = lazy(async () => {
+  const [{ runWith }, backend] = await Promise.all([
+    import("./_run.ts"),
+    typeof (globalThis as { Deno?: { Command?: unknown } }).Deno?.Command === "function"
+      ? import("./_spawn.deno.ts").then((m): Backend => m.backend)
+      : import("./_spawn.node.ts").then((m): Backend => m.backend),
+  ]);
+  return { runWith, backend };
+});
 
 /**
  * Runs the lines of a job step in one shell session and resolves with its exit code.
@@ -191,5 +197,6 @@ export async function runScript(
   script: readonly string[],
   options: RunScriptOptions = {},
 ): Promise<number> {
-  return runWith(await picked, script, options);
+  const { runWith, backend } = await implementation();
+  return runWith(backend, script, options);
 }
