@@ -7,9 +7,11 @@
  * the earliest one, instead of a sleep with its own `setTimeout`, promise, abort controller and
  * listener (a client call against a stub `fetch`, one header deadline each: 10.0 → 6.5 µs of
  * CPU per call). Timing is
- * that of `setTimeout` (the monotonic clock), as `systemClock.sleep` has it; the real timer is
- * cleared as soon as no deadline is left, so it never keeps a process alive that individual
- * timers would not.
+ * that of `setTimeout` (the monotonic clock), as `systemClock.sleep` has it. As soon as no
+ * deadline is left the real timer no longer keeps the process alive (it is unreferenced, or
+ * cleared where the runtime cannot unreference timers), so it never keeps a process alive that
+ * individual timers would not; it stays for the next deadline, which a job sets soon after
+ * (clearing and setting it again each time: 4.6 µs per deadline, against 0.9).
  *
  * @module
  */
