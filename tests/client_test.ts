@@ -755,6 +755,47 @@ Deno.test("C8.1 no answer within the header deadline: a transient RequestError w
   assert.equal(await q, reason, "the caller's reason, not a RequestError to retry");
 });
 
+Deno.test("C8.1 patchTrace and updateJob: the caller's abort ends the attempt in flight, and no listener stays on the caller's signal", async () => {
+  /** The signal of `ctl`, counting the listeners added to it and removed from it. */
+  function counted(ctl: AbortController) {
+    const signal = ctl.signal;
+    const counts = { added: 0, removed: 0 };
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = (...args: Parameters<typeof add>) => (counts.added++, add(...args));
+    signal.removeEventListener = (...args: Parameters<typeof remove>) => (
+      counts.removed++, remove(...args)
+    );
+    return { signal, counts };
+  }
+  const calls = [
+    (client: Client, signal: AbortSignal) =>
+      client.patchTrace(1, PLAIN, { offset: 0, data: enc.encode("x\n"), signal }),
+    (client: Client, signal: AbortSignal) =>
+      client.updateJob(1, PLAIN, { state: "success" }, { signal }),
+  ];
+  for (const call of calls) {
+    // In flight: the abort reaches the fetch (which only ends when its signal aborts).
+    const t = deadlined(silent);
+    const mine = new AbortController();
+    const { signal, counts } = counted(mine);
+    const q = call(t.client, signal).catch((x) => x);
+    await new Promise((r) => setTimeout(r, 10));
+    const reason = new Error("mine");
+    mine.abort(reason);
+    const hung = new Promise((r) => setTimeout(() => r("hung"), 2_000));
+    assert.equal(await Promise.race([q, hung]), reason);
+    assert.equal(counts.added, counts.removed, "listeners added and removed");
+    // Answered: many calls with one long-lived signal leave nothing on it.
+    const answered = new Client("https://gitlab.example.com", {
+      fetch: () => Promise.resolve(new Response(null, { status: 202, headers: { range: "0-1" } })),
+    });
+    const long = counted(new AbortController());
+    for (let i = 0; i < 50; i++) await call(answered, long.signal).catch(() => {});
+    assert.equal(long.counts.added, long.counts.removed, "listeners added and removed");
+  }
+});
+
 Deno.test("C8.1 deadline options that are not positive mean the defaults (10 min, 2 min)", async () => {
   for (const headerTimeoutMs of [0, -5]) {
     const t = deadlined(silent, { headerTimeoutMs });
