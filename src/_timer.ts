@@ -7,9 +7,11 @@
  * the earliest one, instead of a sleep with its own `setTimeout`, promise, abort controller and
  * listener (a client call against a stub `fetch`, one header deadline each: 10.0 → 6.5 µs of
  * CPU per call). Timing is
- * that of `setTimeout` (the monotonic clock), as `systemClock.sleep` has it; the real timer is
- * cleared as soon as no deadline is left, so it never keeps a process alive that individual
- * timers would not.
+ * that of `setTimeout` (the monotonic clock), as `systemClock.sleep` has it. As soon as no
+ * deadline is left the real timer no longer keeps the process alive (it is unreferenced, or
+ * cleared where the runtime cannot unreference timers), so it never keeps a process alive that
+ * individual timers would not; it stays for the next deadline, which a job sets soon after
+ * (clearing and setting it again each time: 4.6 µs per deadline, against 0.9).
  *
  * @module
  */
@@ -49,8 +51,37 @@ interface Lane {
 const LANES = new Map<number, Lane>();
 /** Deadlines set and neither fired nor cancelled. */
 let live = 0;
-/** The real timer and when it fires; at or before the earliest deadline. */
-let armed: { at: number; timer: ReturnType<typeof setTimeout> } | undefined;
+/**
+ * The real timer and when it fires; at or before the earliest deadline. With no deadline left it
+ * stays, unreferenced (see {@linkcode unlink}), and fires once with nothing due.
+ */
+let armed: { at: number; timer: ReturnType<typeof setTimeout>; held: boolean } | undefined;
+
+/** A timer of Node's kind (Deno's global `setTimeout` gives those too). */
+interface NodeTimer {
+  ref(): unknown;
+  unref(): unknown;
+}
+
+const denoTimers = (globalThis as {
+  Deno?: { refTimer?: (id: number) => void; unrefTimer?: (id: number) => void };
+}).Deno;
+
+/**
+ * Makes the real timer keep the process alive (`held`) or not, as `ref`/`unref` of Node's
+ * timers and `Deno.refTimer`/`Deno.unrefTimer` do. False when the runtime has neither.
+ */
+function hold(timer: ReturnType<typeof setTimeout>, held: boolean): boolean {
+  if (typeof timer === "object" && timer !== null && "unref" in timer) {
+    if (held) (timer as NodeTimer).ref();
+    else (timer as NodeTimer).unref();
+    return true;
+  }
+  if (typeof timer !== "number" || !denoTimers?.refTimer || !denoTimers.unrefTimer) return false;
+  if (held) denoTimers.refTimer(timer);
+  else denoTimers.unrefTimer(timer);
+  return true;
+}
 
 function unlink(entry: Entry): void {
   const lane = entry.list;
@@ -62,17 +93,27 @@ function unlink(entry: Entry): void {
   entry.queued = false;
   if (lane.head === undefined) LANES.delete(lane.ms);
   if (--live === 0 && armed) {
-    clearTimeout(armed.timer);
-    armed = undefined;
+    // No deadline left: the timer no longer keeps the process alive, but stays for the next
+    // deadline (a job sets one after another: clearing and setting a timer each time costs
+    // more than this). Where it cannot be unreferenced, it is cleared.
+    if (hold(armed.timer, false)) armed.held = false;
+    else {
+      clearTimeout(armed.timer);
+      armed = undefined;
+    }
   }
 }
 
 function arm(at: number): void {
   if (armed) {
-    if (armed.at <= at) return;
+    if (armed.at <= at) {
+      if (!armed.held) armed.held = hold(armed.timer, true);
+      return;
+    }
     clearTimeout(armed.timer);
   }
-  armed = { at, timer: setTimeout(onTimer, Math.max(0, Math.ceil(at - performance.now()))) };
+  const timer = setTimeout(onTimer, Math.max(0, Math.ceil(at - performance.now())));
+  armed = { at, timer, held: true };
 }
 
 /** The real timer: fires what is due, in the order due, then arms for the earliest left. */

@@ -755,6 +755,88 @@ Deno.test("C8.1 no answer within the header deadline: a transient RequestError w
   assert.equal(await q, reason, "the caller's reason, not a RequestError to retry");
 });
 
+Deno.test("C8.1 patchTrace and updateJob: the caller's abort ends the attempt in flight, and no listener stays on the caller's signal", async () => {
+  /** The signal of `ctl`, tracking which "abort" listeners are on it. */
+  function counted(ctl: AbortController) {
+    const signal = ctl.signal;
+    const on = new Set<unknown>();
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = (...args: Parameters<typeof add>) => {
+      if (args[0] === "abort") on.add(args[1]);
+      return add(...args);
+    };
+    signal.removeEventListener = (...args: Parameters<typeof remove>) => {
+      if (args[0] === "abort") on.delete(args[1]);
+      return remove(...args);
+    };
+    return { signal, on };
+  }
+  const calls = [
+    (client: Client, signal: AbortSignal) =>
+      client.patchTrace(1, PLAIN, { offset: 0, data: enc.encode("x\n"), signal }),
+    (client: Client, signal: AbortSignal) =>
+      client.updateJob(1, PLAIN, { state: "success" }, { signal }),
+  ];
+  for (const call of calls) {
+    // In flight: the abort reaches the fetch (which only ends when its signal aborts).
+    const t = deadlined(silent);
+    const mine = new AbortController();
+    const { signal, on } = counted(mine);
+    const q = call(t.client, signal).catch((x) => x);
+    await new Promise((r) => setTimeout(r, 10));
+    const reason = new Error("mine");
+    mine.abort(reason);
+    const hung = new Promise((r) => setTimeout(() => r("hung"), 2_000));
+    assert.equal(await Promise.race([q, hung]), reason);
+    assert.equal(on.size, 0, "no abort listener left");
+    // Answered: many calls with one long-lived signal leave nothing on it.
+    const answered = new Client("https://gitlab.example.com", {
+      fetch: () => Promise.resolve(new Response(null, { status: 202, headers: { range: "0-1" } })),
+    });
+    const long = counted(new AbortController());
+    for (let i = 0; i < 50; i++) await call(answered, long.signal).catch(() => {});
+    assert.equal(long.on.size, 0, "no abort listener left");
+  }
+});
+
+Deno.test("C8.1 requestJob with a signal: the caller's abort also ends the payload read after the answer's headers", async () => {
+  let release = () => {};
+  const stalled = new Promise<void>((r) => (release = r));
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    let sent = false;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent) {
+          await stalled;
+          return controller.close();
+        }
+        sent = true;
+        controller.enqueue(enc.encode('{"id": 7, "token": "glcbt-x", '));
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, { status: 201, headers: { "content-type": "application/json" } });
+  });
+  try {
+    const client = new Client(`http://127.0.0.1:${server.addr.port}`, {
+      maxAttempts: 1,
+      idleTimeoutMs: 10_000,
+    });
+    const mine = new AbortController();
+    const q = client.requestJob(PLAIN, { signal: mine.signal }).then((r) => r, (e) => e);
+    await new Promise((r) => setTimeout(r, 300)); // the headers are in, the body stalls
+    mine.abort(new Error("mine"));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise((r) => (timer = setTimeout(() => r("hung"), 5_000)));
+    const result = await Promise.race([q, hung]);
+    clearTimeout(timer);
+    assert.notEqual(result, "hung", "the read ended with the abort, not at the idle deadline");
+  } finally {
+    release();
+    await server.shutdown();
+  }
+});
+
 Deno.test("C8.1 deadline options that are not positive mean the defaults (10 min, 2 min)", async () => {
   for (const headerTimeoutMs of [0, -5]) {
     const t = deadlined(silent, { headerTimeoutMs });

@@ -209,6 +209,26 @@ Deno.test("C9.1 a custom fetch that follows redirects itself: another origin's a
   assert.match(error.message, /another origin \(https:\/\/evil\.example\)/);
 });
 
+Deno.test("C9.1 a global fetch replaced by one that follows redirects (no fetch option): another origin's answer is refused", async () => {
+  const mock = new GitLabMock();
+  const runtimeFetch = globalThis.fetch;
+  // The client skips the URL check only for the runtime's own fetch, whose answers come from
+  // the URL asked; a replacement installed before the client is built is checked.
+  globalThis.fetch = async () => {
+    const response = new Response(JSON.stringify({ id: 7 }), { status: 200 });
+    Object.defineProperty(response, "url", { value: "https://evil.example/api/v4/runners/verify" });
+    return response;
+  };
+  try {
+    const client = new Client(mock.url);
+    const error = await client.verify(mock.runnerToken).then(() => undefined, (e) => e);
+    assert.ok(error instanceof RequestError, String(error));
+    assert.match(error.message, /another origin \(https:\/\/evil\.example\)/);
+  } finally {
+    globalThis.fetch = runtimeFetch;
+  }
+});
+
 // ------------------------------------------------------------------------------------- C9.2
 
 Deno.test("C9.2 redirects to file:, data:, blob: and ftp: URLs are errors, never fetched", async () => {

@@ -109,6 +109,48 @@ Deno.test("startTimer on the system clock: once every deadline is cancelled, not
   assert.equal(exit, 0, new TextDecoder().decode(stderr));
 });
 
+Deno.test("startTimer on the system clock: a deadline set after every earlier one was cancelled keeps the process alive until it fires", async () => {
+  const code = `
+    import { systemClock } from ${JSON.stringify(new URL("../src/clock.ts", import.meta.url).href)};
+    import { startTimer } from ${JSON.stringify(new URL("../src/_timer.ts", import.meta.url).href)};
+    const first = startTimer(systemClock, 100, () => {});
+    first();
+    await new Promise((r) => setTimeout(r, 10));
+    startTimer(systemClock, 200, () => console.log("fired"));
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const { code: exit, stdout, stderr } = await child.output();
+  clearTimeout(timer);
+  assert.equal(exit, 0, new TextDecoder().decode(stderr));
+  assert.equal(new TextDecoder().decode(stdout), "fired\n");
+});
+
+Deno.test("startTimer on the system clock: a deadline left when another is cancelled keeps the process alive until it fires", async () => {
+  const code = `
+    import { systemClock } from ${JSON.stringify(new URL("../src/clock.ts", import.meta.url).href)};
+    import { startTimer } from ${JSON.stringify(new URL("../src/_timer.ts", import.meta.url).href)};
+    startTimer(systemClock, 200, () => console.log("fired"));
+    const other = startTimer(systemClock, 100_000, () => {});
+    await new Promise((r) => setTimeout(r, 10));
+    other();
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const { code: exit, stdout, stderr } = await child.output();
+  clearTimeout(timer);
+  assert.equal(exit, 0, new TextDecoder().decode(stderr));
+  assert.equal(new TextDecoder().decode(stdout), "fired\n");
+});
+
 /** A fetch that never answers; it rejects when its signal aborts. */
 const silent: typeof fetch = (_input, init) =>
   new Promise((_, reject) => {

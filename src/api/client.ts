@@ -370,6 +370,12 @@ function multipartStream(
 }
 
 /**
+ * The runtime's own `fetch`, as it was when this module was evaluated. With `redirect:
+ * "manual"` it answers from the very URL asked, so its answers need no URL check.
+ */
+const RUNTIME_FETCH = globalThis.fetch;
+
+/**
  * A client for GitLab's runner API.
  *
  * @example Ask the in-process mock for a job
@@ -388,6 +394,8 @@ function multipartStream(
 export class Client {
   #base: URL;
   #fetch: typeof fetch;
+  /** `#fetch` is the runtime's own: its answers come from the URL asked (see `#once`). */
+  #runtimeFetch: boolean;
   #clock: Clock;
   #random: () => number;
   #userAgent: string;
@@ -401,6 +409,7 @@ export class Client {
   constructor(server: string | URL, options: ClientOptions = {}) {
     this.#base = apiBaseUrl(server);
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.#runtimeFetch = options.fetch === undefined && globalThis.fetch === RUNTIME_FETCH;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#userAgent = options.userAgent ?? "@x/gitlab-runner";
@@ -524,6 +533,7 @@ export class Client {
       json: body,
       headers: { "job-token": token },
       secrets: [token],
+      discardsBody: true,
     }, options);
     const result = jobCallResult(response);
     await response.body?.cancel().catch(() => {});
@@ -560,6 +570,7 @@ export class Client {
         ? () => Promise.resolve(streamOf(data))
         : data as Uint8Array<ArrayBuffer>,
       secrets: [token],
+      discardsBody: true,
     }, options);
     const result = jobCallResult(response);
     const serverOffset = parseRangeEnd(response.headers.get("range"));
@@ -722,7 +733,19 @@ export class Client {
     options: CallOptions,
   ): Promise<Attempt> {
     const ctl = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, ctl.signal]) : ctl.signal;
+    const outer = options.signal;
+    // The call's signal reaches fetch through one signal with the header deadline's. Where the
+    // body is read after the call, that is `AbortSignal.any` (it also aborts the body stream);
+    // where the caller discards the body, a listener until the attempt ends does the same for
+    // less (`AbortSignal.any` costs ~10 µs a call, and two such calls end every job).
+    let forward: (() => void) | undefined;
+    let signal = ctl.signal;
+    if (outer && !request.discardsBody) signal = AbortSignal.any([outer, ctl.signal]);
+    else if (outer) {
+      forward = () => ctl.abort(outer.reason);
+      if (outer.aborted) forward();
+      else outer.addEventListener("abort", forward, { once: true });
+    }
     const abort = (reason: unknown) => ctl.abort(reason);
     const timeoutMs = positiveOr(options.timeoutMs, this.#headerTimeoutMs);
     const stopTimer = startTimer(
@@ -773,6 +796,7 @@ export class Client {
         transient: !options.signal?.aborted,
       });
     } finally {
+      if (forward) outer?.removeEventListener("abort", forward);
       const released = stopTimer();
       if (released) await released;
     }
@@ -827,8 +851,10 @@ export class Client {
     }
     // A custom fetch that follows redirects itself must not make another origin's answer count,
     // nor one from a URL that is not http(s) (C9.1, C9.2). An answer from the very URL asked
-    // (the usual case) is neither.
-    // `Response.url` is computed at each read (Deno parses it and strips the fragment): once.
+    // (the usual case) is neither; the runtime's own fetch (`redirect: "manual"`) only gives
+    // those, so its answers are not looked at: `Response.url` is computed at each read (Deno
+    // parses the URL and strips the fragment, ~8 µs), and read once where it is needed.
+    if (this.#runtimeFetch) return response;
     const answered = response.url;
     if (answered && answered !== (typeof url === "string" ? url : url.href)) {
       let final: URL | undefined;
@@ -890,10 +916,16 @@ export class Client {
       }
       return { bytes, error, overLimit };
     };
+    // A body read to its end keeps its reader's lock: the stream is closed and nobody reads it
+    // again, and releasing builds two `TypeError`s (closedness, pending reads) each time.
+    let ended = false;
     try {
       for (;;) {
         const { done: end, value } = await this.#idleRead(reader, abort, endpoint);
-        if (end) return done();
+        if (end) {
+          ended = true;
+          return done();
+        }
         chunks.push(value);
         size += value.byteLength;
         if (size > limit) {
@@ -908,7 +940,7 @@ export class Client {
       if (!partial) throw failure;
       return done(failure);
     } finally {
-      reader.releaseLock();
+      if (!ended) reader.releaseLock();
     }
   }
 
@@ -1091,6 +1123,11 @@ interface CallRequest {
    * (artifact downloads from object storage).
    */
   crossOrigin?: "error" | "strip-credentials";
+  /**
+   * The caller cancels the answer's body as soon as the call returns (PATCH trace, PUT job):
+   * the call's signal only has to reach the attempt, not a body read after it.
+   */
+  discardsBody?: boolean;
 }
 
 function isRedirect(status: number): boolean {
