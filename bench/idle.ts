@@ -17,6 +17,7 @@
  * @module
  */
 import { type Job, RunnerBuilder, runScript, ScriptFailure } from "../mod.ts";
+import { staticImports } from "../scripts/static_imports.ts";
 import {
   cpuMs,
   emit,
@@ -118,31 +119,8 @@ async function quiet(): Promise<void> {
  * reach (`deno info`; what only a job needs is imported dynamically, with the first job).
  */
 async function startupNodeModules(): Promise<string[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", new URL("../mod.ts", import.meta.url).pathname],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error("deno info of mod.ts failed");
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-    roots: string[];
-    modules: {
-      specifier: string;
-      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
-    }[];
-  };
-  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
-  const seen = new Set<string>();
-  const stack = [...info.roots];
-  while (stack.length > 0) {
-    const specifier = stack.pop()!;
-    if (seen.has(specifier)) continue;
-    seen.add(specifier);
-    for (const dep of bySpecifier.get(specifier)?.dependencies ?? []) {
-      if (dep.code && !dep.isDynamic) stack.push(dep.code.specifier);
-    }
-  }
-  return [...seen].filter((s) => s.startsWith("node:")).sort();
+  const reached = await staticImports(new URL("../mod.ts", import.meta.url).pathname);
+  return reached.filter((s) => s.startsWith("node:")).sort();
 }
 
 /** The RSS, bytes, of a Deno process that imports `modules` (and nothing else) and waits 1.5 s. */

@@ -3,38 +3,13 @@
 // sources, artifacts, zip.js) and Node's file system, compression, process and stream layers
 // must be reached only through dynamic imports (src/_lazy.ts), loaded with the first job.
 import { assert } from "./_deps.ts";
-
-interface Info {
-  roots: string[];
-  modules: {
-    specifier: string;
-    dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
-  }[];
-}
+import { staticImports } from "../scripts/static_imports.ts";
 
 /** The modules `entry`'s static imports reach (type-only imports are not evaluated). */
 async function staticGraph(entry: string): Promise<Set<string>> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", entry],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as Info;
-  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
-  const seen = new Set<string>();
-  const stack = [...info.roots];
-  while (stack.length > 0) {
-    const specifier = stack.pop()!;
-    if (seen.has(specifier)) continue;
-    seen.add(specifier);
-    for (const dep of bySpecifier.get(specifier)?.dependencies ?? []) {
-      if (dep.code && !dep.isDynamic) stack.push(dep.code.specifier);
-    }
-  }
   const root = new URL("..", import.meta.url).href;
-  return new Set([...seen].map((s) => s.startsWith(root) ? s.slice(root.length) : s));
+  const reached = await staticImports(entry, new URL("..", import.meta.url));
+  return new Set(reached.map((s) => s.startsWith(root) ? s.slice(root.length) : s));
 }
 
 /** Loaded with the first job only. */
