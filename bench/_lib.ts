@@ -6,6 +6,7 @@
  * @module
  */
 import process from "node:process";
+import { mulberry32 } from "../src/mock/_util.ts";
 
 /** 2^20 bytes. */
 export const MiB = 1024 * 1024;
@@ -256,17 +257,8 @@ export async function tempBuildDir(): Promise<string> {
   return dir;
 }
 
-/** A seeded pseudo-random generator in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next() {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded pseudo-random generator in [0, 1): the mock's. */
+export { mulberry32 };
 
 /** The path of a file of `bench/`. */
 export function benchFile(name: string): string {

@@ -3,6 +3,7 @@
 
 import { concat } from "./_data.ts";
 import { DEFAULT_TOKEN_PREFIXES, Masker, type MaskerOptions } from "../src/log/masker.ts";
+import { mulberry32 } from "../src/mock/_util.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -140,17 +141,8 @@ export function referenceMask(input: Uint8Array, options: MaskerOptions): Uint8A
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness
 
-/** A small seeded PRNG (mulberry32): the same sequence for the same seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next() {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The mock's seeded PRNG (mulberry32): the same sequence for the same seed. */
+export { mulberry32 };
 
 /** One of `items`, chosen with `rnd`. */
 export function pick<T>(rnd: () => number, items: readonly T[]): T {

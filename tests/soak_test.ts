@@ -4,17 +4,7 @@ import { assert, FakeClock } from "./_deps.ts";
 import { until } from "./_harness.ts";
 import { RunnerBuilder, ScriptFailure } from "../mod.ts";
 import { GitLabMock } from "../src/mock/mod.ts";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../src/mock/_util.ts";
 
 const JOBS = Number(Deno.env.get("SOAK_JOBS") ?? 200);
 
