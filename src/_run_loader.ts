@@ -13,20 +13,16 @@
 import { lazy } from "./_lazy.ts";
 import { backoffMs, retry } from "./api/retry.ts";
 import type { ParseResult } from "./api/payload.ts";
-import { DEFAULT_FINAL_UPDATE_DEADLINE_MS } from "./log/_defaults.ts";
+import {
+  Again,
+  DEFAULT_FINAL_UPDATE_DEADLINE_MS,
+  MAX_UPDATE_INTERVAL_MS,
+} from "./log/_defaults.ts";
 import type { JobOutcome, RunContext } from "./run.ts";
 
 /** What this module needs of `run.ts`. */
 export interface RunModule {
   runJob(ctx: RunContext, parsed: ParseResult): Promise<JobOutcome>;
-}
-
-/** The longest wait between final-update rounds GitLab can ask for (update interval, 15 min). */
-const MAX_UPDATE_INTERVAL_MS = 15 * 60_000;
-
-/** GitLab has not taken the state yet (202, 412): ask again, after its wait if it named one. */
-class Again {
-  constructor(readonly waitMs?: number) {}
 }
 
 /**

@@ -16,9 +16,11 @@ import { Crc32, updateCrc } from "./crc32.ts";
 import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
 import { defaultSpoolDir, Spool } from "./_spool.ts";
 import {
+  Again,
   DEFAULT_FINAL_UPDATE_DEADLINE_MS,
   DEFAULT_FLUSH_DEADLINE_MS,
   DEFAULT_OUTPUT_LIMIT,
+  MAX_UPDATE_INTERVAL_MS,
 } from "./_defaults.ts";
 
 export { DEFAULT_FINAL_UPDATE_DEADLINE_MS, DEFAULT_FLUSH_DEADLINE_MS, DEFAULT_OUTPUT_LIMIT };
@@ -861,14 +863,6 @@ export class JobLog {
     this.#o.onDiagnostic?.(message, { jobId: this.#o.jobId, ...properties });
   }
 }
-
-/** A final-update round that is to be repeated: after `waitMs`, or after the backoff. */
-class Again {
-  constructor(readonly waitMs?: number) {}
-}
-
-/** The longest wait between final-update rounds GitLab can ask for (update interval, 15 min). */
-const MAX_UPDATE_INTERVAL_MS = 15 * 60_000;
 
 /** An abort signal that fires `ms` after it is made, on the injected clock (until stopped). */
 class Deadline {
