@@ -169,11 +169,8 @@ export class Job {
     // One options object for all and no [key, variable] pairs: ~90 variables a job.
     const variableOptions = { mask: (text: string) => options.log.mask(text) };
     const variables = new Map<string, Variable>();
-    for (const v of options.payload.variables) {
-      variables.set(v.key, new Variable(v, variableOptions));
-    }
-    for (const v of options.runnerVariables ?? []) {
-      variables.set(v.key, new Variable(v, variableOptions));
+    for (const list of [options.payload.variables, options.runnerVariables ?? []]) {
+      for (const v of list) variables.set(v.key, new Variable(v, variableOptions));
     }
     this.#variables = variables;
     this.#dependencies = options.dependencies;
