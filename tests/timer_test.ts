@@ -89,66 +89,58 @@ Deno.test("startTimer on the system clock: a deadline that one due with it cance
   assert.equal(second, 0);
 });
 
-Deno.test("startTimer on the system clock: once every deadline is cancelled, nothing keeps the process alive", async () => {
+/**
+ * Runs `body` in a fresh Deno process with `systemClock` and `startTimer` imported, killed after
+ * 20 s: its exit code, the signal that ended it, its stdout and stderr.
+ */
+async function inChild(body: string) {
   const code = `
     import { systemClock } from ${JSON.stringify(new URL("../src/clock.ts", import.meta.url).href)};
     import { startTimer } from ${JSON.stringify(new URL("../src/_timer.ts", import.meta.url).href)};
-    const cancels = [600_000, 120_000, 3_600_000].map((ms) => startTimer(systemClock, ms, () => {}));
-    await new Promise((r) => setTimeout(r, 10));
-    for (const cancel of cancels) cancel();
+    ${body}
   `;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", "--no-check", code],
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
   }).spawn();
   const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const { code: exit, signal, stderr } = await child.output();
+  const { code: exit, signal, stdout, stderr } = await child.output();
   clearTimeout(timer);
+  const text = new TextDecoder();
+  return { exit, signal, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+}
+
+Deno.test("startTimer on the system clock: once every deadline is cancelled, nothing keeps the process alive", async () => {
+  const { exit, signal, stderr } = await inChild(`
+    const cancels = [600_000, 120_000, 3_600_000].map((ms) => startTimer(systemClock, ms, () => {}));
+    await new Promise((r) => setTimeout(r, 10));
+    for (const cancel of cancels) cancel();
+  `);
   assert.equal(signal, null, "still alive after 20 s");
-  assert.equal(exit, 0, new TextDecoder().decode(stderr));
+  assert.equal(exit, 0, stderr);
 });
 
 Deno.test("startTimer on the system clock: a deadline set after every earlier one was cancelled keeps the process alive until it fires", async () => {
-  const code = `
-    import { systemClock } from ${JSON.stringify(new URL("../src/clock.ts", import.meta.url).href)};
-    import { startTimer } from ${JSON.stringify(new URL("../src/_timer.ts", import.meta.url).href)};
+  const { exit, stdout, stderr } = await inChild(`
     const first = startTimer(systemClock, 100, () => {});
     first();
     await new Promise((r) => setTimeout(r, 10));
     startTimer(systemClock, 200, () => console.log("fired"));
-  `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-check", code],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const { code: exit, stdout, stderr } = await child.output();
-  clearTimeout(timer);
-  assert.equal(exit, 0, new TextDecoder().decode(stderr));
-  assert.equal(new TextDecoder().decode(stdout), "fired\n");
+  `);
+  assert.equal(exit, 0, stderr);
+  assert.equal(stdout, "fired\n");
 });
 
 Deno.test("startTimer on the system clock: a deadline left when another is cancelled keeps the process alive until it fires", async () => {
-  const code = `
-    import { systemClock } from ${JSON.stringify(new URL("../src/clock.ts", import.meta.url).href)};
-    import { startTimer } from ${JSON.stringify(new URL("../src/_timer.ts", import.meta.url).href)};
+  const { exit, stdout, stderr } = await inChild(`
     startTimer(systemClock, 200, () => console.log("fired"));
     const other = startTimer(systemClock, 100_000, () => {});
     await new Promise((r) => setTimeout(r, 10));
     other();
-  `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-check", code],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const { code: exit, stdout, stderr } = await child.output();
-  clearTimeout(timer);
-  assert.equal(exit, 0, new TextDecoder().decode(stderr));
-  assert.equal(new TextDecoder().decode(stdout), "fired\n");
+  `);
+  assert.equal(exit, 0, stderr);
+  assert.equal(stdout, "fired\n");
 });
 
 /** A fetch that never answers; it rejects when its signal aborts. */
