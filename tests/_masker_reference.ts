@@ -34,7 +34,8 @@ export function maskParts(options: MaskerOptions, input: string): string {
 // Reference: a brute-force implementation of the documented rules, written independently of the
 // scanner (all intervals on the whole input, then one [MASKED] per group of overlapping ones).
 
-const REF_KEYS = [
+/** The sensitive URL parameter keys, as the documentation lists them (gitlab-runner's). */
+export const REF_KEYS: readonly string[] = [
   "private_token",
   "authenticity_token",
   "rss_token",
