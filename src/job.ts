@@ -157,7 +157,8 @@ export class Job {
   #payload: JobPayload;
   #buildDir: string;
   #log: JobLog;
-  #variables: Map<string, Variable>;
+  #variables?: Map<string, Variable>;
+  #sources?: [readonly JobVariable[], readonly JobVariable[]];
   #dependencies: readonly Dependency[];
   #signal: AbortSignal;
 
@@ -166,13 +167,9 @@ export class Job {
     this.#payload = options.payload;
     this.#buildDir = options.buildDir;
     this.#log = options.log;
-    // One options object for all and no [key, variable] pairs: ~90 variables a job.
-    const variableOptions = { mask: (text: string) => options.log.mask(text) };
-    const variables = new Map<string, Variable>();
-    for (const list of [options.payload.variables, options.runnerVariables ?? []]) {
-      for (const v of list) variables.set(v.key, new Variable(v, variableOptions));
-    }
-    this.#variables = variables;
+    // The variables (~90 a job) are wrapped when a handler first asks for them: many handlers
+    // never do. The lists are taken as they are now.
+    this.#sources = [options.payload.variables.slice(), options.runnerVariables?.slice() ?? []];
     this.#dependencies = options.dependencies;
     this.#signal = options.signal;
   }
@@ -235,12 +232,26 @@ export class Job {
    * `CI_JOB_STATUS`, `CI_JOB_TIMEOUT` — so that `$CI_PROJECT_DIR` in a variable's value expands.
    */
   get variables(): Variable[] {
-    return [...this.#variables.values()];
+    return [...this.#variableMap().values()];
   }
 
   /** One variable by name. */
   variable(key: string): Variable | undefined {
-    return this.#variables.get(key);
+    return this.#variableMap().get(key);
+  }
+
+  /** The variables by key, made on first use (the runner's own win). */
+  #variableMap(): Map<string, Variable> {
+    if (this.#variables) return this.#variables;
+    // One options object for all and no [key, variable] pairs: ~90 variables a job.
+    const variableOptions = { mask: (text: string) => this.#log.mask(text) };
+    const variables = new Map<string, Variable>();
+    for (const list of this.#sources ?? []) {
+      for (const v of list) variables.set(v.key, new Variable(v, variableOptions));
+    }
+    this.#sources = undefined;
+    this.#variables = variables;
+    return variables;
   }
 
   /**

@@ -163,3 +163,53 @@ Deno.test("Job without runner variables has exactly the payload's, masked throug
   assert.equal(job.variable("GREETING")?.maskedValue, "[MASKED]");
   assert.equal(job.variable("CI_BUILDS_DIR"), undefined, "only the runner adds CI_BUILDS_DIR");
 });
+
+Deno.test("C2.4 Job's variables are those of the payload and the runner when the job was made, the runner's winning, however late they are first read", async () => {
+  await using h = await harness();
+  h.mock.job().variable("GREETING", "hello").variable("CI_PROJECT_DIR", "/theirs").script(["a"])
+    .enqueue();
+  const runner = await h.builder.build();
+  let payload: Job["payload"] | undefined;
+  await runner.requestJob((job) => {
+    payload = job.payload;
+    return { step: async () => {} };
+  });
+  await until(h.clock, () => runner.running === 0);
+  const clock = new FakeClock();
+  const log = new JobLog({
+    client: new Client(h.mock.url, { fetch: h.mock.fetch, clock }),
+    jobId: payload!.id,
+    token: payload!.token,
+    clock,
+  });
+  const runnerVariables = [
+    { key: "CI_PROJECT_DIR", value: "/ours", public: true, masked: false, file: false, raw: false },
+  ];
+  const job = new Job({
+    payload: payload!,
+    buildDir: "/nowhere",
+    log,
+    dependencies: [],
+    signal: new AbortController().signal,
+    runnerVariables,
+  });
+  const keys = payload!.variables.map((v) => v.key);
+  // The lists change after the job was made (an application's code holding them): the job keeps
+  // what it was made with.
+  payload!.variables.push({
+    key: "LATE",
+    value: "x",
+    public: true,
+    masked: false,
+    file: false,
+    raw: false,
+  });
+  runnerVariables.push({ ...runnerVariables[0], key: "LATE_TOO" });
+  assert.equal(job.variable("LATE"), undefined);
+  assert.equal(job.variable("LATE_TOO"), undefined);
+  assert.equal(job.variable("CI_PROJECT_DIR")?.value, "/ours");
+  assert.equal(job.variable("GREETING")?.value, "hello");
+  assert.deepEqual(job.variables.map((v) => v.key), keys);
+  // Read again: the same objects.
+  assert.equal(job.variable("GREETING"), job.variables.find((v) => v.key === "GREETING"));
+});
