@@ -361,7 +361,9 @@ export class RunnerBuilder {
     for (const f of ALL_FEATURES) features[f] = announced.has(f);
     const detected = nodePlatform();
     const version = truncate(s.version ?? VERSION, 2048);
-    const info: RunnerMetadata = {
+    // Frozen, with its records: the client writes the JSON of an `info` that cannot change once.
+    Object.freeze(features);
+    const info: RunnerMetadata = Object.freeze({
       name: truncate(s.name, 255),
       version,
       revision: truncate(s.revision, 255),
@@ -370,8 +372,8 @@ export class RunnerBuilder {
       executor: truncate(s.executor ?? "custom", 255),
       shell: truncate(s.shell, 255),
       features,
-      config: { gpus: "" },
-    };
+      config: Object.freeze({ gpus: "" }),
+    });
     // The recorder asks the runner, made below, how many jobs run.
     const made: { runner?: Runner } = {};
     const recorder = s.metrics?.attach({

@@ -938,3 +938,50 @@ Deno.test("C9.4 maskSecrets masks the given secrets (empty ones ignored) and tok
   assert.equal(maskSecrets(`x ${PLAIN}`, []), `x ${PLAIN}`);
   assert.equal(maskSecrets("t glrt-abcdefghijklmnopqrst", []), "t glrt-[MASKED]");
 });
+
+Deno.test("C1.1 C1.3 requestJob and updateJob send `info` first, as given; a frozen one's JSON is reused, a changed one is sent as it is now", async () => {
+  const bodies: string[] = [];
+  const t = scripted((s) => {
+    bodies.push(s.body);
+    return new Response(null, { status: s.method === "PUT" ? 200 : 204 });
+  });
+  const frozen = Object.freeze({
+    name: "r1",
+    version: undefined,
+    features: Object.freeze({ cancel_gracefully: true, refspecs: false }),
+    config: Object.freeze({ gpus: "" }),
+  });
+  await t.client.requestJob(PLAIN, { info: frozen, systemId: "s_1", lastUpdate: "u1" });
+  await t.client.requestJob(PLAIN, { info: frozen, systemId: "s_1" });
+  await t.client.updateJob(9, PLAIN, {
+    state: "failed",
+    failureReason: "script_failure",
+    info: frozen,
+  });
+  const info = {
+    name: "r1",
+    features: { cancel_gracefully: true, refspecs: false },
+    config: { gpus: "" },
+  };
+  assert.deepEqual(bodies.map((b) => JSON.parse(b)), [
+    { info, token: PLAIN, system_id: "s_1", last_update: "u1" },
+    { info, token: PLAIN, system_id: "s_1" },
+    { info, token: PLAIN, state: "failed", failure_reason: "script_failure" },
+  ]);
+  // The text is exactly what `JSON.stringify` writes of the whole body, `info` first.
+  assert.equal(bodies[1], JSON.stringify({ info, token: PLAIN, system_id: "s_1" }));
+  // An `info` that can change (not frozen, or with a record that is not) is written each time.
+  const open = { name: "r2", features: { refspecs: false } };
+  const half = Object.freeze({ name: "r3", features: { refspecs: false } });
+  for (const changing of [open, half]) {
+    bodies.length = 0;
+    await t.client.requestJob(PLAIN, { info: changing });
+    changing.features.refspecs = true;
+    await t.client.updateJob(9, PLAIN, { state: "running", info: changing });
+    assert.deepEqual(bodies.map((b) => JSON.parse(b).info.features.refspecs), [false, true]);
+  }
+  // No `info`: none is sent.
+  bodies.length = 0;
+  await t.client.updateJob(9, PLAIN, { state: "success" });
+  assert.deepEqual(JSON.parse(bodies[0]), { token: PLAIN, state: "success" });
+});

@@ -331,6 +331,31 @@ function featuresBody(info: RunnerMetadata | undefined): Record<string, unknown>
   return out;
 }
 
+/** The JSON of `info`s that cannot change (frozen, with their records), made once each. */
+const INFO_JSON = new WeakMap<RunnerMetadata, string>();
+
+function frozenInfo(info: RunnerMetadata): boolean {
+  return Object.isFrozen(info) && (!info.features || Object.isFrozen(info.features)) &&
+    (!info.config || Object.isFrozen(info.config)) &&
+    (!info.labels || Object.isFrozen(info.labels));
+}
+
+/**
+ * The JSON text of `{ info, ...rest }`, `info` first (`undefined` members left out, as
+ * `JSON.stringify` does). The runner sends the same frozen `info` with every request and every
+ * update: its JSON (~1 KB, every feature) is written once.
+ */
+function jsonWithInfo(info: RunnerMetadata | undefined, rest: Record<string, unknown>): string {
+  const tail = JSON.stringify(rest);
+  if (!info) return tail;
+  let json = INFO_JSON.get(info);
+  if (json === undefined) {
+    json = JSON.stringify(featuresBody(info));
+    if (frozenInfo(info)) INFO_JSON.set(info, json);
+  }
+  return tail === "{}" ? `{"info":${json}}` : `{"info":${json},${tail.slice(1)}`;
+}
+
 function multipartStream(
   boundary: string,
   filename: string,
@@ -472,16 +497,13 @@ export class Client {
    * is invalid).
    */
   async requestJob(token: string, options: JobRequestOptions = {}): Promise<JobRequestResult> {
-    const body: Record<string, unknown> = {
-      info: featuresBody(options.info),
-      token,
-      system_id: options.systemId,
-    };
+    const body: Record<string, unknown> = { token, system_id: options.systemId };
     if (options.lastUpdate) body.last_update = options.lastUpdate;
     const endpoint = "POST /api/v4/jobs/request";
     const { response, abort } = await this.#call("POST", "jobs/request", {
       api: "request_job",
-      json: body,
+      json: jsonWithInfo(options.info, body),
+      jsonIsText: true,
       headers: { "runner-token": token },
       secrets: [token],
     }, options);
@@ -516,11 +538,7 @@ export class Client {
     update: JobUpdate,
     options: CallOptions = {},
   ): Promise<UpdateResult> {
-    const body: Record<string, unknown> = {
-      info: featuresBody(update.info),
-      token,
-      state: update.state,
-    };
+    const body: Record<string, unknown> = { token, state: update.state };
     if (update.failureReason !== undefined) body.failure_reason = update.failureReason;
     if (update.exitCode !== undefined && update.exitCode !== 0) body.exit_code = update.exitCode;
     if (update.output) {
@@ -530,7 +548,8 @@ export class Client {
     const path = `jobs/${id}`;
     const { response } = await this.#call("PUT", path, {
       api: "update_job",
-      json: body,
+      json: jsonWithInfo(update.info, body),
+      jsonIsText: true,
       headers: { "job-token": token },
       secrets: [token],
       discardsBody: true,
@@ -825,7 +844,7 @@ export class Client {
     if (request.json !== undefined) {
       headers["content-type"] = "application/json";
       headers["accept"] = "application/json";
-      body = JSON.stringify(request.json);
+      body = request.jsonIsText ? request.json as string : JSON.stringify(request.json);
     } else if (typeof request.body === "function") {
       body = await request.body();
     } else {
@@ -1115,6 +1134,8 @@ interface CallRequest {
   query?: Record<string, string>;
   headers?: Record<string, string>;
   json?: unknown;
+  /** `json` is already the JSON text to send. */
+  jsonIsText?: boolean;
   body?: BodyInit | (() => Promise<BodyInit>);
   /** Tokens this call carries (masked in error bodies). */
   secrets?: readonly string[];
