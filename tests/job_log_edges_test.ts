@@ -1039,3 +1039,57 @@ Deno.test("C8.5 on the system clock, a final flush that works at once takes one 
   assert.deepEqual(mock.requests.filter((r) => r.route === "update").map((r) => r.status), [200]);
   assert.equal(mj.logText, "0123456789");
 });
+
+Deno.test("C8.4 on the system clock, a final-update deadline past setTimeout's range (30 days) does not fire at once", async () => {
+  const mock = new GitLabMock();
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  const mj = mock.job().script(["true"]).enqueue();
+  assert.equal((await client.requestJob(mock.runnerToken)).type, "job");
+  const log = new JobLog({
+    client,
+    clock: systemClock,
+    jobId: mj.id,
+    token: mj.token,
+    random: () => 0,
+    // 2^31 ms and more overflow `setTimeout` (it fires at once): the deadline must hold.
+    finalUpdateDeadlineMs: 30 * 24 * 3600 * 1000,
+  });
+  log.start();
+  log.write("slow GitLab\n");
+  // The final PUT takes 30 ms: a deadline that fired at once would abort it.
+  mock.fault({ route: "update", delayMs: 30, times: 1 });
+  const result = await log.finish({ state: "success" });
+  assert.equal(result.outcome, "done");
+  assert.equal(mj.state, "success");
+  assert.equal(mj.logText, "slow GitLab\n");
+});
+
+Deno.test("C8.10 on the system clock, the pump naps an interval and a wake-up past the high-water mark cuts it", async () => {
+  const mock = new GitLabMock();
+  const client = new Client(mock.url, { fetch: mock.fetch });
+  const mj = mock.job().script(["true"]).enqueue();
+  assert.equal((await client.requestJob(mock.runnerToken)).type, "job");
+  const log = new JobLog({
+    client,
+    clock: systemClock,
+    jobId: mj.id,
+    token: mj.token,
+    random: () => 0,
+    updateIntervalMs: 60_000,
+  });
+  log.start();
+  const patches = () => mock.requests.filter((r) => r.route === "trace").length;
+  // Below the high-water mark: nothing is sent before the interval (a minute) ends.
+  log.write("small\n");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(patches(), 0);
+  // Past it, the nap ends at once and the log goes.
+  log.write(new Uint8Array(2 * PATCH_LIMIT).fill(0x61));
+  const started = Date.now();
+  while (patches() === 0 && Date.now() - started < 5000) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.ok(patches() > 0, "the wake-up did not end the nap");
+  assert.equal((await log.finish({ state: "success" })).outcome, "done");
+  assert.equal(mj.logText.length, 6 + 2 * PATCH_LIMIT);
+});

@@ -15,6 +15,7 @@ import { backoffMs, retry } from "../api/retry.ts";
 import { Crc32, updateCrc } from "./crc32.ts";
 import { Masker, type MaskerOptions, writeTransient } from "./masker.ts";
 import { defaultSpoolDir, Spool } from "./_spool.ts";
+import { startTimer } from "../_timer.ts";
 import {
   Again,
   DEFAULT_FINAL_UPDATE_DEADLINE_MS,
@@ -208,7 +209,10 @@ export class JobLog {
   #stopping = false;
   #aborted: JobCallResult | undefined;
   #cancelRequested = false;
-  #wake = new AbortController();
+  /** A wake-up came that the pump has not seen yet (C8.10). */
+  #woken = false;
+  /** Ends the pump's nap, while it naps. */
+  #wakeNap: (() => void) | undefined;
   /** Aborted once by finish()/stop(): ends waits that a backpressure wake-up must not cut. */
   #stop = new AbortController();
   #loop: Promise<void> | undefined;
@@ -716,7 +720,33 @@ export class JobLog {
   }
 
   #wakeUp(): void {
-    this.#wake.abort(WAKE);
+    this.#woken = true;
+    const wake = this.#wakeNap;
+    if (wake) {
+      this.#wakeNap = undefined;
+      wake();
+    }
+  }
+
+  /**
+   * Waits an interval, or less when woken. A wake-up that came while the pump was busy (a
+   * patch, a keep-alive) is not lost: the pump goes on at once (C8.10). One that ends a nap is
+   * seen once more by the next one, which then does not wait. The interval is a deadline of the
+   * shared timer (`startTimer`), not a timer and an abort listener of its own.
+   */
+  async #nap(): Promise<void> {
+    if (this.#woken) {
+      this.#woken = false;
+      return;
+    }
+    let cancel!: () => Promise<void> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#wakeNap = resolve;
+      cancel = startTimer(this.#o.clock, this.#intervalMs, resolve);
+    });
+    this.#wakeNap = undefined;
+    const released = cancel();
+    if (released) await released;
   }
 
   #releaseWriters(): void {
@@ -734,13 +764,7 @@ export class JobLog {
         // a chatty job cannot turn a failing GitLab into a hot loop.
         await this.#o.clock.sleep(this.#intervalMs, this.#stop.signal).catch(() => {});
       } else if (!hurry) {
-        // A wake-up that came while the pump was busy (a patch, a keep-alive) is not lost: the
-        // pump goes on at once (C8.10).
-        const woken = this.#wake.signal.aborted;
-        this.#wake = woken ? new AbortController() : this.#wake;
-        if (!woken) {
-          await this.#o.clock.sleep(this.#intervalMs, this.#wake.signal).catch(() => {});
-        }
+        await this.#nap();
       }
       if (this.#stopping || this.#aborted) break;
       const sent = await this.#sendPending(false);
@@ -867,12 +891,15 @@ export class JobLog {
 /** An abort signal that fires `ms` after it is made, on the injected clock (until stopped). */
 class Deadline {
   #ctl = new AbortController();
-  #stop = new AbortController();
+  #cancel: () => Promise<void> | undefined;
 
   constructor(clock: Clock, ms: number) {
-    clock.sleep(ms, this.#stop.signal).then(
+    // A deadline of the shared timer on the system clock (any length: beyond `setTimeout`'s
+    // range it is `clock.sleep`, in chunks), `clock.sleep` on any other clock.
+    this.#cancel = startTimer(
+      clock,
+      ms,
       () => this.#ctl.abort(new DOMException(`Deadline of ${ms} ms passed`, "TimeoutError")),
-      () => {},
     );
   }
 
@@ -881,7 +908,7 @@ class Deadline {
   }
 
   stop(): void {
-    this.#stop.abort(WAKE);
+    this.#cancel();
   }
 }
 
