@@ -341,6 +341,8 @@ export class Dependency {
  * ```
  */
 export function createDependencies(options: CreateDependenciesOptions): Dependency[] {
+  // Most jobs have none: no copy of the options for them.
+  if (options.dependencies.length === 0) return [];
   const { dependencies, ...shared } = options;
   return dependencies.map((spec) => new Dependency(spec, shared));
 }
