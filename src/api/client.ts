@@ -462,7 +462,6 @@ export class Client {
       api: "verify_runner",
       json: body,
       headers: { "runner-token": token },
-      secrets: [token],
     }, options);
     if (response.status === 200) {
       const text = await this.#readText(response, abort, endpoint, 64 * 1024, [token]);
@@ -505,7 +504,6 @@ export class Client {
       json: jsonWithInfo(options.info, body),
       jsonIsText: true,
       headers: { "runner-token": token },
-      secrets: [token],
     }, options);
     switch (response.status) {
       case 201:
@@ -551,7 +549,6 @@ export class Client {
       json: jsonWithInfo(update.info, body),
       jsonIsText: true,
       headers: { "job-token": token },
-      secrets: [token],
       discardsBody: true,
     }, options);
     const result = jobCallResult(response);
@@ -588,7 +585,6 @@ export class Client {
       body: data.byteLength >= STREAMED_PATCH_BYTES
         ? () => Promise.resolve(streamOf(data))
         : data as Uint8Array<ArrayBuffer>,
-      secrets: [token],
       discardsBody: true,
     }, options);
     const result = jobCallResult(response);
@@ -631,7 +627,6 @@ export class Client {
         const stream = file instanceof Blob ? file.stream() : file;
         return multipartStream(boundary, options.filename, stream);
       },
-      secrets: [token],
     }, options);
     if (response.status === 201) {
       await response.body?.cancel().catch(() => {});
@@ -658,7 +653,6 @@ export class Client {
       api: "download_artifacts",
       query: { direct_download: options.directDownload === false ? "false" : "true" },
       headers: { "job-token": token },
-      secrets: [token],
       // Object storage elsewhere gets the request, without the token.
       crossOrigin: "strip-credentials",
     }, options);
@@ -1137,8 +1131,6 @@ interface CallRequest {
   /** `json` is already the JSON text to send. */
   jsonIsText?: boolean;
   body?: BodyInit | (() => Promise<BodyInit>);
-  /** Tokens this call carries (masked in error bodies). */
-  secrets?: readonly string[];
   /**
    * A redirect to another origin: an error (default), or followed without the token headers
    * (artifact downloads from object storage).
