@@ -6,7 +6,7 @@
 
 import { resolve } from "node:path";
 import { type Clock, systemClock } from "./clock.ts";
-import { apiBaseUrl, Client, type RunnerMetadata } from "./api/client.ts";
+import { apiBaseUrl, Client, constantInfo, type RunnerMetadata } from "./api/client.ts";
 import {
   DEFAULT_FINAL_UPDATE_DEADLINE_MS,
   DEFAULT_FLUSH_DEADLINE_MS,
@@ -361,9 +361,9 @@ export class RunnerBuilder {
     for (const f of ALL_FEATURES) features[f] = announced.has(f);
     const detected = nodePlatform();
     const version = truncate(s.version ?? VERSION, 2048);
-    // Frozen, with its records: the client writes the JSON of an `info` that cannot change once.
-    Object.freeze(features);
-    const info: RunnerMetadata = Object.freeze({
+    // Never changed, and nothing outside reaches it (`Runner.info` is a copy): the client writes
+    // its JSON once.
+    const info: RunnerMetadata = constantInfo({
       name: truncate(s.name, 255),
       version,
       revision: truncate(s.revision, 255),
@@ -372,7 +372,7 @@ export class RunnerBuilder {
       executor: truncate(s.executor ?? "custom", 255),
       shell: truncate(s.shell, 255),
       features,
-      config: Object.freeze({ gpus: "" }),
+      config: { gpus: "" },
     });
     // The recorder asks the runner, made below, how many jobs run.
     const made: { runner?: Runner } = {};

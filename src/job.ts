@@ -158,7 +158,8 @@ export class Job {
   #buildDir: string;
   #log: JobLog;
   #variables?: Map<string, Variable>;
-  #sources?: [readonly JobVariable[], readonly JobVariable[]];
+  /** The payload's and the runner's variables, as they were when the job was made. */
+  #sources: readonly (readonly JobVariable[])[];
   #dependencies: readonly Dependency[];
   #signal: AbortSignal;
 
@@ -246,10 +247,9 @@ export class Job {
     // One options object for all and no [key, variable] pairs: ~90 variables a job.
     const variableOptions = { mask: (text: string) => this.#log.mask(text) };
     const variables = new Map<string, Variable>();
-    for (const list of this.#sources ?? []) {
+    for (const list of this.#sources) {
       for (const v of list) variables.set(v.key, new Variable(v, variableOptions));
     }
-    this.#sources = undefined;
     this.#variables = variables;
     return variables;
   }

@@ -1,7 +1,13 @@
 import { assert, FakeClock } from "./_deps.ts";
 import { ApiError, RequestError } from "../mod.ts";
 import { Client } from "../src/client.ts";
-import { apiBaseUrl, maskSecrets, parseRangeEnd, parseUpdateInterval } from "../src/api/client.ts";
+import {
+  apiBaseUrl,
+  constantInfo,
+  maskSecrets,
+  parseRangeEnd,
+  parseUpdateInterval,
+} from "../src/api/client.ts";
 import { GitLabMock, type MockOptions } from "../src/mock/mod.ts";
 
 const enc = new TextEncoder();
@@ -939,49 +945,79 @@ Deno.test("C9.4 maskSecrets masks the given secrets (empty ones ignored) and tok
   assert.equal(maskSecrets("t glrt-abcdefghijklmnopqrst", []), "t glrt-[MASKED]");
 });
 
-Deno.test("C1.1 C1.3 requestJob and updateJob send `info` first, as given; a frozen one's JSON is reused, a changed one is sent as it is now", async () => {
+Deno.test("C1.1 C1.3 requestJob and updateJob send `info` first, as it is at each call; the runner's own is written once", async () => {
   const bodies: string[] = [];
   const t = scripted((s) => {
     bodies.push(s.body);
     return new Response(null, { status: s.method === "PUT" ? 200 : 204 });
   });
-  const frozen = Object.freeze({
+  const info = {
     name: "r1",
     version: undefined,
-    features: Object.freeze({ cancel_gracefully: true, refspecs: false }),
-    config: Object.freeze({ gpus: "" }),
-  });
-  await t.client.requestJob(PLAIN, { info: frozen, systemId: "s_1", lastUpdate: "u1" });
-  await t.client.requestJob(PLAIN, { info: frozen, systemId: "s_1" });
-  await t.client.updateJob(9, PLAIN, {
-    state: "failed",
-    failureReason: "script_failure",
-    info: frozen,
-  });
-  const info = {
+    features: { cancel_gracefully: true, refspecs: false },
+    config: { gpus: "" },
+  };
+  const sent = {
     name: "r1",
     features: { cancel_gracefully: true, refspecs: false },
     config: { gpus: "" },
   };
+  await t.client.requestJob(PLAIN, { info, systemId: "s_1", lastUpdate: "u1" });
+  await t.client.requestJob(PLAIN, { info, systemId: "s_1" });
+  await t.client.updateJob(9, PLAIN, { state: "failed", failureReason: "script_failure", info });
   assert.deepEqual(bodies.map((b) => JSON.parse(b)), [
-    { info, token: PLAIN, system_id: "s_1", last_update: "u1" },
-    { info, token: PLAIN, system_id: "s_1" },
-    { info, token: PLAIN, state: "failed", failure_reason: "script_failure" },
+    { info: sent, token: PLAIN, system_id: "s_1", last_update: "u1" },
+    { info: sent, token: PLAIN, system_id: "s_1" },
+    { info: sent, token: PLAIN, state: "failed", failure_reason: "script_failure" },
   ]);
   // The text is exactly what `JSON.stringify` writes of the whole body, `info` first.
-  assert.equal(bodies[1], JSON.stringify({ info, token: PLAIN, system_id: "s_1" }));
-  // An `info` that can change (not frozen, or with a record that is not) is written each time.
-  const open = { name: "r2", features: { refspecs: false } };
-  const half = Object.freeze({ name: "r3", features: { refspecs: false } });
-  for (const changing of [open, half]) {
-    bodies.length = 0;
-    await t.client.requestJob(PLAIN, { info: changing });
-    changing.features.refspecs = true;
-    await t.client.updateJob(9, PLAIN, { state: "running", info: changing });
-    assert.deepEqual(bodies.map((b) => JSON.parse(b).info.features.refspecs), [false, true]);
-  }
+  assert.equal(bodies[1], JSON.stringify({ info: sent, token: PLAIN, system_id: "s_1" }));
+  assert.equal(
+    bodies[2],
+    JSON.stringify({ info: sent, token: PLAIN, state: "failed", failure_reason: "script_failure" }),
+  );
+  // An application's `info` is written at each call: a change shows in the next request.
+  info.features.refspecs = true;
+  await t.client.updateJob(9, PLAIN, { state: "running", info });
+  assert.equal(JSON.parse(bodies[3]).info.features.refspecs, true);
+  // The runner's own (marked constant) is written once, when marked, and sent as it was.
+  const own = constantInfo({
+    name: "own",
+    features: { refspecs: true } as Record<string, boolean>,
+  });
+  own.features.refspecs = false; // (nothing does this to the runner's: it is out of reach)
+  await t.client.requestJob(PLAIN, { info: own });
+  assert.deepEqual(JSON.parse(bodies[4]), {
+    info: { name: "own", features: { refspecs: true } },
+    token: PLAIN,
+  });
   // No `info`: none is sent.
-  bodies.length = 0;
   await t.client.updateJob(9, PLAIN, { state: "success" });
-  assert.deepEqual(JSON.parse(bodies[0]), { token: PLAIN, state: "success" });
+  assert.equal(bodies[5], JSON.stringify({ token: PLAIN, state: "success" }));
+});
+
+Deno.test("C1.1 the runner's info cannot be changed from outside: what it sends stays what was built", async () => {
+  const { RunnerBuilder } = await import("../mod.ts");
+  const mock = new GitLabMock();
+  mock.job().script(["true"]).enqueue();
+  const infos: Record<string, unknown>[] = [];
+  const runner = await new RunnerBuilder(mock.url, mock.runnerToken, await Deno.makeTempDir())
+    .fetch(async (input, init) => {
+      const request = new Request(input, init);
+      if (request.method !== "PATCH") infos.push(JSON.parse(await request.clone().text()).info);
+      return mock.fetch(request);
+    })
+    .name("built")
+    .features(["refspecs"])
+    .build();
+  const copy = runner.info;
+  copy.name = "changed";
+  copy.features!.refspecs = false;
+  await runner.requestJob(() => ({ step: async () => {} }));
+  await runner.drain();
+  assert.ok(infos.length >= 2, `${infos.length} requests`);
+  for (const info of infos) {
+    assert.equal(info.name, "built");
+    assert.equal((info.features as Record<string, boolean>).refspecs, true);
+  }
 });

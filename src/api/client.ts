@@ -331,29 +331,32 @@ function featuresBody(info: RunnerMetadata | undefined): Record<string, unknown>
   return out;
 }
 
-/** The JSON of `info`s that cannot change (frozen, with their records), made once each. */
+/** The JSON of each `info` marked with {@linkcode constantInfo}, written once. */
 const INFO_JSON = new WeakMap<RunnerMetadata, string>();
 
-function frozenInfo(info: RunnerMetadata): boolean {
-  return Object.isFrozen(info) && (!info.features || Object.isFrozen(info.features)) &&
-    (!info.config || Object.isFrozen(info.config)) &&
-    (!info.labels || Object.isFrozen(info.labels));
+/**
+ * Marks `info` as one that never changes (the runner's own, which nothing outside can reach):
+ * the client then writes its JSON (~1 KB, every feature) once instead of with every request and
+ * every update. Returns `info`.
+ */
+export function constantInfo<T extends RunnerMetadata>(info: T): T {
+  INFO_JSON.set(info, JSON.stringify(featuresBody(info)));
+  return info;
 }
 
 /**
- * The JSON text of `{ info, ...rest }`, `info` first (`undefined` members left out, as
- * `JSON.stringify` does). The runner sends the same frozen `info` with every request and every
- * update: its JSON (~1 KB, every feature) is written once.
+ * The JSON text of `{ info, ...rest }`: `info` first, `undefined` members left out, as
+ * `JSON.stringify` writes it.
  */
-function jsonWithInfo(info: RunnerMetadata | undefined, rest: Record<string, unknown>): string {
+function jsonWithInfo(
+  info: RunnerMetadata | undefined,
+  rest: { token: string } & Record<string, unknown>,
+): string {
   const tail = JSON.stringify(rest);
   if (!info) return tail;
-  let json = INFO_JSON.get(info);
-  if (json === undefined) {
-    json = JSON.stringify(featuresBody(info));
-    if (frozenInfo(info)) INFO_JSON.set(info, json);
-  }
-  return tail === "{}" ? `{"info":${json}}` : `{"info":${json},${tail.slice(1)}`;
+  const json = INFO_JSON.get(info) ?? JSON.stringify(featuresBody(info));
+  // `rest` has a token: `tail` is `{"token":…}`, never `{}`.
+  return `{"info":${json},${tail.slice(1)}`;
 }
 
 function multipartStream(
@@ -496,7 +499,10 @@ export class Client {
    * is invalid).
    */
   async requestJob(token: string, options: JobRequestOptions = {}): Promise<JobRequestResult> {
-    const body: Record<string, unknown> = { token, system_id: options.systemId };
+    const body: { token: string } & Record<string, unknown> = {
+      token,
+      system_id: options.systemId,
+    };
     if (options.lastUpdate) body.last_update = options.lastUpdate;
     const endpoint = "POST /api/v4/jobs/request";
     const { response, abort } = await this.#call("POST", "jobs/request", {
@@ -536,7 +542,7 @@ export class Client {
     update: JobUpdate,
     options: CallOptions = {},
   ): Promise<UpdateResult> {
-    const body: Record<string, unknown> = { token, state: update.state };
+    const body: { token: string } & Record<string, unknown> = { token, state: update.state };
     if (update.failureReason !== undefined) body.failure_reason = update.failureReason;
     if (update.exitCode !== undefined && update.exitCode !== 0) body.exit_code = update.exitCode;
     if (update.output) {
