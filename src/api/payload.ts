@@ -400,7 +400,7 @@ export type ParseResult =
  */
 export function parseJobPayload(input: unknown): ParseResult {
   try {
-    return parseValue(input);
+    return parseValue(input, false);
   } catch (err) {
     // Only reachable with hostile inputs (throwing getters, proxies): still never throw.
     const why = err instanceof Error ? err.message : String(err);
@@ -440,7 +440,7 @@ export function parseJobPayloadText(text: string): ParseResult {
       const found = recoverIdAndToken(text);
       return { ok: false, error: `Job payload is not valid JSON: ${why}`, ...found };
     }
-    return parseJobPayload(value);
+    return parseValue(value, JSON.parse === NATIVE_JSON_PARSE);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     return { ok: false, error: `Job payload could not be read: ${why}` };
@@ -467,10 +467,63 @@ export function parseJobPayloadText(text: string): ParseResult {
  * ```
  */
 export function effectiveVariables(list: readonly JobVariable[]): JobVariable[] {
+  return lastOccurrences(list);
+}
+
+/** {@linkcode effectiveVariables}'s rule, with a `Map` of every key (any list). */
+function lastOccurrences(list: readonly JobVariable[]): JobVariable[] {
   const last = new Map<string, number>();
   for (let i = 0; i < list.length; i++) last.set(list[i].key, i);
   if (last.size === list.length) return list.slice();
   return list.filter((v, i) => last.get(v.key) === i);
+}
+
+/**
+ * The slots of {@linkcode hasDuplicateKey}'s open-addressing table: a power of two, twice the
+ * longest list it takes (longer lists go to the `Map` of {@linkcode lastOccurrences}). The
+ * table is reused by every call and holds indices only (never a key or a value): 4 KiB for the
+ * life of the process.
+ */
+const KEY_SLOTS = 512;
+const slotRound = new Int32Array(KEY_SLOTS);
+const slotIndex = new Int32Array(KEY_SLOTS);
+let round = 0;
+
+/**
+ * Whether two entries of `list` (at most `KEY_SLOTS / 2` of them, every key non-empty) have the
+ * same key. A cheap hash of the length and three characters picks the slot; keys in the same
+ * slot are compared whole, so the answer is exact. Allocates nothing.
+ */
+function hasDuplicateKey(list: readonly JobVariable[]): boolean {
+  if (round === 0x7fffffff) {
+    slotRound.fill(0);
+    round = 0;
+  }
+  const r = ++round;
+  for (let i = 0; i < list.length; i++) {
+    const key = list[i].key;
+    const n = key.length;
+    let h = Math.imul(
+      (n << 16) ^ (key.charCodeAt(0) << 8) ^ (key.charCodeAt(n >> 1) << 4) ^ key.charCodeAt(n - 1),
+      0x9e3779b1,
+    ) >>> 23; // the top 9 bits: 0 … KEY_SLOTS - 1
+    while (slotRound[h] === r) {
+      if (list[slotIndex[h]].key === key) return true;
+      h = (h + 1) & (KEY_SLOTS - 1);
+    }
+    slotRound[h] = r;
+    slotIndex[h] = i;
+  }
+  return false;
+}
+
+/**
+ * {@linkcode effectiveVariables} on a list the parser just built (its own array, keys
+ * non-empty): the list itself when no key repeats (the usual case), else a new filtered one.
+ */
+function collapseVariables(list: JobVariable[]): JobVariable[] {
+  if (list.length <= KEY_SLOTS / 2 && !hasDuplicateKey(list)) return list;
+  return lastOccurrences(list);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,48 +686,50 @@ function when(v: unknown, path: string, w: string[]): StepWhen {
 
 function parseJobInfo(v: unknown, w: string[]): JobInfo {
   const o = obj(v, "job_info", w);
-  const p = (k: string) => `job_info.${k}`;
   return {
-    id: optNumber(field(o, "id"), p("id"), w),
-    name: str(field(o, "name"), p("name"), w),
-    stage: str(field(o, "stage"), p("stage"), w),
-    pipelineId: optNumber(field(o, "pipeline_id"), p("pipeline_id"), w),
-    projectId: optNumber(field(o, "project_id"), p("project_id"), w),
-    projectName: str(field(o, "project_name"), p("project_name"), w),
-    projectFullPath: str(field(o, "project_full_path"), p("project_full_path"), w),
-    namespaceId: optNumber(field(o, "namespace_id"), p("namespace_id"), w),
-    rootNamespaceId: optNumber(field(o, "root_namespace_id"), p("root_namespace_id"), w),
-    organizationId: optNumber(field(o, "organization_id"), p("organization_id"), w),
+    id: optNumber(field(o, "id"), "job_info.id", w),
+    name: str(field(o, "name"), "job_info.name", w),
+    stage: str(field(o, "stage"), "job_info.stage", w),
+    pipelineId: optNumber(field(o, "pipeline_id"), "job_info.pipeline_id", w),
+    projectId: optNumber(field(o, "project_id"), "job_info.project_id", w),
+    projectName: str(field(o, "project_name"), "job_info.project_name", w),
+    projectFullPath: str(field(o, "project_full_path"), "job_info.project_full_path", w),
+    namespaceId: optNumber(field(o, "namespace_id"), "job_info.namespace_id", w),
+    rootNamespaceId: optNumber(field(o, "root_namespace_id"), "job_info.root_namespace_id", w),
+    organizationId: optNumber(field(o, "organization_id"), "job_info.organization_id", w),
     // GitLab sends instance_id and the runner count as strings; numbers are accepted quietly.
-    instanceId: optString(field(o, "instance_id"), p("instance_id"), w, true),
-    instanceUuid: optString(field(o, "instance_uuid"), p("instance_uuid"), w),
-    userId: optNumber(field(o, "user_id"), p("user_id"), w),
-    scopedUserId: optNumber(field(o, "scoped_user_id"), p("scoped_user_id"), w),
-    timeInQueueSeconds: optNumber(field(o, "time_in_queue_seconds"), p("time_in_queue_seconds"), w),
+    instanceId: optString(field(o, "instance_id"), "job_info.instance_id", w, true),
+    instanceUuid: optString(field(o, "instance_uuid"), "job_info.instance_uuid", w),
+    userId: optNumber(field(o, "user_id"), "job_info.user_id", w),
+    scopedUserId: optNumber(field(o, "scoped_user_id"), "job_info.scoped_user_id", w),
+    timeInQueueSeconds: optNumber(
+      field(o, "time_in_queue_seconds"),
+      "job_info.time_in_queue_seconds",
+      w,
+    ),
     projectJobsRunningOnInstanceRunnersCount: optString(
       field(o, "project_jobs_running_on_instance_runners_count"),
-      p("project_jobs_running_on_instance_runners_count"),
+      "job_info.project_jobs_running_on_instance_runners_count",
       w,
       true,
     ),
-    queueSize: optNumber(field(o, "queue_size"), p("queue_size"), w),
-    queueDepth: optNumber(field(o, "queue_depth"), p("queue_depth"), w),
+    queueSize: optNumber(field(o, "queue_size"), "job_info.queue_size", w),
+    queueDepth: optNumber(field(o, "queue_depth"), "job_info.queue_depth", w),
   };
 }
 
 function parseGitInfo(v: unknown, w: string[]): GitInfo {
   const o = obj(v, "git_info", w);
-  const p = (k: string) => `git_info.${k}`;
   return {
-    repoUrl: str(field(o, "repo_url"), p("repo_url"), w),
-    ref: str(field(o, "ref"), p("ref"), w),
-    sha: str(field(o, "sha"), p("sha"), w),
-    beforeSha: str(field(o, "before_sha"), p("before_sha"), w),
-    refType: str(field(o, "ref_type"), p("ref_type"), w),
-    refspecs: strList(field(o, "refspecs"), p("refspecs"), w),
-    depth: num(field(o, "depth"), p("depth"), w, 0),
-    repoObjectFormat: optString(field(o, "repo_object_format"), p("repo_object_format"), w),
-    protected: optBool(field(o, "protected"), p("protected"), w),
+    repoUrl: str(field(o, "repo_url"), "git_info.repo_url", w),
+    ref: str(field(o, "ref"), "git_info.ref", w),
+    sha: str(field(o, "sha"), "git_info.sha", w),
+    beforeSha: str(field(o, "before_sha"), "git_info.before_sha", w),
+    refType: str(field(o, "ref_type"), "git_info.ref_type", w),
+    refspecs: strList(field(o, "refspecs"), "git_info.refspecs", w),
+    depth: num(field(o, "depth"), "git_info.depth", w, 0),
+    repoObjectFormat: optString(field(o, "repo_object_format"), "git_info.repo_object_format", w),
+    protected: optBool(field(o, "protected"), "git_info.protected", w),
   };
 }
 
@@ -697,8 +752,15 @@ function parseRunnerInfo(v: unknown, w: string[]): RunnerInfo {
  * any other entry goes through the general readers, with the same warnings in the same order
  * (first the entries that are not objects, as `objList` reports them, then the fields).
  */
-function parseVariables(v: unknown, w: string[]): JobVariable[] {
+function parseVariables(v: unknown, w: string[], json: boolean): JobVariable[] {
   if (!Array.isArray(v)) return parseVariableObjects(objList(v, "variables", w), w);
+  // A value from the runtime's `JSON.parse` has only own data properties and `Object.prototype`
+  // as prototype: when that has none of the six keys, a plain read is `field`'s own-property
+  // read (a key the entry lacks reads as `undefined`, and no inherited getter runs). Nothing in
+  // the loop runs code that could change `Object.prototype`.
+  const plain = json && !("key" in OBJECT_PROTOTYPE) && !("value" in OBJECT_PROTOTYPE) &&
+    !("public" in OBJECT_PROTOTYPE) && !("masked" in OBJECT_PROTOTYPE) &&
+    !("file" in OBJECT_PROTOTYPE) && !("raw" in OBJECT_PROTOTYPE);
   const out: JobVariable[] = [];
   let listWarnings: string[] | undefined;
   let fieldWarnings: string[] | undefined;
@@ -708,12 +770,12 @@ function parseVariables(v: unknown, w: string[]): JobVariable[] {
       (listWarnings ??= []).push(`variables[${i}]: expected object, got ${kindOf(o)}; dropped`);
       continue;
     }
-    const key = field(o, "key");
-    const value = field(o, "value");
-    const pub = field(o, "public");
-    const masked = field(o, "masked");
-    const file = field(o, "file");
-    const raw = field(o, "raw");
+    const key = plain ? o.key : field(o, "key");
+    const value = plain ? o.value : field(o, "value");
+    const pub = plain ? o.public : field(o, "public");
+    const masked = plain ? o.masked : field(o, "masked");
+    const file = plain ? o.file : field(o, "file");
+    const raw = plain ? o.raw : field(o, "raw");
     if (
       typeof key === "string" && key !== "" &&
       (typeof value === "string" || value === undefined || value === null) &&
@@ -982,7 +1044,15 @@ function readToken(v: unknown): string | undefined {
   return typeof v === "string" && v !== "" ? v : undefined;
 }
 
-function parseValue(input: unknown): ParseResult {
+/** `JSON.parse` as the module found it: its results hold own data properties only. */
+const NATIVE_JSON_PARSE = JSON.parse;
+const OBJECT_PROTOTYPE: object = Object.getPrototypeOf({});
+
+/**
+ * The parser. `json`: `input` is what the runtime's `JSON.parse` returned (see
+ * `parseVariables`).
+ */
+function parseValue(input: unknown, json: boolean): ParseResult {
   if (!isObject(input)) {
     return { ok: false, error: `Job payload is not a JSON object (got ${kindOf(input)})` };
   }
@@ -1005,34 +1075,33 @@ function parseValue(input: unknown): ParseResult {
 
   const w: string[] = [];
   if (typeof rawId === "string") w.push("id: expected number, got string; converted");
-  const f = (key: string) => field(input, key);
   const payload: JobPayload = {
     id,
     token,
-    allowGitFetch: bool(f("allow_git_fetch"), "allow_git_fetch", w),
-    jobInfo: parseJobInfo(f("job_info"), w),
-    gitInfo: parseGitInfo(f("git_info"), w),
-    runnerInfo: parseRunnerInfo(f("runner_info"), w),
-    variables: effectiveVariables(parseVariables(f("variables"), w)),
-    inputs: parseInputs(f("inputs"), w),
-    hooks: parseHooks(f("hooks"), w),
-    services: parseServices(f("services"), w),
-    artifacts: parseArtifacts(f("artifacts"), w),
-    cache: parseCache(f("cache"), w),
-    credentials: parseCredentials(f("credentials"), w),
-    features: parseFeatures(f("features"), w),
-    dependencies: parseDependencies(f("dependencies"), w),
+    allowGitFetch: bool(field(input, "allow_git_fetch"), "allow_git_fetch", w),
+    jobInfo: parseJobInfo(field(input, "job_info"), w),
+    gitInfo: parseGitInfo(field(input, "git_info"), w),
+    runnerInfo: parseRunnerInfo(field(input, "runner_info"), w),
+    variables: collapseVariables(parseVariables(field(input, "variables"), w, json)),
+    inputs: parseInputs(field(input, "inputs"), w),
+    hooks: parseHooks(field(input, "hooks"), w),
+    services: parseServices(field(input, "services"), w),
+    artifacts: parseArtifacts(field(input, "artifacts"), w),
+    cache: parseCache(field(input, "cache"), w),
+    credentials: parseCredentials(field(input, "credentials"), w),
+    features: parseFeatures(field(input, "features"), w),
+    dependencies: parseDependencies(field(input, "dependencies"), w),
     raw: input,
   };
-  const steps = parseSteps(f("steps"), w);
+  const steps = parseSteps(field(input, "steps"), w);
   if (steps !== undefined) payload.steps = steps;
-  const run = parseRun(f("run"), w);
+  const run = parseRun(field(input, "run"), w);
   if (run !== undefined) payload.run = run;
-  const image = parseImage(f("image"), w);
+  const image = parseImage(field(input, "image"), w);
   if (image !== undefined) payload.image = image;
-  const secrets = optObj(f("secrets"), "secrets", w);
+  const secrets = optObj(field(input, "secrets"), "secrets", w);
   if (secrets !== undefined) payload.secrets = secrets;
-  const policyOptions = optObj(f("policy_options"), "policy_options", w);
+  const policyOptions = optObj(field(input, "policy_options"), "policy_options", w);
   if (policyOptions !== undefined) payload.policyOptions = policyOptions;
   return { ok: true, payload, warnings: w };
 }
