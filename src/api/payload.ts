@@ -527,7 +527,8 @@ function collapseVariables(list: JobVariable[]): JobVariable[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading helpers: each takes the value, its path (for warnings) and the warning list
+// Reading helpers: each takes the value, where it is (a path and a key, joined by `at` only for
+// a warning) and the warning list
 // ---------------------------------------------------------------------------------------------
 
 type Obj = Record<string, unknown>;
@@ -551,96 +552,110 @@ function isAbsent(v: unknown): v is null | undefined {
   return v === undefined || v === null;
 }
 
+/**
+ * A field's path in a warning: `path.key`, or `path` when `key` is `""`. The readers take the
+ * two apart and join them only for a warning, so a field read without one builds no string.
+ */
+function at(path: string, key: string): string {
+  return key === "" ? path : `${path}.${key}`;
+}
+
 function wrongType(w: string[], path: string, expected: string, v: unknown, using: string): void {
   w.push(`${path}: expected ${expected}, got ${kindOf(v)}; using ${using}`);
 }
 
 /** A string; numbers and booleans are turned into strings (with a warning unless `quiet`). */
-function optString(v: unknown, path: string, w: string[], quiet = false): string | undefined {
+function optString(
+  v: unknown,
+  path: string,
+  key: string,
+  w: string[],
+  quiet = false,
+): string | undefined {
   if (typeof v === "string") return v;
   if (isAbsent(v)) return undefined;
   if (typeof v === "number" || typeof v === "boolean") {
-    if (!quiet) w.push(`${path}: expected string, got ${typeof v}; converted`);
+    if (!quiet) w.push(`${at(path, key)}: expected string, got ${typeof v}; converted`);
     return String(v);
   }
-  wrongType(w, path, "string", v, "nothing");
+  wrongType(w, at(path, key), "string", v, "nothing");
   return undefined;
 }
 
-function str(v: unknown, path: string, w: string[], def = ""): string {
+function str(v: unknown, path: string, key: string, w: string[], def = ""): string {
   if (typeof v === "string") return v;
   if (isAbsent(v)) return def;
   if (typeof v === "number" || typeof v === "boolean") {
-    w.push(`${path}: expected string, got ${typeof v}; converted`);
+    w.push(`${at(path, key)}: expected string, got ${typeof v}; converted`);
     return String(v);
   }
-  wrongType(w, path, "string", v, JSON.stringify(def));
+  wrongType(w, at(path, key), "string", v, JSON.stringify(def));
   return def;
 }
 
 const DECIMAL_REGEXP = /^\s*-?\d+(\.\d+)?\s*$/;
 
 /** A finite number; decimal strings are accepted (with a warning). */
-function optNumber(v: unknown, path: string, w: string[]): number | undefined {
+function optNumber(v: unknown, path: string, key: string, w: string[]): number | undefined {
   if (typeof v === "number" && Number.isFinite(v)) return v;
   if (isAbsent(v)) return undefined;
   if (typeof v === "string" && DECIMAL_REGEXP.test(v)) {
-    w.push(`${path}: expected number, got string; converted`);
+    w.push(`${at(path, key)}: expected number, got string; converted`);
     return Number(v);
   }
-  wrongType(w, path, "number", v, "nothing");
+  wrongType(w, at(path, key), "number", v, "nothing");
   return undefined;
 }
 
-function num(v: unknown, path: string, w: string[], def: number): number {
+function num(v: unknown, path: string, key: string, w: string[], def: number): number {
   if (typeof v === "number" && Number.isFinite(v)) return v;
   if (isAbsent(v)) return def;
   if (typeof v === "string" && DECIMAL_REGEXP.test(v)) {
-    w.push(`${path}: expected number, got string; converted`);
+    w.push(`${at(path, key)}: expected number, got string; converted`);
     return Number(v);
   }
-  wrongType(w, path, "number", v, String(def));
+  wrongType(w, at(path, key), "number", v, String(def));
   return def;
 }
 
-function bool(v: unknown, path: string, w: string[], def = false): boolean {
+function bool(v: unknown, path: string, key: string, w: string[], def = false): boolean {
   if (typeof v === "boolean") return v;
   if (isAbsent(v)) return def;
-  wrongType(w, path, "boolean", v, String(def));
+  wrongType(w, at(path, key), "boolean", v, String(def));
   return def;
 }
 
-function optBool(v: unknown, path: string, w: string[]): boolean | undefined {
+function optBool(v: unknown, path: string, key: string, w: string[]): boolean | undefined {
   if (typeof v === "boolean") return v;
   if (isAbsent(v)) return undefined;
-  wrongType(w, path, "boolean", v, "nothing");
+  wrongType(w, at(path, key), "boolean", v, "nothing");
   return undefined;
 }
 
 /** A string array; `null`/absent → `[]`, a lone string → `[it]`, non-string items dropped. */
-function strList(v: unknown, path: string, w: string[]): string[] {
+function strList(v: unknown, path: string, key: string, w: string[]): string[] {
   if (isAbsent(v)) return [];
   if (typeof v === "string") {
-    w.push(`${path}: expected array, got string; using it as a one-item list`);
+    w.push(`${at(path, key)}: expected array, got string; using it as a one-item list`);
     return [v];
   }
   if (!Array.isArray(v)) {
-    wrongType(w, path, "array", v, "[]");
+    wrongType(w, at(path, key), "array", v, "[]");
     return [];
   }
   const out: string[] = [];
   v.forEach((item, i) => {
     if (typeof item === "string") out.push(item);
     else if (typeof item === "number" || typeof item === "boolean") {
-      w.push(`${path}[${i}]: expected string, got ${typeof item}; converted`);
+      w.push(`${at(path, key)}[${i}]: expected string, got ${typeof item}; converted`);
       out.push(String(item));
-    } else w.push(`${path}[${i}]: expected string, got ${kindOf(item)}; dropped`);
+    } else w.push(`${at(path, key)}[${i}]: expected string, got ${kindOf(item)}; dropped`);
   });
   return out;
 }
 
-function optStrList(v: unknown, path: string, w: string[]): string[] | undefined {
-  return isAbsent(v) ? undefined : strList(v, path, w);
+function optStrList(v: unknown, path: string, key: string, w: string[]): string[] | undefined {
+  return isAbsent(v) ? undefined : strList(v, path, key, w);
 }
 
 /** The objects of an array; `null`/absent → `[]`, non-object items dropped with a warning. */
@@ -664,19 +679,19 @@ function obj(v: unknown, path: string, w: string[]): Obj {
   return {};
 }
 
-function optObj(v: unknown, path: string, w: string[]): Obj | undefined {
+function optObj(v: unknown, path: string, key: string, w: string[]): Obj | undefined {
   if (isObject(v)) return v;
-  if (!isAbsent(v)) wrongType(w, path, "object", v, "nothing");
+  if (!isAbsent(v)) wrongType(w, at(path, key), "object", v, "nothing");
   return undefined;
 }
 
 const WHEN_VALUES: readonly string[] = ["on_success", "on_failure", "always"];
 
-function when(v: unknown, path: string, w: string[]): StepWhen {
+function when(v: unknown, path: string, key: string, w: string[]): StepWhen {
   if (typeof v === "string" && WHEN_VALUES.includes(v)) return v as StepWhen;
   if (isAbsent(v) || v === "") return "on_success";
   const shown = typeof v === "string" || typeof v === "number" ? JSON.stringify(v) : kindOf(v);
-  w.push(`${path}: unknown value ${shown}; using "on_success"`);
+  w.push(`${at(path, key)}: unknown value ${shown}; using "on_success"`);
   return "on_success";
 }
 
@@ -687,60 +702,68 @@ function when(v: unknown, path: string, w: string[]): StepWhen {
 function parseJobInfo(v: unknown, w: string[]): JobInfo {
   const o = obj(v, "job_info", w);
   return {
-    id: optNumber(field(o, "id"), "job_info.id", w),
-    name: str(field(o, "name"), "job_info.name", w),
-    stage: str(field(o, "stage"), "job_info.stage", w),
-    pipelineId: optNumber(field(o, "pipeline_id"), "job_info.pipeline_id", w),
-    projectId: optNumber(field(o, "project_id"), "job_info.project_id", w),
-    projectName: str(field(o, "project_name"), "job_info.project_name", w),
-    projectFullPath: str(field(o, "project_full_path"), "job_info.project_full_path", w),
-    namespaceId: optNumber(field(o, "namespace_id"), "job_info.namespace_id", w),
-    rootNamespaceId: optNumber(field(o, "root_namespace_id"), "job_info.root_namespace_id", w),
-    organizationId: optNumber(field(o, "organization_id"), "job_info.organization_id", w),
+    id: optNumber(field(o, "id"), "job_info.id", "", w),
+    name: str(field(o, "name"), "job_info.name", "", w),
+    stage: str(field(o, "stage"), "job_info.stage", "", w),
+    pipelineId: optNumber(field(o, "pipeline_id"), "job_info.pipeline_id", "", w),
+    projectId: optNumber(field(o, "project_id"), "job_info.project_id", "", w),
+    projectName: str(field(o, "project_name"), "job_info.project_name", "", w),
+    projectFullPath: str(field(o, "project_full_path"), "job_info.project_full_path", "", w),
+    namespaceId: optNumber(field(o, "namespace_id"), "job_info.namespace_id", "", w),
+    rootNamespaceId: optNumber(field(o, "root_namespace_id"), "job_info.root_namespace_id", "", w),
+    organizationId: optNumber(field(o, "organization_id"), "job_info.organization_id", "", w),
     // GitLab sends instance_id and the runner count as strings; numbers are accepted quietly.
-    instanceId: optString(field(o, "instance_id"), "job_info.instance_id", w, true),
-    instanceUuid: optString(field(o, "instance_uuid"), "job_info.instance_uuid", w),
-    userId: optNumber(field(o, "user_id"), "job_info.user_id", w),
-    scopedUserId: optNumber(field(o, "scoped_user_id"), "job_info.scoped_user_id", w),
+    instanceId: optString(field(o, "instance_id"), "job_info.instance_id", "", w, true),
+    instanceUuid: optString(field(o, "instance_uuid"), "job_info.instance_uuid", "", w),
+    userId: optNumber(field(o, "user_id"), "job_info.user_id", "", w),
+    scopedUserId: optNumber(field(o, "scoped_user_id"), "job_info.scoped_user_id", "", w),
     timeInQueueSeconds: optNumber(
       field(o, "time_in_queue_seconds"),
       "job_info.time_in_queue_seconds",
+      "",
       w,
     ),
     projectJobsRunningOnInstanceRunnersCount: optString(
       field(o, "project_jobs_running_on_instance_runners_count"),
       "job_info.project_jobs_running_on_instance_runners_count",
+      "",
       w,
       true,
     ),
-    queueSize: optNumber(field(o, "queue_size"), "job_info.queue_size", w),
-    queueDepth: optNumber(field(o, "queue_depth"), "job_info.queue_depth", w),
+    queueSize: optNumber(field(o, "queue_size"), "job_info.queue_size", "", w),
+    queueDepth: optNumber(field(o, "queue_depth"), "job_info.queue_depth", "", w),
   };
 }
 
 function parseGitInfo(v: unknown, w: string[]): GitInfo {
   const o = obj(v, "git_info", w);
   return {
-    repoUrl: str(field(o, "repo_url"), "git_info.repo_url", w),
-    ref: str(field(o, "ref"), "git_info.ref", w),
-    sha: str(field(o, "sha"), "git_info.sha", w),
-    beforeSha: str(field(o, "before_sha"), "git_info.before_sha", w),
-    refType: str(field(o, "ref_type"), "git_info.ref_type", w),
-    refspecs: strList(field(o, "refspecs"), "git_info.refspecs", w),
-    depth: num(field(o, "depth"), "git_info.depth", w, 0),
-    repoObjectFormat: optString(field(o, "repo_object_format"), "git_info.repo_object_format", w),
-    protected: optBool(field(o, "protected"), "git_info.protected", w),
+    repoUrl: str(field(o, "repo_url"), "git_info.repo_url", "", w),
+    ref: str(field(o, "ref"), "git_info.ref", "", w),
+    sha: str(field(o, "sha"), "git_info.sha", "", w),
+    beforeSha: str(field(o, "before_sha"), "git_info.before_sha", "", w),
+    refType: str(field(o, "ref_type"), "git_info.ref_type", "", w),
+    refspecs: strList(field(o, "refspecs"), "git_info.refspecs", "", w),
+    depth: num(field(o, "depth"), "git_info.depth", "", w, 0),
+    repoObjectFormat: optString(
+      field(o, "repo_object_format"),
+      "git_info.repo_object_format",
+      "",
+      w,
+    ),
+    protected: optBool(field(o, "protected"), "git_info.protected", "", w),
   };
 }
 
 function parseRunnerInfo(v: unknown, w: string[]): RunnerInfo {
   const o = obj(v, "runner_info", w);
   return {
-    uuid: optString(field(o, "uuid"), "runner_info.uuid", w),
-    timeout: optNumber(field(o, "timeout"), "runner_info.timeout", w),
+    uuid: optString(field(o, "uuid"), "runner_info.uuid", "", w),
+    timeout: optNumber(field(o, "timeout"), "runner_info.timeout", "", w),
     runnerSessionUrl: optString(
       field(o, "runner_session_url"),
       "runner_info.runner_session_url",
+      "",
       w,
     ),
   };
@@ -761,7 +784,9 @@ function parseVariables(v: unknown, w: string[], json: boolean): JobVariable[] {
   const plain = json && !("key" in OBJECT_PROTOTYPE) && !("value" in OBJECT_PROTOTYPE) &&
     !("public" in OBJECT_PROTOTYPE) && !("masked" in OBJECT_PROTOTYPE) &&
     !("file" in OBJECT_PROTOTYPE) && !("raw" in OBJECT_PROTOTYPE);
-  const out: JobVariable[] = [];
+  // A JSON array's length is that of the list (a real array); the list is cut to what it holds.
+  const out: JobVariable[] = plain ? new Array(v.length) : [];
+  let n = 0;
   let listWarnings: string[] | undefined;
   let fieldWarnings: string[] | undefined;
   for (let i = 0; i < v.length; i++) {
@@ -781,18 +806,21 @@ function parseVariables(v: unknown, w: string[], json: boolean): JobVariable[] {
       (typeof value === "string" || value === undefined || value === null) &&
       isFlag(pub) && isFlag(masked) && isFlag(file) && isFlag(raw)
     ) {
-      out.push({
+      out[n++] = {
         key,
         value: value ?? "",
         public: pub === true,
         masked: masked === true,
         file: file === true,
         raw: raw === true,
-      });
+      };
     } else {
-      out.push(...parseVariableObjects([[o, `variables[${i}]`]], fieldWarnings ??= []));
+      const variable = parseVariableObject(o, `variables[${i}]`, fieldWarnings ??= []);
+      if (variable !== undefined) out[n++] = variable;
     }
   }
+  if (out.length !== n) out.length = n;
+  // Spread as before: a list of more warnings than a call takes fails the same way.
   if (listWarnings) w.push(...listWarnings);
   if (fieldWarnings) w.push(...fieldWarnings);
   return out;
@@ -806,21 +834,27 @@ function isFlag(v: unknown): boolean {
 function parseVariableObjects(items: Array<[Obj, string]>, w: string[]): JobVariable[] {
   const out: JobVariable[] = [];
   for (const [o, path] of items) {
-    const key = optString(field(o, "key"), `${path}.key`, w);
-    if (key === undefined || key === "") {
-      w.push(`${path}: variable without a key; dropped`);
-      continue;
-    }
-    out.push({
-      key,
-      value: str(field(o, "value"), `${path}.value`, w),
-      public: bool(field(o, "public"), `${path}.public`, w),
-      masked: bool(field(o, "masked"), `${path}.masked`, w),
-      file: bool(field(o, "file"), `${path}.file`, w),
-      raw: bool(field(o, "raw"), `${path}.raw`, w),
-    });
+    const variable = parseVariableObject(o, path, w);
+    if (variable !== undefined) out.push(variable);
   }
   return out;
+}
+
+/** One entry of `variables[]` by the general readers; `undefined` (and a warning) without a key. */
+function parseVariableObject(o: Obj, path: string, w: string[]): JobVariable | undefined {
+  const key = optString(field(o, "key"), path, "key", w);
+  if (key === undefined || key === "") {
+    w.push(`${path}: variable without a key; dropped`);
+    return undefined;
+  }
+  return {
+    key,
+    value: str(field(o, "value"), path, "value", w),
+    public: bool(field(o, "public"), path, "public", w),
+    masked: bool(field(o, "masked"), path, "masked", w),
+    file: bool(field(o, "file"), path, "file", w),
+    raw: bool(field(o, "raw"), path, "raw", w),
+  };
 }
 
 const INPUT_TYPES: readonly string[] = ["string", "number", "boolean", "array", "struct"];
@@ -882,7 +916,7 @@ function parseInputs(v: unknown, w: string[]): JobInput[] {
       value: {
         type: type as JobInputType,
         content: content as JobInputContent,
-        sensitive: bool(field(value, "sensitive"), `${path}.value.sensitive`, w),
+        sensitive: bool(field(value, "sensitive"), path, "value.sensitive", w),
       },
     });
   }
@@ -896,11 +930,11 @@ function parseSteps(v: unknown, w: string[]): JobStep[] | undefined {
     return undefined;
   }
   return objList(v, "steps", w).map(([o, path]) => ({
-    name: str(field(o, "name"), `${path}.name`, w),
-    script: strList(field(o, "script"), `${path}.script`, w),
-    timeout: optNumber(field(o, "timeout"), `${path}.timeout`, w),
-    when: when(field(o, "when"), `${path}.when`, w),
-    allowFailure: bool(field(o, "allow_failure"), `${path}.allow_failure`, w),
+    name: str(field(o, "name"), path, "name", w),
+    script: strList(field(o, "script"), path, "script", w),
+    timeout: optNumber(field(o, "timeout"), path, "timeout", w),
+    when: when(field(o, "when"), path, "when", w),
+    allowFailure: bool(field(o, "allow_failure"), path, "allow_failure", w),
   }));
 }
 
@@ -918,33 +952,33 @@ function parseRun(v: unknown, w: string[]): string | undefined {
 
 function parseHooks(v: unknown, w: string[]): JobHook[] {
   return objList(v, "hooks", w).map(([o, path]) => ({
-    name: str(field(o, "name"), `${path}.name`, w),
-    script: strList(field(o, "script"), `${path}.script`, w),
+    name: str(field(o, "name"), path, "name", w),
+    script: strList(field(o, "script"), path, "script", w),
   }));
 }
 
 function parsePorts(v: unknown, path: string, w: string[]): Port[] {
   return objList(v, path, w).map(([o, p]) => ({
-    number: optNumber(field(o, "number"), `${p}.number`, w),
-    protocol: optString(field(o, "protocol"), `${p}.protocol`, w),
-    name: optString(field(o, "name"), `${p}.name`, w),
+    number: optNumber(field(o, "number"), p, "number", w),
+    protocol: optString(field(o, "protocol"), p, "protocol", w),
+    name: optString(field(o, "name"), p, "name", w),
   }));
 }
 
 function parseImageObject(o: Obj, path: string, w: string[]): JobImage {
   return {
-    name: str(field(o, "name"), `${path}.name`, w),
-    alias: optString(field(o, "alias"), `${path}.alias`, w),
-    command: optStrList(field(o, "command"), `${path}.command`, w),
-    entrypoint: optStrList(field(o, "entrypoint"), `${path}.entrypoint`, w),
+    name: str(field(o, "name"), path, "name", w),
+    alias: optString(field(o, "alias"), path, "alias", w),
+    command: optStrList(field(o, "command"), path, "command", w),
+    entrypoint: optStrList(field(o, "entrypoint"), path, "entrypoint", w),
     ports: parsePorts(field(o, "ports"), `${path}.ports`, w),
-    executorOpts: optObj(field(o, "executor_opts"), `${path}.executor_opts`, w),
-    pullPolicy: optStrList(field(o, "pull_policy"), `${path}.pull_policy`, w),
+    executorOpts: optObj(field(o, "executor_opts"), path, "executor_opts", w),
+    pullPolicy: optStrList(field(o, "pull_policy"), path, "pull_policy", w),
   };
 }
 
 function parseImage(v: unknown, w: string[]): JobImage | undefined {
-  const o = optObj(v, "image", w);
+  const o = optObj(v, "image", "", w);
   return o === undefined ? undefined : parseImageObject(o, "image", w);
 }
 
@@ -952,8 +986,8 @@ function parseServices(v: unknown, w: string[]): JobService[] {
   return objList(v, "services", w).map(([o, path]) => ({
     ...parseImageObject(o, path, w),
     variables: objList(field(o, "variables"), `${path}.variables`, w).map(([vo, vp]) => ({
-      key: str(field(vo, "key"), `${vp}.key`, w),
-      value: str(field(vo, "value"), `${vp}.value`, w),
+      key: str(field(vo, "key"), vp, "key", w),
+      value: str(field(vo, "value"), vp, "value", w),
     })),
   }));
 }
@@ -964,34 +998,34 @@ function nonEmpty(s: string, def: string): string {
 
 function parseArtifacts(v: unknown, w: string[]): ArtifactSpec[] {
   return objList(v, "artifacts", w).map(([o, path]) => ({
-    name: optString(field(o, "name"), `${path}.name`, w),
-    untracked: bool(field(o, "untracked"), `${path}.untracked`, w),
-    paths: strList(field(o, "paths"), `${path}.paths`, w),
-    exclude: strList(field(o, "exclude"), `${path}.exclude`, w),
-    when: when(field(o, "when"), `${path}.when`, w),
-    expireIn: optString(field(o, "expire_in"), `${path}.expire_in`, w),
-    artifactType: nonEmpty(str(field(o, "artifact_type"), `${path}.artifact_type`, w), "archive"),
-    artifactFormat: nonEmpty(str(field(o, "artifact_format"), `${path}.artifact_format`, w), "zip"),
+    name: optString(field(o, "name"), path, "name", w),
+    untracked: bool(field(o, "untracked"), path, "untracked", w),
+    paths: strList(field(o, "paths"), path, "paths", w),
+    exclude: strList(field(o, "exclude"), path, "exclude", w),
+    when: when(field(o, "when"), path, "when", w),
+    expireIn: optString(field(o, "expire_in"), path, "expire_in", w),
+    artifactType: nonEmpty(str(field(o, "artifact_type"), path, "artifact_type", w), "archive"),
+    artifactFormat: nonEmpty(str(field(o, "artifact_format"), path, "artifact_format", w), "zip"),
   }));
 }
 
 function parseCache(v: unknown, w: string[]): CacheSpec[] {
   return objList(v, "cache", w).map(([o, path]) => ({
-    key: str(field(o, "key"), `${path}.key`, w),
-    untracked: bool(field(o, "untracked"), `${path}.untracked`, w),
-    paths: strList(field(o, "paths"), `${path}.paths`, w),
-    policy: nonEmpty(str(field(o, "policy"), `${path}.policy`, w), "pull-push"),
-    when: when(field(o, "when"), `${path}.when`, w),
-    fallbackKeys: strList(field(o, "fallback_keys"), `${path}.fallback_keys`, w),
+    key: str(field(o, "key"), path, "key", w),
+    untracked: bool(field(o, "untracked"), path, "untracked", w),
+    paths: strList(field(o, "paths"), path, "paths", w),
+    policy: nonEmpty(str(field(o, "policy"), path, "policy", w), "pull-push"),
+    when: when(field(o, "when"), path, "when", w),
+    fallbackKeys: strList(field(o, "fallback_keys"), path, "fallback_keys", w),
   }));
 }
 
 function parseCredentials(v: unknown, w: string[]): Credential[] {
   return objList(v, "credentials", w).map(([o, path]) => ({
-    type: str(field(o, "type"), `${path}.type`, w),
-    url: str(field(o, "url"), `${path}.url`, w),
-    username: str(field(o, "username"), `${path}.username`, w),
-    password: str(field(o, "password"), `${path}.password`, w),
+    type: str(field(o, "type"), path, "type", w),
+    url: str(field(o, "url"), path, "url", w),
+    username: str(field(o, "username"), path, "username", w),
+    password: str(field(o, "password"), path, "password", w),
   }));
 }
 
@@ -999,9 +1033,14 @@ function parseFeatures(v: unknown, w: string[]): JobFeatures {
   const o = obj(v, "features", w);
   const tracing = field(o, "tracing");
   return {
-    traceSections: bool(field(o, "trace_sections"), "features.trace_sections", w),
-    failureReasons: strList(field(o, "failure_reasons"), "features.failure_reasons", w),
-    tokenMaskPrefixes: strList(field(o, "token_mask_prefixes"), "features.token_mask_prefixes", w),
+    traceSections: bool(field(o, "trace_sections"), "features.trace_sections", "", w),
+    failureReasons: strList(field(o, "failure_reasons"), "features.failure_reasons", "", w),
+    tokenMaskPrefixes: strList(
+      field(o, "token_mask_prefixes"),
+      "features.token_mask_prefixes",
+      "",
+      w,
+    ),
     tracing: isAbsent(tracing) ? undefined : tracing,
   };
 }
@@ -1011,15 +1050,15 @@ function parseDependencies(v: unknown, w: string[]): DependencySpec[] {
     const id = field(o, "id");
     if (isAbsent(id)) w.push(`${path}.id: missing; using 0`);
     const dep: DependencySpec = {
-      id: num(id, `${path}.id`, w, 0),
-      name: str(field(o, "name"), `${path}.name`, w),
-      token: str(field(o, "token"), `${path}.token`, w),
+      id: num(id, path, "id", w, 0),
+      name: str(field(o, "name"), path, "name", w),
+      token: str(field(o, "token"), path, "token", w),
     };
-    const file = optObj(field(o, "artifacts_file"), `${path}.artifacts_file`, w);
+    const file = optObj(field(o, "artifacts_file"), path, "artifacts_file", w);
     if (file !== undefined) {
       dep.artifactsFile = {
-        filename: str(field(file, "filename"), `${path}.artifacts_file.filename`, w),
-        size: num(field(file, "size"), `${path}.artifacts_file.size`, w, 0),
+        filename: str(field(file, "filename"), path, "artifacts_file.filename", w),
+        size: num(field(file, "size"), path, "artifacts_file.size", w, 0),
       };
     }
     return dep;
@@ -1078,7 +1117,7 @@ function parseValue(input: unknown, json: boolean): ParseResult {
   const payload: JobPayload = {
     id,
     token,
-    allowGitFetch: bool(field(input, "allow_git_fetch"), "allow_git_fetch", w),
+    allowGitFetch: bool(field(input, "allow_git_fetch"), "allow_git_fetch", "", w),
     jobInfo: parseJobInfo(field(input, "job_info"), w),
     gitInfo: parseGitInfo(field(input, "git_info"), w),
     runnerInfo: parseRunnerInfo(field(input, "runner_info"), w),
@@ -1099,9 +1138,9 @@ function parseValue(input: unknown, json: boolean): ParseResult {
   if (run !== undefined) payload.run = run;
   const image = parseImage(field(input, "image"), w);
   if (image !== undefined) payload.image = image;
-  const secrets = optObj(field(input, "secrets"), "secrets", w);
+  const secrets = optObj(field(input, "secrets"), "secrets", "", w);
   if (secrets !== undefined) payload.secrets = secrets;
-  const policyOptions = optObj(field(input, "policy_options"), "policy_options", w);
+  const policyOptions = optObj(field(input, "policy_options"), "policy_options", "", w);
   if (policyOptions !== undefined) payload.policyOptions = policyOptions;
   return { ok: true, payload, warnings: w };
 }
