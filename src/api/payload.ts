@@ -479,51 +479,58 @@ function lastOccurrences(list: readonly JobVariable[]): JobVariable[] {
 }
 
 /**
- * The slots of {@linkcode hasDuplicateKey}'s open-addressing table: a power of two, twice the
- * longest list it takes (longer lists go to the `Map` of {@linkcode lastOccurrences}). The
- * table is reused by every call and holds indices only (never a key or a value): 4 KiB for the
- * life of the process.
+ * The slots of the open-addressing table {@linkcode collapseVariables} uses: a power of two,
+ * twice the longest list it takes (longer lists go to the `Map` of {@linkcode lastOccurrences}).
+ * The table is reused by every call and holds list indices only (never a key or a value): 4 KiB
+ * for the life of the process.
  */
 const KEY_SLOTS = 512;
+/** The round (call) that last used each slot: slots of other rounds are empty. */
 const slotRound = new Int32Array(KEY_SLOTS);
+/** The list index a slot holds in its round: the last entry seen with that slot's key. */
 const slotIndex = new Int32Array(KEY_SLOTS);
 let round = 0;
 
 /**
- * Whether two entries of `list` (at most `KEY_SLOTS / 2` of them, every key non-empty) have the
- * same key. A cheap hash of the length and three characters picks the slot; keys in the same
- * slot are compared whole, so the answer is exact. Allocates nothing.
+ * The slot of `key` in round `r`: the one holding an entry of `list` with that key, or the empty
+ * slot where it goes. A cheap hash of the length and three characters picks the first slot to
+ * look at; keys are compared whole, so a slot never mixes two keys.
  */
-function hasDuplicateKey(list: readonly JobVariable[]): boolean {
+function slotOf(list: readonly JobVariable[], key: string, r: number): number {
+  const n = key.length;
+  let h = Math.imul(
+    (n << 16) ^ (key.charCodeAt(0) << 8) ^ (key.charCodeAt(n >> 1) << 4) ^ key.charCodeAt(n - 1),
+    0x9e3779b1,
+  ) >>> 23; // the top 9 bits: 0 … KEY_SLOTS - 1
+  while (slotRound[h] === r && list[slotIndex[h]].key !== key) h = (h + 1) & (KEY_SLOTS - 1);
+  return h;
+}
+
+/**
+ * {@linkcode effectiveVariables} on a list the parser just built (its own array): the list
+ * itself when no key repeats (the usual case), else a new one of the last occurrences. Up to
+ * `KEY_SLOTS / 2` entries it allocates nothing but that new list.
+ */
+function collapseVariables(list: JobVariable[]): JobVariable[] {
+  if (list.length > KEY_SLOTS / 2) return lastOccurrences(list);
   if (round === 0x7fffffff) {
     slotRound.fill(0);
     round = 0;
   }
   const r = ++round;
+  let repeats = false;
   for (let i = 0; i < list.length; i++) {
-    const key = list[i].key;
-    const n = key.length;
-    let h = Math.imul(
-      (n << 16) ^ (key.charCodeAt(0) << 8) ^ (key.charCodeAt(n >> 1) << 4) ^ key.charCodeAt(n - 1),
-      0x9e3779b1,
-    ) >>> 23; // the top 9 bits: 0 … KEY_SLOTS - 1
-    while (slotRound[h] === r) {
-      if (list[slotIndex[h]].key === key) return true;
-      h = (h + 1) & (KEY_SLOTS - 1);
-    }
-    slotRound[h] = r;
+    const h = slotOf(list, list[i].key, r);
+    if (slotRound[h] === r) repeats = true;
+    else slotRound[h] = r;
     slotIndex[h] = i;
   }
-  return false;
-}
-
-/**
- * {@linkcode effectiveVariables} on a list the parser just built (its own array, keys
- * non-empty): the list itself when no key repeats (the usual case), else a new filtered one.
- */
-function collapseVariables(list: JobVariable[]): JobVariable[] {
-  if (list.length <= KEY_SLOTS / 2 && !hasDuplicateKey(list)) return list;
-  return lastOccurrences(list);
+  if (!repeats) return list;
+  const out: JobVariable[] = [];
+  for (let i = 0; i < list.length; i++) {
+    if (slotIndex[slotOf(list, list[i].key, r)] === i) out.push(list[i]);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
