@@ -1621,3 +1621,19 @@ Deno.test("C2.1 parseJobPayloadText with a replaced JSON.parse still reads own p
     { key: "A", value: "1", public: false, masked: false, file: false, raw: false },
   ]);
 });
+
+Deno.test("C2.1 parseJobPayload reads own variable fields only: inherited ones and other objects", () => {
+  const o = sample();
+  const inherited = Object.assign(Object.create({ masked: true, file: true, raw: "x" }), {
+    key: "OWN",
+    value: "v",
+  });
+  const noKey = Object.create({ key: "INHERITED_KEY", value: "i" });
+  o.variables = [inherited, noKey, variable("PLAIN", "p")];
+  const { payload, warnings } = expectOk(parseJobPayload(o));
+  assert.deepEqual(payload.variables, [
+    { key: "OWN", value: "v", public: false, masked: false, file: false, raw: false },
+    { key: "PLAIN", value: "p", public: false, masked: false, file: false, raw: false },
+  ]);
+  assert.deepEqual(warnings, ["variables[1]: variable without a key; dropped"]);
+});
