@@ -295,6 +295,11 @@ Deno.test("C2.4 effectiveVariables keeps the order of last occurrences", () => {
   );
   assert.deepEqual(effectiveVariables([]), []);
   assert.equal(list.length, 5, "the input is not modified");
+  // A new array also when no key repeats.
+  const distinct = [v("A", "1"), v("B", "2")];
+  const collapsed = effectiveVariables(distinct);
+  assert.notEqual(collapsed, distinct);
+  assert.deepEqual(collapsed, distinct);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1515,6 +1520,8 @@ Deno.test("C2.4 variables from the body text: the effective list wherever the du
     ["256 entries, the last a repeat", [...numbered(255), v("VAR_0", "again")]],
     ["257 entries, none", numbered(257)],
     ["257 entries, the last a repeat", [...numbered(256), v("VAR_7", "again")]],
+    ["600 entries, none", numbered(600)],
+    ["600 entries, the last a repeat", [...numbered(599), v("VAR_1", "again")]],
     ["3000 entries, some repeats", numbered(3000, (i) => `VAR_${i % 2900}`)],
   ];
   for (const [name, vars] of cases) {
@@ -1636,4 +1643,44 @@ Deno.test("C2.1 parseJobPayload reads own variable fields only: inherited ones a
     { key: "PLAIN", value: "p", public: false, masked: false, file: false, raw: false },
   ]);
   assert.deepEqual(warnings, ["variables[1]: variable without a key; dropped"]);
+});
+
+Deno.test("C2.1 variables: one wrong field alone (value or a flag) is converted with its warning", () => {
+  const vars = [
+    { key: "NUMBER", value: 5, public: true },
+    { key: "BOOLEAN", value: true },
+    { key: "OBJECT", value: { x: 1 }, masked: false },
+    // Every flag sent, one of them wrong.
+    { key: "PUBLIC", value: "v", public: "yes", masked: false, file: false, raw: false },
+    { key: "MASKED", value: "v", public: false, masked: 1, file: false, raw: false },
+    { key: "FILE", value: "v", public: false, masked: false, file: {}, raw: false },
+    { key: "RAW", value: "v", public: false, masked: false, file: false, raw: [true] },
+  ];
+  const want = [
+    ["NUMBER", "5", true, false, false, false],
+    ["BOOLEAN", "true", false, false, false, false],
+    ["OBJECT", "", false, false, false, false],
+    ["PUBLIC", "v", false, false, false, false],
+    ["MASKED", "v", false, false, false, false],
+    ["FILE", "v", false, false, false, false],
+    ["RAW", "v", false, false, false, false],
+  ];
+  const warnings = [
+    "variables[0].value: expected string, got number; converted",
+    "variables[1].value: expected string, got boolean; converted",
+    'variables[2].value: expected string, got object; using ""',
+    "variables[3].public: expected boolean, got string; using false",
+    "variables[4].masked: expected boolean, got number; using false",
+    "variables[5].file: expected boolean, got object; using false",
+    "variables[6].raw: expected boolean, got array; using false",
+  ];
+  const text = textWithVariables(vars);
+  for (const result of [parseJobPayloadText(text), parseJobPayload(JSON.parse(text))]) {
+    const { payload, warnings: got } = expectOk(result);
+    assert.deepEqual(
+      payload.variables.map((x) => [x.key, x.value, x.public, x.masked, x.file, x.raw]),
+      want,
+    );
+    assert.deepEqual(got, warnings);
+  }
 });

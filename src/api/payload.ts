@@ -783,7 +783,10 @@ function parseRunnerInfo(v: unknown, w: string[]): RunnerInfo {
  * (first the entries that are not objects, as `objList` reports them, then the fields).
  */
 function parseVariables(v: unknown, w: string[], json: boolean): JobVariable[] {
-  if (!Array.isArray(v)) return parseVariableObjects(objList(v, "variables", w), w);
+  if (!Array.isArray(v)) {
+    objList(v, "variables", w); // not a list: its warning, and no variables
+    return [];
+  }
   // A value from the runtime's `JSON.parse` has only own data properties and `Object.prototype`
   // as prototype: when that has none of the six keys, a plain read is `field`'s own-property
   // read (a key the entry lacks reads as `undefined`, and no inherited getter runs). Nothing in
@@ -836,15 +839,6 @@ function parseVariables(v: unknown, w: string[], json: boolean): JobVariable[] {
 /** A flag as `bool` takes it without a warning. */
 function isFlag(v: unknown): boolean {
   return typeof v === "boolean" || v === undefined || v === null;
-}
-
-function parseVariableObjects(items: Array<[Obj, string]>, w: string[]): JobVariable[] {
-  const out: JobVariable[] = [];
-  for (const [o, path] of items) {
-    const variable = parseVariableObject(o, path, w);
-    if (variable !== undefined) out.push(variable);
-  }
-  return out;
 }
 
 /** One entry of `variables[]` by the general readers; `undefined` (and a warning) without a key. */
