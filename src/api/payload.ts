@@ -467,11 +467,6 @@ export function parseJobPayloadText(text: string): ParseResult {
  * ```
  */
 export function effectiveVariables(list: readonly JobVariable[]): JobVariable[] {
-  return lastOccurrences(list);
-}
-
-/** {@linkcode effectiveVariables}'s rule, with a `Map` of every key (any list). */
-function lastOccurrences(list: readonly JobVariable[]): JobVariable[] {
   const last = new Map<string, number>();
   for (let i = 0; i < list.length; i++) last.set(list[i].key, i);
   if (last.size === list.length) return list.slice();
@@ -480,7 +475,7 @@ function lastOccurrences(list: readonly JobVariable[]): JobVariable[] {
 
 /**
  * The slots of the open-addressing table {@linkcode collapseVariables} uses: a power of two,
- * twice the longest list it takes (longer lists go to the `Map` of {@linkcode lastOccurrences}).
+ * twice the longest list it takes (longer lists go to {@linkcode effectiveVariables}'s `Map`).
  * The table is reused by every call and holds list indices only (never a key or a value): 4 KiB
  * for the life of the process.
  */
@@ -512,7 +507,7 @@ function slotOf(list: readonly JobVariable[], key: string, r: number): number {
  * `KEY_SLOTS / 2` entries it allocates nothing but that new list.
  */
 function collapseVariables(list: JobVariable[]): JobVariable[] {
-  if (list.length > KEY_SLOTS / 2) return lastOccurrences(list);
+  if (list.length > KEY_SLOTS / 2) return effectiveVariables(list);
   if (round === 0x7fffffff) {
     slotRound.fill(0);
     round = 0;
