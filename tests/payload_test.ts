@@ -295,6 +295,11 @@ Deno.test("C2.4 effectiveVariables keeps the order of last occurrences", () => {
   );
   assert.deepEqual(effectiveVariables([]), []);
   assert.equal(list.length, 5, "the input is not modified");
+  // A new array also when no key repeats.
+  const distinct = [v("A", "1"), v("B", "2")];
+  const collapsed = effectiveVariables(distinct);
+  assert.notEqual(collapsed, distinct);
+  assert.deepEqual(collapsed, distinct);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1463,4 +1468,219 @@ Deno.test("C2.2 recovery: the first token counts too", () => {
     error: r.ok ? "" : r.error,
     token: "glcbt-a",
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The parser's fast paths (plain reads of JSON.parse's variables, the duplicate-key table) give
+// what the general readers give
+// ---------------------------------------------------------------------------------------------
+
+/** The effective list by the rule itself, quadratic: an entry counts if no later one has its key. */
+function lastWins(list: ReadonlyArray<{ key: string }>): string[] {
+  return list.filter((v, i) => !list.slice(i + 1).some((u) => u.key === v.key))
+    .map((v) => JSON.stringify(v));
+}
+
+/** The sample's text with `variables` replaced (as GitLab would render it). */
+function textWithVariables(vars: unknown[]): string {
+  const o = sample();
+  o.variables = vars;
+  return JSON.stringify(o);
+}
+
+Deno.test("C2.4 variables from the body text: the effective list wherever the duplicates are", () => {
+  const v = (key: string, value: string) => ({
+    key,
+    value,
+    public: true,
+    masked: false,
+    file: false,
+    raw: false,
+  });
+  const numbered = (n: number, key = (i: number) => `VAR_${i}`) =>
+    Array.from({ length: n }, (_, i) => v(key(i), `v${i}`));
+  // Same length, same first, middle and last character: the same slot of the table, one chain.
+  const alike = (i: number) => `K${String(i).padStart(3, "0")}xK${String(i).padStart(3, "0")}Z`;
+  const cases: Array<[string, ReturnType<typeof v>[]]> = [
+    ["none", numbered(86)],
+    ["first and last", [v("A", "1"), ...numbered(20), v("A", "2")]],
+    ["adjacent", [...numbered(5), v("B", "1"), v("B", "2"), ...numbered(5, (i) => `W${i}`)]],
+    ["one key only", Array.from({ length: 12 }, (_, i) => v("SAME", `${i}`))],
+    ["in one chain, none", numbered(40, alike)],
+    ["in one chain, at its end", [...numbered(40, alike), v(alike(3), "again")]],
+    ["keys of Object.prototype", [
+      v("__proto__", "1"),
+      v("constructor", "2"),
+      v("toString", "3"),
+      v("__proto__", "4"),
+      v("hasOwnProperty", "5"),
+      v("constructor", "6"),
+    ]],
+    ["256 entries, none", numbered(256)],
+    ["256 entries, the last a repeat", [...numbered(255), v("VAR_0", "again")]],
+    ["257 entries, none", numbered(257)],
+    ["257 entries, the last a repeat", [...numbered(256), v("VAR_7", "again")]],
+    ["600 entries, none", numbered(600)],
+    ["600 entries, the last a repeat", [...numbered(599), v("VAR_1", "again")]],
+    ["3000 entries, some repeats", numbered(3000, (i) => `VAR_${i % 2900}`)],
+  ];
+  for (const [name, vars] of cases) {
+    const want = lastWins(vars);
+    const fromText = expectOk(parseJobPayloadText(textWithVariables(vars)));
+    assert.deepEqual(fromText.payload.variables.map((x) => JSON.stringify(x)), want, name);
+    assert.deepEqual(fromText.warnings, [], name);
+    const fromValue = expectOk(parseJobPayload(JSON.parse(textWithVariables(vars))));
+    assert.deepEqual(fromValue.payload.variables, fromText.payload.variables, name);
+    assert.deepEqual(effectiveVariables(vars).map((x) => JSON.stringify(x)), want, name);
+  }
+});
+
+Deno.test("C2.1 variables from the body text: __proto__ as a key or inside an entry is only data", () => {
+  const text = textWithVariables([]).replace(
+    '"variables":[]',
+    '"variables":[{"__proto__":{"key":"INHERITED","masked":true},"key":"K","value":"v"},' +
+      '{"key":"__proto__","value":"p","masked":true},{"__proto__":null,"value":"no key"}]',
+  );
+  const { payload, warnings } = expectOk(parseJobPayloadText(text));
+  assert.deepEqual(payload.variables.map((x) => [x.key, x.value, x.masked]), [
+    ["K", "v", false],
+    ["__proto__", "p", true],
+  ]);
+  assert.deepEqual(warnings, ["variables[2]: variable without a key; dropped"]);
+});
+
+Deno.test("C2.1 variables from the body text: own properties only, even with Object.prototype polluted", () => {
+  const text = textWithVariables([
+    { key: "A", value: "1" },
+    { key: "B", value: "2", public: false, masked: true },
+    { value: "no key" },
+    { key: "C" },
+  ]);
+  const clean = expectOk(parseJobPayloadText(text));
+  let getterCalls = 0;
+  // Descriptors without a prototype: a polluted `value` or `get` must not leak into them.
+  const descriptor = (d: PropertyDescriptor) => Object.assign(Object.create(null), d);
+  const polluted: Array<[string, PropertyDescriptor]> = [
+    ["key", descriptor({ value: "POLLUTED", configurable: true, writable: true })],
+    ["value", descriptor({ value: "POLLUTED", configurable: true, writable: true })],
+    ["public", descriptor({ value: true, configurable: true, writable: true, enumerable: true })],
+    ["masked", descriptor({ value: true, configurable: true, writable: true })],
+    [
+      "file",
+      descriptor({
+        get() {
+          getterCalls++;
+          return true;
+        },
+        configurable: true,
+      }),
+    ],
+    [
+      "raw",
+      descriptor({
+        get() {
+          getterCalls++;
+          throw new Error("an inherited getter ran");
+        },
+        configurable: true,
+      }),
+    ],
+  ];
+  // Each key alone (the check must cover every one of the six), then all at once; the results
+  // are compared once Object.prototype is clean again.
+  const results: Array<[string, ParseResult]> = [];
+  for (const keys of [...polluted.map((p) => [p]), polluted]) {
+    for (const [key, d] of keys) Object.defineProperty(Object.prototype, key, d);
+    try {
+      results.push([keys.length === 1 ? keys[0][0] : "all", parseJobPayloadText(text)]);
+    } finally {
+      for (const [key] of keys) delete (Object.prototype as Record<string, unknown>)[key];
+    }
+  }
+  for (const [what, result] of results) {
+    const { payload, warnings } = expectOk(result);
+    assert.deepEqual(payload.variables, clean.payload.variables, what);
+    assert.deepEqual(warnings, clean.warnings, what);
+  }
+  assert.equal(getterCalls, 0);
+  assert.deepEqual(clean.payload.variables.map((x) => [x.key, x.value, x.public, x.masked]), [
+    ["A", "1", false, false],
+    ["B", "2", false, true],
+    ["C", "", false, false],
+  ]);
+});
+
+Deno.test("C2.1 parseJobPayloadText with a replaced JSON.parse still reads own properties only", () => {
+  const real = JSON.parse;
+  const text = textWithVariables([{ key: "A", value: "1" }]);
+  JSON.parse = (s: string) => {
+    const o = real(s);
+    o.variables[0] = Object.assign(Object.create({ masked: true, file: true }), o.variables[0]);
+    return o;
+  };
+  let result: ParseResult;
+  try {
+    result = parseJobPayloadText(text);
+  } finally {
+    JSON.parse = real;
+  }
+  assert.deepEqual(expectOk(result).payload.variables, [
+    { key: "A", value: "1", public: false, masked: false, file: false, raw: false },
+  ]);
+});
+
+Deno.test("C2.1 parseJobPayload reads own variable fields only: inherited ones and other objects", () => {
+  const o = sample();
+  const inherited = Object.assign(Object.create({ masked: true, file: true, raw: "x" }), {
+    key: "OWN",
+    value: "v",
+  });
+  const noKey = Object.create({ key: "INHERITED_KEY", value: "i" });
+  o.variables = [inherited, noKey, variable("PLAIN", "p")];
+  const { payload, warnings } = expectOk(parseJobPayload(o));
+  assert.deepEqual(payload.variables, [
+    { key: "OWN", value: "v", public: false, masked: false, file: false, raw: false },
+    { key: "PLAIN", value: "p", public: false, masked: false, file: false, raw: false },
+  ]);
+  assert.deepEqual(warnings, ["variables[1]: variable without a key; dropped"]);
+});
+
+Deno.test("C2.1 variables: one wrong field alone (value or a flag) is converted with its warning", () => {
+  const vars = [
+    { key: "NUMBER", value: 5, public: true },
+    { key: "BOOLEAN", value: true },
+    { key: "OBJECT", value: { x: 1 }, masked: false },
+    // Every flag sent, one of them wrong.
+    { key: "PUBLIC", value: "v", public: "yes", masked: false, file: false, raw: false },
+    { key: "MASKED", value: "v", public: false, masked: 1, file: false, raw: false },
+    { key: "FILE", value: "v", public: false, masked: false, file: {}, raw: false },
+    { key: "RAW", value: "v", public: false, masked: false, file: false, raw: [true] },
+  ];
+  const want = [
+    ["NUMBER", "5", true, false, false, false],
+    ["BOOLEAN", "true", false, false, false, false],
+    ["OBJECT", "", false, false, false, false],
+    ["PUBLIC", "v", false, false, false, false],
+    ["MASKED", "v", false, false, false, false],
+    ["FILE", "v", false, false, false, false],
+    ["RAW", "v", false, false, false, false],
+  ];
+  const warnings = [
+    "variables[0].value: expected string, got number; converted",
+    "variables[1].value: expected string, got boolean; converted",
+    'variables[2].value: expected string, got object; using ""',
+    "variables[3].public: expected boolean, got string; using false",
+    "variables[4].masked: expected boolean, got number; using false",
+    "variables[5].file: expected boolean, got object; using false",
+    "variables[6].raw: expected boolean, got array; using false",
+  ];
+  const text = textWithVariables(vars);
+  for (const result of [parseJobPayloadText(text), parseJobPayload(JSON.parse(text))]) {
+    const { payload, warnings: got } = expectOk(result);
+    assert.deepEqual(
+      payload.variables.map((x) => [x.key, x.value, x.public, x.masked, x.file, x.raw]),
+      want,
+    );
+    assert.deepEqual(got, warnings);
+  }
 });

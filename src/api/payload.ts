@@ -400,7 +400,7 @@ export type ParseResult =
  */
 export function parseJobPayload(input: unknown): ParseResult {
   try {
-    return parseValue(input);
+    return parseValue(input, false);
   } catch (err) {
     // Only reachable with hostile inputs (throwing getters, proxies): still never throw.
     const why = err instanceof Error ? err.message : String(err);
@@ -440,7 +440,7 @@ export function parseJobPayloadText(text: string): ParseResult {
       const found = recoverIdAndToken(text);
       return { ok: false, error: `Job payload is not valid JSON: ${why}`, ...found };
     }
-    return parseJobPayload(value);
+    return parseValue(value, JSON.parse === NATIVE_JSON_PARSE);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     return { ok: false, error: `Job payload could not be read: ${why}` };
@@ -473,8 +473,64 @@ export function effectiveVariables(list: readonly JobVariable[]): JobVariable[] 
   return list.filter((v, i) => last.get(v.key) === i);
 }
 
+/**
+ * The slots of the open-addressing table {@linkcode collapseVariables} uses: a power of two,
+ * twice the longest list it takes (longer lists go to {@linkcode effectiveVariables}'s `Map`).
+ * The table is reused by every call and holds list indices only (never a key or a value): 4 KiB
+ * for the life of the process.
+ */
+const KEY_SLOTS = 512;
+/** The round (call) that last used each slot: slots of other rounds are empty. */
+const slotRound = new Int32Array(KEY_SLOTS);
+/** The list index a slot holds in its round: the last entry seen with that slot's key. */
+const slotIndex = new Int32Array(KEY_SLOTS);
+let round = 0;
+
+/**
+ * The slot of `key` in round `r`: the one holding an entry of `list` with that key, or the empty
+ * slot where it goes. A cheap hash of the length and three characters picks the first slot to
+ * look at; keys are compared whole, so a slot never mixes two keys.
+ */
+function slotOf(list: readonly JobVariable[], key: string, r: number): number {
+  const n = key.length;
+  let h = Math.imul(
+    (n << 16) ^ (key.charCodeAt(0) << 8) ^ (key.charCodeAt(n >> 1) << 4) ^ key.charCodeAt(n - 1),
+    0x9e3779b1,
+  ) >>> 23; // the top 9 bits: 0 … KEY_SLOTS - 1
+  while (slotRound[h] === r && list[slotIndex[h]].key !== key) h = (h + 1) & (KEY_SLOTS - 1);
+  return h;
+}
+
+/**
+ * {@linkcode effectiveVariables} on a list the parser just built (its own array): the list
+ * itself when no key repeats (the usual case), else a new one of the last occurrences. Up to
+ * `KEY_SLOTS / 2` entries it allocates nothing but that new list.
+ */
+function collapseVariables(list: JobVariable[]): JobVariable[] {
+  if (list.length > KEY_SLOTS / 2) return effectiveVariables(list);
+  if (round === 0x7fffffff) {
+    slotRound.fill(0);
+    round = 0;
+  }
+  const r = ++round;
+  let repeats = false;
+  for (let i = 0; i < list.length; i++) {
+    const h = slotOf(list, list[i].key, r);
+    if (slotRound[h] === r) repeats = true;
+    else slotRound[h] = r;
+    slotIndex[h] = i;
+  }
+  if (!repeats) return list;
+  const out: JobVariable[] = [];
+  for (let i = 0; i < list.length; i++) {
+    if (slotIndex[slotOf(list, list[i].key, r)] === i) out.push(list[i]);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Reading helpers: each takes the value, its path (for warnings) and the warning list
+// Reading helpers: each takes the value, where it is (a path and a key, joined by `at` only for
+// a warning) and the warning list
 // ---------------------------------------------------------------------------------------------
 
 type Obj = Record<string, unknown>;
@@ -498,96 +554,110 @@ function isAbsent(v: unknown): v is null | undefined {
   return v === undefined || v === null;
 }
 
+/**
+ * A field's path in a warning: `path.key`, or `path` when `key` is `""`. The readers take the
+ * two apart and join them only for a warning, so a field read without one builds no string.
+ */
+function at(path: string, key: string): string {
+  return key === "" ? path : `${path}.${key}`;
+}
+
 function wrongType(w: string[], path: string, expected: string, v: unknown, using: string): void {
   w.push(`${path}: expected ${expected}, got ${kindOf(v)}; using ${using}`);
 }
 
 /** A string; numbers and booleans are turned into strings (with a warning unless `quiet`). */
-function optString(v: unknown, path: string, w: string[], quiet = false): string | undefined {
+function optString(
+  v: unknown,
+  path: string,
+  key: string,
+  w: string[],
+  quiet = false,
+): string | undefined {
   if (typeof v === "string") return v;
   if (isAbsent(v)) return undefined;
   if (typeof v === "number" || typeof v === "boolean") {
-    if (!quiet) w.push(`${path}: expected string, got ${typeof v}; converted`);
+    if (!quiet) w.push(`${at(path, key)}: expected string, got ${typeof v}; converted`);
     return String(v);
   }
-  wrongType(w, path, "string", v, "nothing");
+  wrongType(w, at(path, key), "string", v, "nothing");
   return undefined;
 }
 
-function str(v: unknown, path: string, w: string[], def = ""): string {
+function str(v: unknown, path: string, key: string, w: string[], def = ""): string {
   if (typeof v === "string") return v;
   if (isAbsent(v)) return def;
   if (typeof v === "number" || typeof v === "boolean") {
-    w.push(`${path}: expected string, got ${typeof v}; converted`);
+    w.push(`${at(path, key)}: expected string, got ${typeof v}; converted`);
     return String(v);
   }
-  wrongType(w, path, "string", v, JSON.stringify(def));
+  wrongType(w, at(path, key), "string", v, JSON.stringify(def));
   return def;
 }
 
 const DECIMAL_REGEXP = /^\s*-?\d+(\.\d+)?\s*$/;
 
 /** A finite number; decimal strings are accepted (with a warning). */
-function optNumber(v: unknown, path: string, w: string[]): number | undefined {
+function optNumber(v: unknown, path: string, key: string, w: string[]): number | undefined {
   if (typeof v === "number" && Number.isFinite(v)) return v;
   if (isAbsent(v)) return undefined;
   if (typeof v === "string" && DECIMAL_REGEXP.test(v)) {
-    w.push(`${path}: expected number, got string; converted`);
+    w.push(`${at(path, key)}: expected number, got string; converted`);
     return Number(v);
   }
-  wrongType(w, path, "number", v, "nothing");
+  wrongType(w, at(path, key), "number", v, "nothing");
   return undefined;
 }
 
-function num(v: unknown, path: string, w: string[], def: number): number {
+function num(v: unknown, path: string, key: string, w: string[], def: number): number {
   if (typeof v === "number" && Number.isFinite(v)) return v;
   if (isAbsent(v)) return def;
   if (typeof v === "string" && DECIMAL_REGEXP.test(v)) {
-    w.push(`${path}: expected number, got string; converted`);
+    w.push(`${at(path, key)}: expected number, got string; converted`);
     return Number(v);
   }
-  wrongType(w, path, "number", v, String(def));
+  wrongType(w, at(path, key), "number", v, String(def));
   return def;
 }
 
-function bool(v: unknown, path: string, w: string[], def = false): boolean {
+function bool(v: unknown, path: string, key: string, w: string[], def = false): boolean {
   if (typeof v === "boolean") return v;
   if (isAbsent(v)) return def;
-  wrongType(w, path, "boolean", v, String(def));
+  wrongType(w, at(path, key), "boolean", v, String(def));
   return def;
 }
 
-function optBool(v: unknown, path: string, w: string[]): boolean | undefined {
+function optBool(v: unknown, path: string, key: string, w: string[]): boolean | undefined {
   if (typeof v === "boolean") return v;
   if (isAbsent(v)) return undefined;
-  wrongType(w, path, "boolean", v, "nothing");
+  wrongType(w, at(path, key), "boolean", v, "nothing");
   return undefined;
 }
 
 /** A string array; `null`/absent → `[]`, a lone string → `[it]`, non-string items dropped. */
-function strList(v: unknown, path: string, w: string[]): string[] {
+function strList(v: unknown, path: string, key: string, w: string[]): string[] {
   if (isAbsent(v)) return [];
   if (typeof v === "string") {
-    w.push(`${path}: expected array, got string; using it as a one-item list`);
+    w.push(`${at(path, key)}: expected array, got string; using it as a one-item list`);
     return [v];
   }
   if (!Array.isArray(v)) {
-    wrongType(w, path, "array", v, "[]");
+    wrongType(w, at(path, key), "array", v, "[]");
     return [];
   }
   const out: string[] = [];
   v.forEach((item, i) => {
     if (typeof item === "string") out.push(item);
     else if (typeof item === "number" || typeof item === "boolean") {
-      w.push(`${path}[${i}]: expected string, got ${typeof item}; converted`);
+      w.push(`${at(path, key)}[${i}]: expected string, got ${typeof item}; converted`);
       out.push(String(item));
-    } else w.push(`${path}[${i}]: expected string, got ${kindOf(item)}; dropped`);
+    } else w.push(`${at(path, key)}[${i}]: expected string, got ${kindOf(item)}; dropped`);
   });
   return out;
 }
 
-function optStrList(v: unknown, path: string, w: string[]): string[] | undefined {
-  return isAbsent(v) ? undefined : strList(v, path, w);
+function optStrList(v: unknown, path: string, key: string, w: string[]): string[] | undefined {
+  return isAbsent(v) ? undefined : strList(v, path, key, w);
 }
 
 /** The objects of an array; `null`/absent → `[]`, non-object items dropped with a warning. */
@@ -611,19 +681,19 @@ function obj(v: unknown, path: string, w: string[]): Obj {
   return {};
 }
 
-function optObj(v: unknown, path: string, w: string[]): Obj | undefined {
+function optObj(v: unknown, path: string, key: string, w: string[]): Obj | undefined {
   if (isObject(v)) return v;
-  if (!isAbsent(v)) wrongType(w, path, "object", v, "nothing");
+  if (!isAbsent(v)) wrongType(w, at(path, key), "object", v, "nothing");
   return undefined;
 }
 
 const WHEN_VALUES: readonly string[] = ["on_success", "on_failure", "always"];
 
-function when(v: unknown, path: string, w: string[]): StepWhen {
+function when(v: unknown, path: string, key: string, w: string[]): StepWhen {
   if (typeof v === "string" && WHEN_VALUES.includes(v)) return v as StepWhen;
   if (isAbsent(v) || v === "") return "on_success";
   const shown = typeof v === "string" || typeof v === "number" ? JSON.stringify(v) : kindOf(v);
-  w.push(`${path}: unknown value ${shown}; using "on_success"`);
+  w.push(`${at(path, key)}: unknown value ${shown}; using "on_success"`);
   return "on_success";
 }
 
@@ -633,59 +703,69 @@ function when(v: unknown, path: string, w: string[]): StepWhen {
 
 function parseJobInfo(v: unknown, w: string[]): JobInfo {
   const o = obj(v, "job_info", w);
-  const p = (k: string) => `job_info.${k}`;
   return {
-    id: optNumber(field(o, "id"), p("id"), w),
-    name: str(field(o, "name"), p("name"), w),
-    stage: str(field(o, "stage"), p("stage"), w),
-    pipelineId: optNumber(field(o, "pipeline_id"), p("pipeline_id"), w),
-    projectId: optNumber(field(o, "project_id"), p("project_id"), w),
-    projectName: str(field(o, "project_name"), p("project_name"), w),
-    projectFullPath: str(field(o, "project_full_path"), p("project_full_path"), w),
-    namespaceId: optNumber(field(o, "namespace_id"), p("namespace_id"), w),
-    rootNamespaceId: optNumber(field(o, "root_namespace_id"), p("root_namespace_id"), w),
-    organizationId: optNumber(field(o, "organization_id"), p("organization_id"), w),
+    id: optNumber(field(o, "id"), "job_info.id", "", w),
+    name: str(field(o, "name"), "job_info.name", "", w),
+    stage: str(field(o, "stage"), "job_info.stage", "", w),
+    pipelineId: optNumber(field(o, "pipeline_id"), "job_info.pipeline_id", "", w),
+    projectId: optNumber(field(o, "project_id"), "job_info.project_id", "", w),
+    projectName: str(field(o, "project_name"), "job_info.project_name", "", w),
+    projectFullPath: str(field(o, "project_full_path"), "job_info.project_full_path", "", w),
+    namespaceId: optNumber(field(o, "namespace_id"), "job_info.namespace_id", "", w),
+    rootNamespaceId: optNumber(field(o, "root_namespace_id"), "job_info.root_namespace_id", "", w),
+    organizationId: optNumber(field(o, "organization_id"), "job_info.organization_id", "", w),
     // GitLab sends instance_id and the runner count as strings; numbers are accepted quietly.
-    instanceId: optString(field(o, "instance_id"), p("instance_id"), w, true),
-    instanceUuid: optString(field(o, "instance_uuid"), p("instance_uuid"), w),
-    userId: optNumber(field(o, "user_id"), p("user_id"), w),
-    scopedUserId: optNumber(field(o, "scoped_user_id"), p("scoped_user_id"), w),
-    timeInQueueSeconds: optNumber(field(o, "time_in_queue_seconds"), p("time_in_queue_seconds"), w),
+    instanceId: optString(field(o, "instance_id"), "job_info.instance_id", "", w, true),
+    instanceUuid: optString(field(o, "instance_uuid"), "job_info.instance_uuid", "", w),
+    userId: optNumber(field(o, "user_id"), "job_info.user_id", "", w),
+    scopedUserId: optNumber(field(o, "scoped_user_id"), "job_info.scoped_user_id", "", w),
+    timeInQueueSeconds: optNumber(
+      field(o, "time_in_queue_seconds"),
+      "job_info.time_in_queue_seconds",
+      "",
+      w,
+    ),
     projectJobsRunningOnInstanceRunnersCount: optString(
       field(o, "project_jobs_running_on_instance_runners_count"),
-      p("project_jobs_running_on_instance_runners_count"),
+      "job_info.project_jobs_running_on_instance_runners_count",
+      "",
       w,
       true,
     ),
-    queueSize: optNumber(field(o, "queue_size"), p("queue_size"), w),
-    queueDepth: optNumber(field(o, "queue_depth"), p("queue_depth"), w),
+    queueSize: optNumber(field(o, "queue_size"), "job_info.queue_size", "", w),
+    queueDepth: optNumber(field(o, "queue_depth"), "job_info.queue_depth", "", w),
   };
 }
 
 function parseGitInfo(v: unknown, w: string[]): GitInfo {
   const o = obj(v, "git_info", w);
-  const p = (k: string) => `git_info.${k}`;
   return {
-    repoUrl: str(field(o, "repo_url"), p("repo_url"), w),
-    ref: str(field(o, "ref"), p("ref"), w),
-    sha: str(field(o, "sha"), p("sha"), w),
-    beforeSha: str(field(o, "before_sha"), p("before_sha"), w),
-    refType: str(field(o, "ref_type"), p("ref_type"), w),
-    refspecs: strList(field(o, "refspecs"), p("refspecs"), w),
-    depth: num(field(o, "depth"), p("depth"), w, 0),
-    repoObjectFormat: optString(field(o, "repo_object_format"), p("repo_object_format"), w),
-    protected: optBool(field(o, "protected"), p("protected"), w),
+    repoUrl: str(field(o, "repo_url"), "git_info.repo_url", "", w),
+    ref: str(field(o, "ref"), "git_info.ref", "", w),
+    sha: str(field(o, "sha"), "git_info.sha", "", w),
+    beforeSha: str(field(o, "before_sha"), "git_info.before_sha", "", w),
+    refType: str(field(o, "ref_type"), "git_info.ref_type", "", w),
+    refspecs: strList(field(o, "refspecs"), "git_info.refspecs", "", w),
+    depth: num(field(o, "depth"), "git_info.depth", "", w, 0),
+    repoObjectFormat: optString(
+      field(o, "repo_object_format"),
+      "git_info.repo_object_format",
+      "",
+      w,
+    ),
+    protected: optBool(field(o, "protected"), "git_info.protected", "", w),
   };
 }
 
 function parseRunnerInfo(v: unknown, w: string[]): RunnerInfo {
   const o = obj(v, "runner_info", w);
   return {
-    uuid: optString(field(o, "uuid"), "runner_info.uuid", w),
-    timeout: optNumber(field(o, "timeout"), "runner_info.timeout", w),
+    uuid: optString(field(o, "uuid"), "runner_info.uuid", "", w),
+    timeout: optNumber(field(o, "timeout"), "runner_info.timeout", "", w),
     runnerSessionUrl: optString(
       field(o, "runner_session_url"),
       "runner_info.runner_session_url",
+      "",
       w,
     ),
   };
@@ -697,9 +777,21 @@ function parseRunnerInfo(v: unknown, w: string[]): RunnerInfo {
  * any other entry goes through the general readers, with the same warnings in the same order
  * (first the entries that are not objects, as `objList` reports them, then the fields).
  */
-function parseVariables(v: unknown, w: string[]): JobVariable[] {
-  if (!Array.isArray(v)) return parseVariableObjects(objList(v, "variables", w), w);
-  const out: JobVariable[] = [];
+function parseVariables(v: unknown, w: string[], json: boolean): JobVariable[] {
+  if (!Array.isArray(v)) {
+    objList(v, "variables", w); // not a list: its warning, and no variables
+    return [];
+  }
+  // A value from the runtime's `JSON.parse` has only own data properties and `Object.prototype`
+  // as prototype: when that has none of the six keys, a plain read is `field`'s own-property
+  // read (a key the entry lacks reads as `undefined`, and no inherited getter runs). Nothing in
+  // the loop runs code that could change `Object.prototype`.
+  const plain = json && !("key" in OBJECT_PROTOTYPE) && !("value" in OBJECT_PROTOTYPE) &&
+    !("public" in OBJECT_PROTOTYPE) && !("masked" in OBJECT_PROTOTYPE) &&
+    !("file" in OBJECT_PROTOTYPE) && !("raw" in OBJECT_PROTOTYPE);
+  // A JSON array's length is that of the list (a real array); the list is cut to what it holds.
+  const out: JobVariable[] = plain ? new Array(v.length) : [];
+  let n = 0;
   let listWarnings: string[] | undefined;
   let fieldWarnings: string[] | undefined;
   for (let i = 0; i < v.length; i++) {
@@ -708,29 +800,32 @@ function parseVariables(v: unknown, w: string[]): JobVariable[] {
       (listWarnings ??= []).push(`variables[${i}]: expected object, got ${kindOf(o)}; dropped`);
       continue;
     }
-    const key = field(o, "key");
-    const value = field(o, "value");
-    const pub = field(o, "public");
-    const masked = field(o, "masked");
-    const file = field(o, "file");
-    const raw = field(o, "raw");
+    const key = plain ? o.key : field(o, "key");
+    const value = plain ? o.value : field(o, "value");
+    const pub = plain ? o.public : field(o, "public");
+    const masked = plain ? o.masked : field(o, "masked");
+    const file = plain ? o.file : field(o, "file");
+    const raw = plain ? o.raw : field(o, "raw");
     if (
       typeof key === "string" && key !== "" &&
       (typeof value === "string" || value === undefined || value === null) &&
       isFlag(pub) && isFlag(masked) && isFlag(file) && isFlag(raw)
     ) {
-      out.push({
+      out[n++] = {
         key,
         value: value ?? "",
         public: pub === true,
         masked: masked === true,
         file: file === true,
         raw: raw === true,
-      });
+      };
     } else {
-      out.push(...parseVariableObjects([[o, `variables[${i}]`]], fieldWarnings ??= []));
+      const variable = parseVariableObject(o, `variables[${i}]`, fieldWarnings ??= []);
+      if (variable !== undefined) out[n++] = variable;
     }
   }
+  if (out.length !== n) out.length = n;
+  // Spread as before: a list of more warnings than a call takes fails the same way.
   if (listWarnings) w.push(...listWarnings);
   if (fieldWarnings) w.push(...fieldWarnings);
   return out;
@@ -741,24 +836,21 @@ function isFlag(v: unknown): boolean {
   return typeof v === "boolean" || v === undefined || v === null;
 }
 
-function parseVariableObjects(items: Array<[Obj, string]>, w: string[]): JobVariable[] {
-  const out: JobVariable[] = [];
-  for (const [o, path] of items) {
-    const key = optString(field(o, "key"), `${path}.key`, w);
-    if (key === undefined || key === "") {
-      w.push(`${path}: variable without a key; dropped`);
-      continue;
-    }
-    out.push({
-      key,
-      value: str(field(o, "value"), `${path}.value`, w),
-      public: bool(field(o, "public"), `${path}.public`, w),
-      masked: bool(field(o, "masked"), `${path}.masked`, w),
-      file: bool(field(o, "file"), `${path}.file`, w),
-      raw: bool(field(o, "raw"), `${path}.raw`, w),
-    });
+/** One entry of `variables[]` by the general readers; `undefined` (and a warning) without a key. */
+function parseVariableObject(o: Obj, path: string, w: string[]): JobVariable | undefined {
+  const key = optString(field(o, "key"), path, "key", w);
+  if (key === undefined || key === "") {
+    w.push(`${path}: variable without a key; dropped`);
+    return undefined;
   }
-  return out;
+  return {
+    key,
+    value: str(field(o, "value"), path, "value", w),
+    public: bool(field(o, "public"), path, "public", w),
+    masked: bool(field(o, "masked"), path, "masked", w),
+    file: bool(field(o, "file"), path, "file", w),
+    raw: bool(field(o, "raw"), path, "raw", w),
+  };
 }
 
 const INPUT_TYPES: readonly string[] = ["string", "number", "boolean", "array", "struct"];
@@ -820,7 +912,7 @@ function parseInputs(v: unknown, w: string[]): JobInput[] {
       value: {
         type: type as JobInputType,
         content: content as JobInputContent,
-        sensitive: bool(field(value, "sensitive"), `${path}.value.sensitive`, w),
+        sensitive: bool(field(value, "sensitive"), path, "value.sensitive", w),
       },
     });
   }
@@ -834,11 +926,11 @@ function parseSteps(v: unknown, w: string[]): JobStep[] | undefined {
     return undefined;
   }
   return objList(v, "steps", w).map(([o, path]) => ({
-    name: str(field(o, "name"), `${path}.name`, w),
-    script: strList(field(o, "script"), `${path}.script`, w),
-    timeout: optNumber(field(o, "timeout"), `${path}.timeout`, w),
-    when: when(field(o, "when"), `${path}.when`, w),
-    allowFailure: bool(field(o, "allow_failure"), `${path}.allow_failure`, w),
+    name: str(field(o, "name"), path, "name", w),
+    script: strList(field(o, "script"), path, "script", w),
+    timeout: optNumber(field(o, "timeout"), path, "timeout", w),
+    when: when(field(o, "when"), path, "when", w),
+    allowFailure: bool(field(o, "allow_failure"), path, "allow_failure", w),
   }));
 }
 
@@ -856,33 +948,33 @@ function parseRun(v: unknown, w: string[]): string | undefined {
 
 function parseHooks(v: unknown, w: string[]): JobHook[] {
   return objList(v, "hooks", w).map(([o, path]) => ({
-    name: str(field(o, "name"), `${path}.name`, w),
-    script: strList(field(o, "script"), `${path}.script`, w),
+    name: str(field(o, "name"), path, "name", w),
+    script: strList(field(o, "script"), path, "script", w),
   }));
 }
 
 function parsePorts(v: unknown, path: string, w: string[]): Port[] {
   return objList(v, path, w).map(([o, p]) => ({
-    number: optNumber(field(o, "number"), `${p}.number`, w),
-    protocol: optString(field(o, "protocol"), `${p}.protocol`, w),
-    name: optString(field(o, "name"), `${p}.name`, w),
+    number: optNumber(field(o, "number"), p, "number", w),
+    protocol: optString(field(o, "protocol"), p, "protocol", w),
+    name: optString(field(o, "name"), p, "name", w),
   }));
 }
 
 function parseImageObject(o: Obj, path: string, w: string[]): JobImage {
   return {
-    name: str(field(o, "name"), `${path}.name`, w),
-    alias: optString(field(o, "alias"), `${path}.alias`, w),
-    command: optStrList(field(o, "command"), `${path}.command`, w),
-    entrypoint: optStrList(field(o, "entrypoint"), `${path}.entrypoint`, w),
+    name: str(field(o, "name"), path, "name", w),
+    alias: optString(field(o, "alias"), path, "alias", w),
+    command: optStrList(field(o, "command"), path, "command", w),
+    entrypoint: optStrList(field(o, "entrypoint"), path, "entrypoint", w),
     ports: parsePorts(field(o, "ports"), `${path}.ports`, w),
-    executorOpts: optObj(field(o, "executor_opts"), `${path}.executor_opts`, w),
-    pullPolicy: optStrList(field(o, "pull_policy"), `${path}.pull_policy`, w),
+    executorOpts: optObj(field(o, "executor_opts"), path, "executor_opts", w),
+    pullPolicy: optStrList(field(o, "pull_policy"), path, "pull_policy", w),
   };
 }
 
 function parseImage(v: unknown, w: string[]): JobImage | undefined {
-  const o = optObj(v, "image", w);
+  const o = optObj(v, "image", "", w);
   return o === undefined ? undefined : parseImageObject(o, "image", w);
 }
 
@@ -890,8 +982,8 @@ function parseServices(v: unknown, w: string[]): JobService[] {
   return objList(v, "services", w).map(([o, path]) => ({
     ...parseImageObject(o, path, w),
     variables: objList(field(o, "variables"), `${path}.variables`, w).map(([vo, vp]) => ({
-      key: str(field(vo, "key"), `${vp}.key`, w),
-      value: str(field(vo, "value"), `${vp}.value`, w),
+      key: str(field(vo, "key"), vp, "key", w),
+      value: str(field(vo, "value"), vp, "value", w),
     })),
   }));
 }
@@ -902,34 +994,34 @@ function nonEmpty(s: string, def: string): string {
 
 function parseArtifacts(v: unknown, w: string[]): ArtifactSpec[] {
   return objList(v, "artifacts", w).map(([o, path]) => ({
-    name: optString(field(o, "name"), `${path}.name`, w),
-    untracked: bool(field(o, "untracked"), `${path}.untracked`, w),
-    paths: strList(field(o, "paths"), `${path}.paths`, w),
-    exclude: strList(field(o, "exclude"), `${path}.exclude`, w),
-    when: when(field(o, "when"), `${path}.when`, w),
-    expireIn: optString(field(o, "expire_in"), `${path}.expire_in`, w),
-    artifactType: nonEmpty(str(field(o, "artifact_type"), `${path}.artifact_type`, w), "archive"),
-    artifactFormat: nonEmpty(str(field(o, "artifact_format"), `${path}.artifact_format`, w), "zip"),
+    name: optString(field(o, "name"), path, "name", w),
+    untracked: bool(field(o, "untracked"), path, "untracked", w),
+    paths: strList(field(o, "paths"), path, "paths", w),
+    exclude: strList(field(o, "exclude"), path, "exclude", w),
+    when: when(field(o, "when"), path, "when", w),
+    expireIn: optString(field(o, "expire_in"), path, "expire_in", w),
+    artifactType: nonEmpty(str(field(o, "artifact_type"), path, "artifact_type", w), "archive"),
+    artifactFormat: nonEmpty(str(field(o, "artifact_format"), path, "artifact_format", w), "zip"),
   }));
 }
 
 function parseCache(v: unknown, w: string[]): CacheSpec[] {
   return objList(v, "cache", w).map(([o, path]) => ({
-    key: str(field(o, "key"), `${path}.key`, w),
-    untracked: bool(field(o, "untracked"), `${path}.untracked`, w),
-    paths: strList(field(o, "paths"), `${path}.paths`, w),
-    policy: nonEmpty(str(field(o, "policy"), `${path}.policy`, w), "pull-push"),
-    when: when(field(o, "when"), `${path}.when`, w),
-    fallbackKeys: strList(field(o, "fallback_keys"), `${path}.fallback_keys`, w),
+    key: str(field(o, "key"), path, "key", w),
+    untracked: bool(field(o, "untracked"), path, "untracked", w),
+    paths: strList(field(o, "paths"), path, "paths", w),
+    policy: nonEmpty(str(field(o, "policy"), path, "policy", w), "pull-push"),
+    when: when(field(o, "when"), path, "when", w),
+    fallbackKeys: strList(field(o, "fallback_keys"), path, "fallback_keys", w),
   }));
 }
 
 function parseCredentials(v: unknown, w: string[]): Credential[] {
   return objList(v, "credentials", w).map(([o, path]) => ({
-    type: str(field(o, "type"), `${path}.type`, w),
-    url: str(field(o, "url"), `${path}.url`, w),
-    username: str(field(o, "username"), `${path}.username`, w),
-    password: str(field(o, "password"), `${path}.password`, w),
+    type: str(field(o, "type"), path, "type", w),
+    url: str(field(o, "url"), path, "url", w),
+    username: str(field(o, "username"), path, "username", w),
+    password: str(field(o, "password"), path, "password", w),
   }));
 }
 
@@ -937,9 +1029,14 @@ function parseFeatures(v: unknown, w: string[]): JobFeatures {
   const o = obj(v, "features", w);
   const tracing = field(o, "tracing");
   return {
-    traceSections: bool(field(o, "trace_sections"), "features.trace_sections", w),
-    failureReasons: strList(field(o, "failure_reasons"), "features.failure_reasons", w),
-    tokenMaskPrefixes: strList(field(o, "token_mask_prefixes"), "features.token_mask_prefixes", w),
+    traceSections: bool(field(o, "trace_sections"), "features.trace_sections", "", w),
+    failureReasons: strList(field(o, "failure_reasons"), "features.failure_reasons", "", w),
+    tokenMaskPrefixes: strList(
+      field(o, "token_mask_prefixes"),
+      "features.token_mask_prefixes",
+      "",
+      w,
+    ),
     tracing: isAbsent(tracing) ? undefined : tracing,
   };
 }
@@ -949,15 +1046,15 @@ function parseDependencies(v: unknown, w: string[]): DependencySpec[] {
     const id = field(o, "id");
     if (isAbsent(id)) w.push(`${path}.id: missing; using 0`);
     const dep: DependencySpec = {
-      id: num(id, `${path}.id`, w, 0),
-      name: str(field(o, "name"), `${path}.name`, w),
-      token: str(field(o, "token"), `${path}.token`, w),
+      id: num(id, path, "id", w, 0),
+      name: str(field(o, "name"), path, "name", w),
+      token: str(field(o, "token"), path, "token", w),
     };
-    const file = optObj(field(o, "artifacts_file"), `${path}.artifacts_file`, w);
+    const file = optObj(field(o, "artifacts_file"), path, "artifacts_file", w);
     if (file !== undefined) {
       dep.artifactsFile = {
-        filename: str(field(file, "filename"), `${path}.artifacts_file.filename`, w),
-        size: num(field(file, "size"), `${path}.artifacts_file.size`, w, 0),
+        filename: str(field(file, "filename"), path, "artifacts_file.filename", w),
+        size: num(field(file, "size"), path, "artifacts_file.size", w, 0),
       };
     }
     return dep;
@@ -982,7 +1079,15 @@ function readToken(v: unknown): string | undefined {
   return typeof v === "string" && v !== "" ? v : undefined;
 }
 
-function parseValue(input: unknown): ParseResult {
+/** `JSON.parse` as the module found it: its results hold own data properties only. */
+const NATIVE_JSON_PARSE = JSON.parse;
+const OBJECT_PROTOTYPE: object = Object.getPrototypeOf({});
+
+/**
+ * The parser. `json`: `input` is what the runtime's `JSON.parse` returned (see
+ * `parseVariables`).
+ */
+function parseValue(input: unknown, json: boolean): ParseResult {
   if (!isObject(input)) {
     return { ok: false, error: `Job payload is not a JSON object (got ${kindOf(input)})` };
   }
@@ -1005,34 +1110,33 @@ function parseValue(input: unknown): ParseResult {
 
   const w: string[] = [];
   if (typeof rawId === "string") w.push("id: expected number, got string; converted");
-  const f = (key: string) => field(input, key);
   const payload: JobPayload = {
     id,
     token,
-    allowGitFetch: bool(f("allow_git_fetch"), "allow_git_fetch", w),
-    jobInfo: parseJobInfo(f("job_info"), w),
-    gitInfo: parseGitInfo(f("git_info"), w),
-    runnerInfo: parseRunnerInfo(f("runner_info"), w),
-    variables: effectiveVariables(parseVariables(f("variables"), w)),
-    inputs: parseInputs(f("inputs"), w),
-    hooks: parseHooks(f("hooks"), w),
-    services: parseServices(f("services"), w),
-    artifacts: parseArtifacts(f("artifacts"), w),
-    cache: parseCache(f("cache"), w),
-    credentials: parseCredentials(f("credentials"), w),
-    features: parseFeatures(f("features"), w),
-    dependencies: parseDependencies(f("dependencies"), w),
+    allowGitFetch: bool(field(input, "allow_git_fetch"), "allow_git_fetch", "", w),
+    jobInfo: parseJobInfo(field(input, "job_info"), w),
+    gitInfo: parseGitInfo(field(input, "git_info"), w),
+    runnerInfo: parseRunnerInfo(field(input, "runner_info"), w),
+    variables: collapseVariables(parseVariables(field(input, "variables"), w, json)),
+    inputs: parseInputs(field(input, "inputs"), w),
+    hooks: parseHooks(field(input, "hooks"), w),
+    services: parseServices(field(input, "services"), w),
+    artifacts: parseArtifacts(field(input, "artifacts"), w),
+    cache: parseCache(field(input, "cache"), w),
+    credentials: parseCredentials(field(input, "credentials"), w),
+    features: parseFeatures(field(input, "features"), w),
+    dependencies: parseDependencies(field(input, "dependencies"), w),
     raw: input,
   };
-  const steps = parseSteps(f("steps"), w);
+  const steps = parseSteps(field(input, "steps"), w);
   if (steps !== undefined) payload.steps = steps;
-  const run = parseRun(f("run"), w);
+  const run = parseRun(field(input, "run"), w);
   if (run !== undefined) payload.run = run;
-  const image = parseImage(f("image"), w);
+  const image = parseImage(field(input, "image"), w);
   if (image !== undefined) payload.image = image;
-  const secrets = optObj(f("secrets"), "secrets", w);
+  const secrets = optObj(field(input, "secrets"), "secrets", "", w);
   if (secrets !== undefined) payload.secrets = secrets;
-  const policyOptions = optObj(f("policy_options"), "policy_options", w);
+  const policyOptions = optObj(field(input, "policy_options"), "policy_options", "", w);
   if (policyOptions !== undefined) payload.policyOptions = policyOptions;
   return { ok: true, payload, warnings: w };
 }
