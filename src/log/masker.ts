@@ -147,112 +147,271 @@ interface Pattern {
 }
 
 /**
- * Pair tables already built, by the pairs they hold (see {@linkcode pairTable}). Jobs of one
- * GitLab share their token prefixes and mostly the first two bytes of their secrets, so a job's
- * masker usually finds its 64 KiB table here instead of allocating and filling one.
+ * The part of the tables that comes from the token prefixes and the flags, the same for nearly
+ * every job: built once and shared, read only (a job's secrets are added to copies of the parts
+ * they change). It holds no secret.
  */
-const PAIR_TABLES = new Map<string, Uint8Array>();
-/** At most this many tables are kept (1 MiB). */
-const MAX_PAIR_TABLES = 16;
-
-/**
- * The pair table holding exactly `pairs` (two-byte keys) and every pair starting with one of the
- * bytes of `leads`: shared, never written once built.
- */
-function pairTable(pairs: Set<number>, leads: Set<number>): Uint8Array {
-  const key = `${[...pairs].sort((a, b) => a - b).join(",")}/${
-    [...leads].sort((a, b) => a - b).join(",")
-  }`;
-  let table = PAIR_TABLES.get(key);
-  if (table !== undefined) {
-    // Most recently used last: the oldest goes first when the cache is full.
-    PAIR_TABLES.delete(key);
-    PAIR_TABLES.set(key, table);
-    return table;
-  }
-  table = new Uint8Array(65536);
-  for (const p of pairs) table[p] = 1;
-  for (const b0 of leads) table.fill(1, b0 << 8, (b0 + 1) << 8);
-  if (PAIR_TABLES.size >= MAX_PAIR_TABLES) {
-    PAIR_TABLES.delete(PAIR_TABLES.keys().next().value!);
-  }
-  PAIR_TABLES.set(key, table);
-  return table;
+interface Base {
+  /** Number of this base, in the entries of {@linkcode MERGED}. */
+  readonly id: number;
+  readonly urlParameters: boolean;
+  readonly first: Uint8Array;
+  readonly bucketOf: Map<number, number>;
+  readonly buckets: readonly Pattern[][];
+  readonly single: readonly (Pattern[] | undefined)[];
+  /** The pair table of the prefixes and URL parameters alone. */
+  readonly pair: Uint8Array;
+  /**
+   * Where `#evaluate` lists the prefixes found at one position (one slot per prefix, plus one):
+   * shared by the scanners of this base, each using it only during one call.
+   */
+  readonly cPrefix: number[];
 }
 
-/** Lookup tables compiled once per option set; shared by a masker and its one-shot scans. */
+/**
+ * Bases built, by their prefixes and flags (a key of at most {@linkcode MAX_BASE_KEY}
+ * characters; longer ones are not kept). At most {@linkcode MAX_BASES}, each about 66 KiB plus
+ * its prefixes; the oldest goes first.
+ */
+const BASES = new Map<string, Base>();
+const MAX_BASES = 4;
+const MAX_BASE_KEY = 4096;
+let baseCount = 0;
+
+/** The base of `options`: from {@linkcode BASES}, or built (and kept when its key is short). */
+function baseOf(options: MaskerOptions): Base {
+  const defaults = options.defaultTokenPrefixes !== false;
+  const url = options.urlParameters !== false;
+  const extra = options.tokenPrefixes;
+  let key = defaults ? (url ? "11" : "10") : (url ? "01" : "00");
+  // JSON of the strings: two different lists never give the same key.
+  if (extra !== undefined && extra.length !== 0) key += JSON.stringify(extra.map(String));
+  let base = BASES.get(key);
+  if (base !== undefined) return base;
+  base = buildBase(defaults, url, extra ?? []);
+  if (key.length <= MAX_BASE_KEY) {
+    if (BASES.size >= MAX_BASES) BASES.delete(BASES.keys().next().value!);
+    BASES.set(key, base);
+  }
+  return base;
+}
+
+function buildBase(defaults: boolean, url: boolean, extra: readonly string[]): Base {
+  const prefixes = unique([...(defaults ? DEFAULT_TOKEN_PREFIXES : [PAT_PREFIX]), ...extra]);
+  const patterns: Pattern[] = prefixes.map((prefix) => ({
+    bytes: ENCODER.encode(prefix),
+    secret: false,
+  }));
+  patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+  const first = new Uint8Array(256);
+  const bucketOf = new Map<number, number>();
+  const buckets: Pattern[][] = [];
+  const single: (Pattern[] | undefined)[] = new Array(256);
+  const pair = new Uint8Array(65536);
+  for (const p of patterns) {
+    const b0 = p.bytes[0];
+    if (p.bytes.length === 1) {
+      (single[b0] ??= []).push(p);
+      first[b0] |= 2;
+      pair.fill(1, b0 << 8, (b0 + 1) << 8);
+      continue;
+    }
+    const key = (b0 << 8) | p.bytes[1];
+    let bucket = bucketOf.get(key);
+    if (bucket === undefined) {
+      buckets.push([]);
+      bucket = buckets.length;
+      bucketOf.set(key, bucket);
+    }
+    buckets[bucket - 1].push(p);
+    first[b0] |= 1;
+    pair[key] = 1;
+  }
+  if (url) {
+    for (const b0 of [0x3f, 0x26]) {
+      first[b0] |= 1;
+      pair.fill(1, b0 << 8, (b0 + 1) << 8);
+    }
+  }
+  const cPrefix = new Array<number>(prefixes.length + 1).fill(0);
+  return { id: ++baseCount, urlParameters: url, first, bucketOf, buckets, single, pair, cPrefix };
+}
+
+/**
+ * What a job's secrets change in a base's tables, cached: the pair table, `first`, and `bucketOf`
+ * (new buckets numbered after the base's, in the order of their pairs), all a function of the
+ * base and the changes (see {@linkcode changesOf}). Read only.
+ */
+interface Merged {
+  readonly base: number;
+  readonly changes: readonly number[];
+  readonly pair: Uint8Array;
+  readonly first: Uint8Array;
+  readonly bucketOf: Map<number, number>;
+}
+
+/**
+ * Merged tables, by the base and the changes, most recently used first. The jobs of one project
+ * mask the same variables, whose first two bytes are all these tables hold of them, so a job's
+ * masker usually finds its tables here instead of allocating and filling 64 KiB; when the
+ * secrets change nothing (the job token's `gl` is also a prefix's) the base's tables are used as
+ * they are.
+ */
+const MERGED: Merged[] = [];
+/** At most this many are kept (1 MiB). */
+const MAX_MERGED = 16;
+
+/** A change to the base: a pair of a secret's first two bytes, that no bucket of the base has. */
+const NEW_PAIR = 0;
+/** A change: every pair starting with `b0` (a one-byte secret). */
+const NEW_LEAD = 0x10000;
+/** A change: `first[b0] |= 1` (a secret of two or more bytes starts with `b0`). */
+const NEW_FIRST = 0x20000;
+/** A change: `first[b0] |= 2` (a one-byte secret). */
+const NEW_SINGLE = 0x30000;
+
+/** What `secrets` change in `base`'s tables, sorted (`NEW_*` plus the pair or the byte). */
+function changesOf(base: Base, secrets: readonly Uint8Array[]): number[] | undefined {
+  let changes: number[] | undefined;
+  for (const bytes of secrets) {
+    const b0 = bytes[0];
+    for (let c = 0; c < 2; c++) {
+      let change = -1;
+      if (bytes.length === 1) {
+        // (The row may be full already, a URL parameter's: filled again.)
+        if ((base.first[b0] & 2) === 0) change = (c === 0 ? NEW_LEAD : NEW_SINGLE) | b0;
+      } else if (c === 0) {
+        const key = (b0 << 8) | bytes[1];
+        // (Also a pair the pair table has, from a lead's row, needs a bucket.)
+        if (!base.bucketOf.has(key)) change = NEW_PAIR | key;
+      } else if ((base.first[b0] & 1) === 0) change = NEW_FIRST | b0;
+      if (change < 0) continue;
+      if (changes === undefined) changes = [change];
+      else if (!changes.includes(change)) changes.push(change);
+    }
+  }
+  if (changes !== undefined && changes.length > 1) changes.sort((a, b) => a - b);
+  return changes;
+}
+
+/** The base's tables with `changes` (sorted) made: from {@linkcode MERGED}, or built. */
+function merged(base: Base, changes: readonly number[]): Merged {
+  const n = changes.length;
+  search: for (let i = 0; i < MERGED.length; i++) {
+    const entry = MERGED[i];
+    if (entry.base !== base.id || entry.changes.length !== n) continue;
+    for (let k = 0; k < n; k++) if (entry.changes[k] !== changes[k]) continue search;
+    if (i !== 0) {
+      // Most recently used first: the last goes when the cache is full.
+      MERGED.splice(i, 1);
+      MERGED.unshift(entry);
+    }
+    return entry;
+  }
+  const pair = base.pair.slice();
+  const first = base.first.slice();
+  let bucketOf = base.bucketOf;
+  for (const change of changes) {
+    const kind = change & 0x30000;
+    const b0 = change & 0xff;
+    if (kind === NEW_PAIR) {
+      if (bucketOf === base.bucketOf) bucketOf = new Map(bucketOf);
+      pair[change] = 1;
+      bucketOf.set(change, bucketOf.size + 1);
+    } else if (kind === NEW_LEAD) pair.fill(1, b0 << 8, (b0 + 1) << 8);
+    else first[b0] |= kind === NEW_FIRST ? 1 : 2;
+  }
+  const entry = { base: base.id, changes, pair, first, bucketOf };
+  if (MERGED.length >= MAX_MERGED) MERGED.pop();
+  MERGED.unshift(entry);
+  return entry;
+}
+
+/**
+ * Lookup tables of one option set: its {@linkcode Base} with the secrets added (the parts the
+ * secrets change from {@linkcode MERGED}, the buckets they join copied, the rest shared); shared by
+ * a masker and its one-shot scans.
+ */
 class Tables {
   /**
    * Non-zero when some pattern (or a URL parameter) may start with these two bytes. Shared
    * between maskers with the same pairs: read only.
    */
   readonly pair: Uint8Array;
-  /** Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it. */
-  readonly first: Uint8Array = new Uint8Array(256);
-  /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. */
-  readonly bucketOf: Map<number, number> = new Map();
+  /**
+   * Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it.
+   * Shared: read only.
+   */
+  readonly first: Uint8Array;
+  /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. Shared. */
+  readonly bucketOf: Map<number, number>;
   /** Patterns sharing their first two bytes, longest first. */
-  readonly buckets: Pattern[][] = [];
+  readonly buckets: readonly Pattern[][];
   /** One-byte patterns by their byte. */
-  readonly single: (Pattern[] | undefined)[] = new Array(256);
+  readonly single: readonly (Pattern[] | undefined)[];
   readonly urlParameters: boolean;
-  readonly prefixCount: number;
+  /** See {@linkcode Base.cPrefix}. */
+  readonly cPrefix: number[];
 
   constructor(options: MaskerOptions) {
-    const secrets = unique(options.secrets ?? []);
-    const prefixes = unique([
-      ...(options.defaultTokenPrefixes === false ? [PAT_PREFIX] : DEFAULT_TOKEN_PREFIXES),
-      ...(options.tokenPrefixes ?? []),
-    ]);
-    this.urlParameters = options.urlParameters !== false;
-    this.prefixCount = prefixes.length;
-    const patterns: Pattern[] = [
-      ...secrets.map((s) => ({ bytes: ENCODER.encode(s), secret: true })),
-      ...prefixes.map(prefixPattern),
-    ];
-    patterns.sort((a, b) => b.bytes.length - a.bytes.length);
-    const pairs = new Set<number>();
-    const leads = new Set<number>();
-    for (const p of patterns) {
-      const b0 = p.bytes[0];
-      if (p.bytes.length === 1) {
-        (this.single[b0] ??= []).push(p);
-        this.first[b0] |= 2;
-        leads.add(b0);
+    const base = baseOf(options);
+    const secrets = encodeAll(unique(options.secrets ?? []));
+    const changes = secrets.length === 0 ? undefined : changesOf(base, secrets);
+    const m = changes === undefined ? base : merged(base, changes);
+    let buckets = base.buckets as Pattern[][];
+    let single = base.single;
+    for (const bytes of secrets) {
+      const p: Pattern = { bytes, secret: true };
+      const b0 = bytes[0];
+      if (bytes.length === 1) {
+        if (single === base.single) single = base.single.slice();
+        const list = single[b0];
+        (single as (Pattern[] | undefined)[])[b0] = list === undefined ? [p] : [...list, p];
         continue;
       }
-      const key = (b0 << 8) | p.bytes[1];
-      let bucket = this.bucketOf.get(key);
-      if (bucket === undefined) {
-        this.buckets.push([]);
-        bucket = this.buckets.length;
-        this.bucketOf.set(key, bucket);
-      }
-      this.buckets[bucket - 1].push(p);
-      this.first[b0] |= 1;
-      pairs.add(key);
+      if (buckets === base.buckets) buckets = buckets.slice();
+      const id = m.bucketOf.get((b0 << 8) | bytes[1])!;
+      let bucket = buckets[id - 1];
+      if (bucket === undefined) bucket = buckets[id - 1] = [];
+      // A base's bucket is copied, never changed.
+      else if (bucket === base.buckets[id - 1]) bucket = buckets[id - 1] = bucket.slice();
+      let at = bucket.length;
+      while (at > 0 && bucket[at - 1].bytes.length < bytes.length) at--;
+      bucket.splice(at, 0, p);
     }
-    if (this.urlParameters) {
-      for (const b0 of [0x3f, 0x26]) {
-        this.first[b0] |= 1;
-        leads.add(b0);
-      }
-    }
-    this.pair = pairTable(pairs, leads);
+    this.pair = m.pair;
+    this.first = m.first;
+    this.bucketOf = m.bucketOf;
+    this.buckets = buckets;
+    this.single = single;
+    this.urlParameters = base.urlParameters;
+    this.cPrefix = base.cPrefix;
   }
 }
 
-/** Token prefix patterns, encoded once (the defaults and GitLab's few extra ones). */
-const PREFIX_PATTERNS = new Map<string, Pattern>();
-
-function prefixPattern(prefix: string): Pattern {
-  let pattern = PREFIX_PATTERNS.get(prefix);
-  if (pattern === undefined) {
-    pattern = { bytes: ENCODER.encode(prefix), secret: false };
-    if (PREFIX_PATTERNS.size >= 256) PREFIX_PATTERNS.clear(); // bounded, whatever GitLab sends
-    PREFIX_PATTERNS.set(prefix, pattern);
+/**
+ * UTF-8 bytes of each of `texts`: views of one array (one allocation for a job's secrets; ASCII
+ * text without the encoder's call).
+ */
+function encodeAll(texts: readonly string[]): Uint8Array[] {
+  if (texts.length === 0) return [];
+  let total = 0;
+  for (const text of texts) total += text.length;
+  const all = new Uint8Array(total);
+  const out: Uint8Array[] = [];
+  let o = 0;
+  for (const text of texts) {
+    const n = text.length;
+    let i = 0;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) break;
+      all[o + i++] = c;
+    }
+    out.push(i === n ? all.subarray(o, o + n) : ENCODER.encode(text));
+    o += n;
   }
-  return pattern;
+  return out;
 }
 
 /** Whether `c` is a UTF-16 code unit of `GO_SPACE_EDGES`. */
@@ -262,8 +421,11 @@ function isGoSpace(c: number): boolean {
     c === 0x205f || c === 0x3000;
 }
 
+/** The values trimmed as Go's `strings.TrimSpace`, without the empty ones and the duplicates. */
 function unique(values: readonly string[]): string[] {
-  const seen = new Set<string>();
+  const out: string[] = [];
+  // A few values (a job's): a search of the list is cheaper than a set.
+  const seen = values.length > 8 ? new Set<string>() : undefined;
   for (const value of values) {
     const text = String(value);
     // Only values with white space at an edge need the trimming expression.
@@ -271,9 +433,15 @@ function unique(values: readonly string[]): string[] {
         !isGoSpace(text.charCodeAt(text.length - 1))
       ? text
       : text.replace(GO_SPACE_EDGES, "");
-    if (trimmed !== "") seen.add(trimmed);
+    if (trimmed === "") continue;
+    if (seen === undefined) {
+      if (!out.includes(trimmed)) out.push(trimmed);
+    } else if (!seen.has(trimmed)) {
+      seen.add(trimmed);
+      out.push(trimmed);
+    }
   }
-  return [...seen];
+  return out;
 }
 
 /** Whether a URL parameter value ends at `j`: 1 yes, 0 no, -1 cannot tell before more bytes come. */
@@ -379,6 +547,14 @@ function buildRejects(t: Tables): Rejects {
 }
 
 /**
+ * The output the scanner writing now builds: pairs (start, end) of buffer ranges to copy, start -1
+ * meaning the mask. One for all scanners: a write fills and reads it within the call.
+ */
+let OPS = new Int32Array(64);
+/** Above this many entries (256 KiB), {@linkcode OPS} is not kept for the next write. */
+const MAX_KEPT_OPS = 65536;
+
+/**
  * The scanning state machine. Positions are absolute stream offsets between calls and relative to
  * the working buffer during one. Invariant: an open interval (secret, token run, parameter value)
  * always lies inside the open masked region.
@@ -407,8 +583,7 @@ class Scanner {
   readonly #cPrefix: number[];
   #cUrl = -1;
 
-  // Output being built: pairs (start, end) of buffer ranges to copy; start -1 means the mask.
-  #ops: Int32Array = new Int32Array(64);
+  /** Entries of {@linkcode OPS} this write filled. */
   #opCount = 0;
   /** Reused buffer joining the held tail to the next chunk (never returned: outputs are copies or views). */
   #join: Uint8Array = EMPTY;
@@ -420,7 +595,7 @@ class Scanner {
 
   constructor(tables: Tables) {
     this.#t = tables;
-    this.#cPrefix = new Array(tables.prefixCount + 1).fill(0);
+    this.#cPrefix = tables.cPrefix;
   }
 
   get pending(): number {
@@ -473,7 +648,7 @@ class Scanner {
 
   #copy(start: number, end: number): void {
     const n = this.#opCount;
-    const ops = this.#ops;
+    const ops = OPS;
     if (n !== 0 && ops[n - 1] === start && ops[n - 2] !== -1) {
       ops[n - 1] = end;
       return;
@@ -486,23 +661,27 @@ class Scanner {
   }
 
   #push(a: number, b: number): void {
-    if (this.#opCount + 2 > this.#ops.length) {
-      const grown = new Int32Array(this.#ops.length * 2);
-      grown.set(this.#ops);
-      this.#ops = grown;
+    if (this.#opCount + 2 > OPS.length) {
+      const grown = new Int32Array(OPS.length * 2);
+      grown.set(OPS);
+      OPS = grown;
     }
-    this.#ops[this.#opCount++] = a;
-    this.#ops[this.#opCount++] = b;
+    OPS[this.#opCount++] = a;
+    OPS[this.#opCount++] = b;
   }
 
   #build(buf: Uint8Array, transient: boolean): Uint8Array {
-    const ops = this.#ops;
+    const ops = OPS;
     const n = this.#opCount;
+    // A write that masked much leaves no large buffer behind.
+    if (n > MAX_KEPT_OPS) OPS = new Int32Array(64);
     let total = 0;
     for (let i = 0; i < n; i += 2) total += ops[i] === -1 ? MASK.length : ops[i + 1] - ops[i];
     if (total === 0) return transient ? EMPTY : new Uint8Array(0);
     if (n === 2 && ops[0] !== -1) {
-      return transient ? buf.subarray(ops[0], ops[1]) : buf.slice(ops[0], ops[1]);
+      if (!transient) return buf.slice(ops[0], ops[1]);
+      // All of it (a line without a match): no view to make.
+      return ops[0] === 0 && ops[1] === buf.length ? buf : buf.subarray(ops[0], ops[1]);
     }
     const out = transient ? this.#reuse(total, true) : new Uint8Array(total);
     let o = 0;
