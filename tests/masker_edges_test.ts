@@ -299,6 +299,23 @@ Deno.test("C9.4 maskers made one after another each mask exactly their own patte
   }
 });
 
+Deno.test("C4.8 a masker with hundreds of secrets of different first bytes masks each of them, and only them", () => {
+  // More buckets than the pair table can number (254): the later ones are found by their pair.
+  const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  const secrets: string[] = [];
+  for (const a of letters.slice(0, 20)) {
+    for (const b of letters.slice(20, 40)) secrets.push(`${a}${b}-s3cret`);
+  }
+  const options = { secrets };
+  const masker = new Masker(options);
+  // Each secret, then a decoy with its first bytes.
+  const text = secrets.map((s) => `${s} ${s.slice(0, 3)}x `).join("");
+  const expected = dec.decode(referenceMask(enc.encode(text), options));
+  assert.equal(masker.mask(text), expected);
+  assert.equal(expected.split("[MASKED]").length - 1, secrets.length);
+  assert.equal(dec.decode(streamParts(masker, text.match(/.{1,7}/gs)!).bytes), expected);
+});
+
 Deno.test("C4.8 secrets are trimmed of each Go white space character at either edge alone", () => {
   const spaces = [
     0x09,

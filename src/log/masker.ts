@@ -144,7 +144,32 @@ export interface MaskerOptions {
 interface Pattern {
   readonly bytes: Uint8Array;
   readonly secret: boolean;
+  /**
+   * For a secret of {@linkcode LONG_SECRET} bytes or more: its number among the long secrets of
+   * its tables (where the scanner keeps its state); -1 for other patterns.
+   */
+  readonly long: number;
+  /**
+   * A long secret's failure function, made at its first use: `fail[k]` is the length of the
+   * longest proper border (a prefix that is also a suffix) of its first `k` bytes.
+   */
+  fail: Int32Array | undefined;
+  /**
+   * For a long secret alone where it may start (its bucket holds only it, no URL parameter starts
+   * with its first byte): its pair table value, by which the scanner tells, position by position,
+   * that nothing else may start there (see `#runAhead`); else 0.
+   */
+  solo: number;
 }
+
+/**
+ * From this length on, a secret is matched with its failure function (as Knuth-Morris-Pratt):
+ * after a mismatch or a match the scanner knows where the secret can start next and how many of
+ * its bytes already match there, so it compares each byte of the input with the secret a bounded
+ * number of times however the secret repeats itself (`aaa…ab` in a log of `a`s). A shorter secret
+ * is compared from its third byte wherever it may start: at most this many bytes a position.
+ */
+const LONG_SECRET = 64;
 
 /**
  * The part of the tables that comes from the token prefixes and the flags, the same for nearly
@@ -201,6 +226,9 @@ function buildBase(defaults: boolean, url: boolean, extra: readonly string[]): B
   const patterns: Pattern[] = prefixes.map((prefix) => ({
     bytes: ENCODER.encode(prefix),
     secret: false,
+    long: -1,
+    fail: undefined,
+    solo: 0,
   }));
   patterns.sort((a, b) => b.bytes.length - a.bytes.length);
   const first = new Uint8Array(256);
@@ -213,7 +241,6 @@ function buildBase(defaults: boolean, url: boolean, extra: readonly string[]): B
     if (p.bytes.length === 1) {
       (single[b0] ??= []).push(p);
       first[b0] |= 2;
-      pair.fill(1, b0 << 8, (b0 + 1) << 8);
       continue;
     }
     const key = (b0 << 8) | p.bytes[1];
@@ -225,16 +252,36 @@ function buildBase(defaults: boolean, url: boolean, extra: readonly string[]): B
     }
     buckets[bucket - 1].push(p);
     first[b0] |= 1;
-    pair[key] = 1;
+    pair[key] = pairValue(bucket);
   }
+  for (let b0 = 0; b0 < 256; b0++) if ((first[b0] & 2) !== 0) fillRow(pair, b0);
   if (url) {
     for (const b0 of [0x3f, 0x26]) {
       first[b0] |= 1;
-      pair.fill(1, b0 << 8, (b0 + 1) << 8);
+      fillRow(pair, b0);
     }
   }
   const cPrefix = new Array<number>(prefixes.length + 1).fill(0);
   return { id: ++baseCount, urlParameters: url, first, bucketOf, buckets, single, pair, cPrefix };
+}
+
+/**
+ * A pair table's value for a pair starting the patterns of bucket `id` (1, 2, …): the id itself
+ * when below {@linkcode NO_BUCKET}, so that the scan finds the bucket without `bucketOf`.
+ */
+function pairValue(id: number): number {
+  return id < NO_BUCKET ? id : NO_BUCKET;
+}
+
+/**
+ * A pair table's value where some pattern may start (a one-byte pattern, `?` and `&`) but no
+ * bucket of two-byte-or-longer ones, or one with a number this high: see `bucketOf`.
+ */
+const NO_BUCKET = 255;
+
+/** Marks every pair starting with `b0` (keeping the buckets' numbers). */
+function fillRow(pair: Uint8Array, b0: number): void {
+  for (let key = b0 << 8; key < (b0 + 1) << 8; key++) if (pair[key] === 0) pair[key] = NO_BUCKET;
 }
 
 /**
@@ -316,9 +363,9 @@ function merged(base: Base, changes: readonly number[]): Merged {
     const b0 = change & 0xff;
     if (kind === NEW_PAIR) {
       if (bucketOf === base.bucketOf) bucketOf = new Map(bucketOf);
-      pair[change] = 1;
       bucketOf.set(change, bucketOf.size + 1);
-    } else if (kind === NEW_LEAD) pair.fill(1, b0 << 8, (b0 + 1) << 8);
+      pair[change] = pairValue(bucketOf.size);
+    } else if (kind === NEW_LEAD) fillRow(pair, b0); // (after the pairs: they sort first)
     else first[b0] |= kind === NEW_FIRST ? 1 : 2;
   }
   const entry = { base: base.id, changes, pair, first, bucketOf };
@@ -334,8 +381,8 @@ function merged(base: Base, changes: readonly number[]): Merged {
  */
 class Tables {
   /**
-   * Non-zero when some pattern (or a URL parameter) may start with these two bytes. Shared
-   * between maskers with the same pairs: read only.
+   * Non-zero when some pattern (or a URL parameter) may start with these two bytes: the number of
+   * their bucket, or {@linkcode NO_BUCKET}. Shared between maskers with the same pairs: read only.
    */
   readonly pair: Uint8Array;
   /**
@@ -352,6 +399,8 @@ class Tables {
   readonly urlParameters: boolean;
   /** See {@linkcode Base.cPrefix}. */
   readonly cPrefix: number[];
+  /** How many secrets are long (see {@linkcode LONG_SECRET}). */
+  readonly longCount: number;
 
   constructor(options: MaskerOptions) {
     const base = baseOf(options);
@@ -360,8 +409,10 @@ class Tables {
     const m = changes === undefined ? base : merged(base, changes);
     let buckets = base.buckets as Pattern[][];
     let single = base.single;
+    let longCount = 0;
     for (const bytes of secrets) {
-      const p: Pattern = { bytes, secret: true };
+      const long = bytes.length >= LONG_SECRET ? longCount++ : -1;
+      const p: Pattern = { bytes, secret: true, long, fail: undefined, solo: 0 };
       const b0 = bytes[0];
       if (bytes.length === 1) {
         if (single === base.single) single = base.single.slice();
@@ -379,6 +430,16 @@ class Tables {
       while (at > 0 && bucket[at - 1].bytes.length < bytes.length) at--;
       bucket.splice(at, 0, p);
     }
+    for (const bucket of longCount === 0 ? [] : buckets) {
+      const p = bucket[0];
+      if (bucket.length !== 1 || p.long < 0) continue;
+      const b0 = p.bytes[0];
+      const v = m.pair[(b0 << 8) | p.bytes[1]];
+      // (A one-byte pattern starting with b0 needs no check: it starts where the run ahead
+      // would start too, which then opens a region or a token run and skips nothing.)
+      const lead = base.urlParameters && (b0 === 0x3f || b0 === 0x26);
+      if (v !== NO_BUCKET && !lead) p.solo = v;
+    }
     this.pair = m.pair;
     this.first = m.first;
     this.bucketOf = m.bucketOf;
@@ -386,6 +447,7 @@ class Tables {
     this.single = single;
     this.urlParameters = base.urlParameters;
     this.cPrefix = base.cPrefix;
+    this.longCount = longCount;
   }
 }
 
@@ -412,6 +474,35 @@ function encodeAll(texts: readonly string[]): Uint8Array[] {
     o += n;
   }
   return out;
+}
+
+/** `fail` of {@linkcode Pattern}: the prefix function of `bytes`, one entry per length 0 to m. */
+function failureOf(bytes: Uint8Array): Int32Array {
+  const m = bytes.length;
+  const fail = new Int32Array(m + 1);
+  let k = 0;
+  for (let i = 1; i < m; i++) {
+    while (k > 0 && bytes[i] !== bytes[k]) k = fail[k];
+    if (bytes[i] === bytes[k]) k++;
+    fail[i + 1] = k;
+  }
+  return fail;
+}
+
+/**
+ * Bytes of the input compared with long secrets so far, in all scanners: what a test can bound
+ * (see {@linkcode LONG_SECRET}). One number that never allocates.
+ */
+const COMPARED = new Float64Array(1);
+
+/**
+ * Internal, for tests: how many bytes of input all maskers have compared with the bytes of long
+ * secrets past their first two (a measure of the work the scan did).
+ *
+ * @returns The count since the module was loaded.
+ */
+export function comparedBytes(): number {
+  return COMPARED[0];
 }
 
 /** Whether `c` is a UTF-16 code unit of `GO_SPACE_EDGES`. */
@@ -551,6 +642,8 @@ function buildRejects(t: Tables): Rejects {
  * meaning the mask. One for all scanners: a write fills and reads it within the call.
  */
 let OPS = new Int32Array(64);
+const NO_POSITIONS = new Float64Array(0);
+const NO_LENGTHS = new Int32Array(0);
 /** Above this many entries (256 KiB), {@linkcode OPS} is not kept for the next write. */
 const MAX_KEPT_OPS = 65536;
 
@@ -582,13 +675,23 @@ class Scanner {
   #cPrefixCount = 0;
   readonly #cPrefix: number[];
   #cUrl = -1;
+  /** Set by `#evaluate` (else 0): nothing starts before this position after the one evaluated. */
+  #cSkip = 0;
 
+  /** {@linkcode OPS} as this scanner's write found it: a field is quicker to read. */
+  #ops: Int32Array = OPS;
   /** Entries of {@linkcode OPS} this write filled. */
   #opCount = 0;
   /** Reused buffer joining the held tail to the next chunk (never returned: outputs are copies or views). */
   #join: Uint8Array = EMPTY;
   /** Reused output buffer of transient writes. */
   #scratch: Uint8Array = EMPTY;
+  /**
+   * For each long secret (see {@linkcode LONG_SECRET}): the absolute position before which it
+   * cannot start, and how many of its bytes are known to match there.
+   */
+  readonly #kmpAt: Float64Array;
+  readonly #kmpKnown: Int32Array;
   /** Built once {@linkcode REJECTS_AFTER} bytes were scanned. */
   #rejects: Rejects | undefined;
   #scanned = 0;
@@ -596,6 +699,9 @@ class Scanner {
   constructor(tables: Tables) {
     this.#t = tables;
     this.#cPrefix = tables.cPrefix;
+    const longs = tables.longCount;
+    this.#kmpAt = longs === 0 ? NO_POSITIONS : new Float64Array(longs);
+    this.#kmpKnown = longs === 0 ? NO_LENGTHS : new Int32Array(longs);
   }
 
   get pending(): number {
@@ -618,6 +724,7 @@ class Scanner {
       buf.set(chunk, held.length);
     }
     this.#opCount = 0;
+    this.#ops = OPS;
     const stop = this.#run(buf, final);
     const out = this.#build(buf, transient);
     if (final) {
@@ -627,6 +734,8 @@ class Scanner {
       this.#secretEnd = 0;
       this.#urlStart = -1;
       this.#tokenStarts.length = 0;
+      this.#kmpAt.fill(0);
+      this.#kmpKnown.fill(0);
     } else {
       this.#held = stop < buf.length ? buf.slice(stop) : EMPTY;
       this.#base += stop;
@@ -648,7 +757,7 @@ class Scanner {
 
   #copy(start: number, end: number): void {
     const n = this.#opCount;
-    const ops = OPS;
+    const ops = this.#ops;
     if (n !== 0 && ops[n - 1] === start && ops[n - 2] !== -1) {
       ops[n - 1] = end;
       return;
@@ -661,20 +770,21 @@ class Scanner {
   }
 
   #push(a: number, b: number): void {
-    if (this.#opCount + 2 > OPS.length) {
-      const grown = new Int32Array(OPS.length * 2);
-      grown.set(OPS);
-      OPS = grown;
+    let ops = this.#ops;
+    if (this.#opCount + 2 > ops.length) {
+      const grown = new Int32Array(ops.length * 2);
+      grown.set(ops);
+      OPS = this.#ops = ops = grown;
     }
-    OPS[this.#opCount++] = a;
-    OPS[this.#opCount++] = b;
+    ops[this.#opCount++] = a;
+    ops[this.#opCount++] = b;
   }
 
   #build(buf: Uint8Array, transient: boolean): Uint8Array {
-    const ops = OPS;
+    const ops = this.#ops;
     const n = this.#opCount;
     // A write that masked much leaves no large buffer behind.
-    if (n > MAX_KEPT_OPS) OPS = new Int32Array(64);
+    if (n > MAX_KEPT_OPS) OPS = this.#ops = new Int32Array(64);
     let total = 0;
     for (let i = 0; i < n; i += 2) total += ops[i] === -1 ? MASK.length : ops[i + 1] - ops[i];
     if (total === 0) return transient ? EMPTY : new Uint8Array(0);
@@ -708,15 +818,25 @@ class Scanner {
     let secret = 0;
     let prefixes = 0;
     let url = -1;
+    this.#cSkip = 0;
     if (avail >= 2) {
-      const id = t.bucketOf.get((b0 << 8) | buf[j + 1]) ?? 0;
+      const key = (b0 << 8) | buf[j + 1];
+      let id = t.pair[key];
+      if (id === NO_BUCKET) id = t.bucketOf.get(key) ?? 0;
       if (id !== 0) {
-        for (const p of t.buckets[id - 1]) {
+        const bucket = t.buckets[id - 1];
+        for (let i = 0; i < bucket.length; i++) {
+          const p = bucket[i];
           const bytes = p.bytes;
           const length = bytes.length;
           const n = length <= avail ? length : avail;
           let k = 2;
-          while (k < n && buf[j + k] === bytes[k]) k++;
+          if (p.long < 0) {
+            while (k < n && buf[j + k] === bytes[k]) k++;
+          } else {
+            k = this.#matchLong(p, buf, j, n, end, final);
+            if (k < 0) continue; // it cannot start here
+          }
           if (k < n) continue;
           if (length > avail) {
             if (!final) return false;
@@ -752,6 +872,94 @@ class Scanner {
     this.#cPrefixCount = prefixes;
     this.#cUrl = url;
     return true;
+  }
+
+  /**
+   * How many bytes of the long secret `p` match at `j` (of the `n` that may), or -1 when it cannot
+   * start there; keeps where it can start next, and how much of it matches there (after a
+   * mismatch or a match, shifted by the longest border of the bytes that matched; when the bytes
+   * end inside it, here again, or at the end of the stream nowhere).
+   */
+  #matchLong(
+    p: Pattern,
+    buf: Uint8Array,
+    j: number,
+    n: number,
+    end: number,
+    final: boolean,
+  ): number {
+    const long = p.long;
+    const bytes = p.bytes;
+    const at = this.#kmpAt[long] - this.#base;
+    if (j < at) return -1;
+    let k = 2;
+    if (j === at) {
+      const known = this.#kmpKnown[long];
+      if (known > 2) k = known;
+    }
+    const from = k;
+    while (k < n && buf[j + k] === bytes[k]) k++;
+    COMPARED[0] += k - from;
+    if (k < n || k === bytes.length) {
+      const border = (p.fail ??= failureOf(bytes))[k];
+      this.#kmpAt[long] = this.#base + j + k - border;
+      this.#kmpKnown[long] = border;
+      // Alone here, and a part of it still matching: it may go on past the next positions by
+      // itself.
+      if (k < n && border !== 0 && p.solo !== 0) this.#cSkip = this.#runAhead(p, buf, j, k, end);
+    } else {
+      this.#kmpAt[long] = this.#base + (final ? end : j);
+      this.#kmpKnown[long] = k;
+    }
+    return k;
+  }
+
+  /**
+   * After the long secret `p`, alone at `j` (see {@linkcode Pattern.solo}), mismatched at
+   * `j + k`: goes on matching it by its failure function over the next bytes, for as long as
+   * every position it passes starts nothing else and a part of it matches, up to its next
+   * occurrence or the end of the buffer. Records where it may start next (and how much of it
+   * matches there), and returns the position up to which nothing starts: what `#run` copies at
+   * once instead of position by position.
+   */
+  #runAhead(p: Pattern, buf: Uint8Array, j: number, k: number, end: number): number {
+    const bytes = p.bytes;
+    const m = bytes.length;
+    const fail = p.fail!;
+    const solo = p.solo;
+    const { pair, first } = this.#t;
+    let q = k; // bytes of `p` matched up to i, ending before buf[i]
+    let i = j + k;
+    let x = j + 1; // the next position to check for other patterns
+    let steps = 0;
+    while (i < end) {
+      const c = buf[i++];
+      while (q > 0 && c !== bytes[q]) {
+        q = fail[q];
+        steps++;
+      }
+      if (c === bytes[q]) q++;
+      // It cannot start before i - q: what else may start there?
+      const start = i - q;
+      while (x < start) {
+        // (The last byte, with no pair: whatever may start with it.)
+        const other = x + 1 < end ? pair[(buf[x] << 8) | buf[x + 1]] : first[buf[x]] && -1;
+        if (other !== 0 && other !== solo) break;
+        x++;
+      }
+      if (x < start || q === m || q === 0) {
+        // Something else at x, `p` itself at start, or no part of `p` open any more (the scan's
+        // own loop is quicker from here).
+        this.#kmpAt[p.long] = this.#base + start;
+        this.#kmpKnown[p.long] = q;
+        COMPARED[0] += i - j - k + steps;
+        return x;
+      }
+    }
+    this.#kmpAt[p.long] = this.#base + end - q;
+    this.#kmpKnown[p.long] = q;
+    COMPARED[0] += i - j - k + steps;
+    return x;
   }
 
   /** Decides bytes from the start of `buf`; returns the index of the first byte held back. */
@@ -852,11 +1060,13 @@ class Scanner {
       let secret = 0;
       let prefixes = 0;
       let url = -1;
+      let skip = 0;
       if (j + 1 < end ? pair[(b << 8) | buf[j + 1]] !== 0 : first[b] !== 0) {
         if (!this.#evaluate(buf, j, end, final)) break;
         secret = this.#cSecret;
         prefixes = this.#cPrefixCount;
         url = this.#cUrl;
+        skip = this.#cSkip;
       }
       const alpha = TOKEN_ALPHABET[b] === 1;
       // The open region goes on if an interval covering j-1 also covers j.
@@ -891,6 +1101,11 @@ class Scanner {
       if (secretEnd > j || tokenOpen || urlOpen) inRegion = true;
       else this.#copy(j, j + 1);
       j++;
+      // Up to `skip` nothing starts (a long secret ran ahead): copied if no match goes on here.
+      if (skip > j && !inRegion && starts.length === 0 && urlStart < 0) {
+        this.#copy(j, skip);
+        j = skip;
+      }
     }
 
     if (final) {
