@@ -1,6 +1,7 @@
 import { concat } from "./_data.ts";
 import { assert } from "./_deps.ts";
 import {
+  cachedTables,
   comparedBytes,
   DEFAULT_TOKEN_PREFIXES,
   Masker,
@@ -532,6 +533,10 @@ Deno.test("C4.8 property: long secrets that repeat themselves are masked as the 
     [{ secrets: [`?${"a".repeat(70)}`] }, "?aaa?authenticity_token=xyz &?aaa?aaa"],
     [{ secrets: [`en=${"a".repeat(70)}`] }, "?private_token=aaaaa b en=aaa"],
     [{ secrets: [`${"a".repeat(70)}b`], tokenPrefixes: ["baa"] }, "xbaaaaaaa y baa"],
+    // A secret starting with `?` is never alone (a URL parameter may start there too).
+    [{ secrets: ["?a".repeat(35)] }, "?a?a?authenticity_token=xyz &?a?a?a"],
+    // A run ahead that ends at the last byte of a write, where another secret starts.
+    [{ secrets: [`${"a".repeat(70)}b`, "cdef-secret"] }, "xaaaaacdef-secret y"],
   ];
   for (const [options, text] of cases) {
     const expected = referenceMask(enc.encode(text), options);
@@ -611,5 +616,23 @@ Deno.test("C4.8 a long secret that repeats itself costs a bounded number of comp
     assert.ok(compared >= data.length / 2, `${secret.slice(0, 8)}…: counted ${compared}`);
     const text = dec.decode(concat(out));
     assert.equal(text, masked ? "[MASKED]" : dec.decode(data), secret.slice(0, 8));
+  }
+});
+
+Deno.test("C9.4 the maskers' shared tables stay bounded in entries whatever the jobs' secrets and prefixes", () => {
+  // 4 prefix sets and 16 merged tables at most (each 64 KiB): 40 jobs with secrets of their own
+  // first bytes and 10 sets of extra prefixes, each masker still masking its own values.
+  for (let i = 0; i < 40; i++) {
+    const secret = `${String.fromCharCode(0x21 + i)}${String.fromCharCode(0x5e - i)}-value`;
+    const tokenPrefixes = [`p${i % 10}-`];
+    const masker = new Masker({ secrets: [secret, "\0\0nul"], tokenPrefixes });
+    assert.equal(
+      masker.mask(`a ${secret} \0\0nul p${i % 10}-tok`),
+      `a [MASKED] [MASKED] p${i % 10}-[MASKED]`,
+    );
+    const { bases, merged } = cachedTables();
+    assert.ok(bases <= 4 && merged <= 16, `after ${i + 1}: ${bases} bases, ${merged} merged`);
+    if (i >= 16) assert.equal(merged, 16, `after ${i + 1}`);
+    if (i >= 4) assert.equal(bases, 4, `after ${i + 1}`);
   }
 });

@@ -505,6 +505,15 @@ export function comparedBytes(): number {
   return COMPARED[0];
 }
 
+/**
+ * Internal, for tests: how many entries the shared table caches hold now (each is bounded).
+ *
+ * @returns The number of bases and of merged tables kept.
+ */
+export function cachedTables(): { bases: number; merged: number } {
+  return { bases: BASES.size, merged: MERGED.length };
+}
+
 /** Whether `c` is a UTF-16 code unit of `GO_SPACE_EDGES`. */
 function isGoSpace(c: number): boolean {
   return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0x85 || c === 0xa0 || c === 0x1680 ||
