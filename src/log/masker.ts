@@ -799,8 +799,9 @@ class Scanner {
     if (total === 0) return transient ? EMPTY : new Uint8Array(0);
     if (n === 2 && ops[0] !== -1) {
       if (!transient) return buf.slice(ops[0], ops[1]);
-      // All of it (a line without a match): no view to make.
-      return ops[0] === 0 && ops[1] === buf.length ? buf : buf.subarray(ops[0], ops[1]);
+      // All of it (a line without a match): no view to make. (One copy starts at 0: each byte
+      // before it would have been copied or masked.)
+      return ops[1] === buf.length ? buf : buf.subarray(0, ops[1]);
     }
     const out = transient ? this.#reuse(total, true) : new Uint8Array(total);
     let o = 0;
