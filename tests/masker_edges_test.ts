@@ -5,7 +5,7 @@
 
 import { assert } from "./_deps.ts";
 import { Masker, type MaskerOptions, MaskingStream, writeTransient } from "../src/log/masker.ts";
-import { REF_KEYS, referenceMask, streamParts } from "./_masker_reference.ts";
+import { mulberry32, pick, REF_KEYS, referenceMask, streamParts } from "./_masker_reference.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -224,6 +224,96 @@ Deno.test("C9.4 maskers whose patterns differ never share a lookup table, even w
       }
     }
   }
+});
+
+Deno.test("C9.4 maskers made one after another each mask exactly their own patterns, whatever the others held", () => {
+  // Maskers share what their token prefixes and flags make, and the tables their secrets' first
+  // bytes change (a few kept, the oldest dropped): more option sets than are kept, with secrets
+  // that join a prefix's bucket (`gl`), start a new one, are one byte, start with `?`/`&` (a URL
+  // parameter's row) or with a one-byte prefix, made in turn while earlier maskers are mid-stream.
+  const rnd = mulberry32(1604);
+  const word = (n: number) =>
+    Array.from({ length: n }, () => pick(rnd, [..."abgl-xyz019?&=_q"])).join("");
+  const secretPool = [
+    () => `glcbt-${word(12)}`,
+    () => `gldt-${word(8)}`,
+    () => `gl${word(3)}`,
+    () => `?${word(4)}`,
+    () => `&${word(2)}`,
+    () => pick(rnd, ["a", "q", "?", "&", "g", "z"]),
+    () => `ab${word(5)}`,
+    () => `xy${word(6)}`,
+    () => `ü${word(3)}`,
+    () => ` ${word(5)}\t`,
+    () => word(1 + Math.floor(rnd() * 6)),
+  ];
+  const prefixPool: string[][] = [[], ["x"], ["?q"], ["gl", "tok-"], ["a", "ab"], [" sp "], ["ü-"]];
+  const made: {
+    options: MaskerOptions;
+    masker: Masker;
+    parts: Uint8Array[];
+    input: Uint8Array;
+    rest: Uint8Array;
+  }[] = [];
+  for (let i = 0; i < 60; i++) {
+    const options: MaskerOptions = {
+      secrets: Array.from({ length: Math.floor(rnd() * 6) }, () => pick(rnd, secretPool)()),
+      tokenPrefixes: pick(rnd, prefixPool),
+      defaultTokenPrefixes: rnd() < 0.7,
+      urlParameters: rnd() < 0.7,
+    };
+    // Its own patterns, and the others' secrets.
+    const pieces = [...options.secrets!, ...options.tokenPrefixes!, "glpat-", "?private_token="];
+    for (const other of made.slice(-6)) pieces.push(...other.options.secrets!);
+    let text = "";
+    for (let k = 0; k < 30; k++) text += rnd() < 0.5 ? pick(rnd, pieces) : word(3);
+    const input = enc.encode(text);
+    const masker = new Masker(options);
+    // Half the input now, the rest after the next maskers were made.
+    const cut = Math.floor(rnd() * input.length);
+    const parts = [masker.write(input.subarray(0, cut))];
+    made.push({ options, masker, parts, input, rest: input.subarray(cut) });
+    if (i >= 3) {
+      const earlier = made[i - 3];
+      earlier.parts.push(earlier.masker.write(earlier.rest), earlier.masker.flush());
+    }
+  }
+  for (const [i, { options, masker, parts, input, rest }] of made.entries()) {
+    if (i >= made.length - 3) parts.push(masker.write(rest), masker.flush());
+    const expected = dec.decode(referenceMask(input, options));
+    assert.equal(dec.decode(concatAll(parts)), expected, JSON.stringify(options));
+    // And the same masker again, one-shot, after all the others.
+    assert.equal(masker.mask(dec.decode(input)), expected, JSON.stringify(options));
+  }
+  // Nor does a masker hold back bytes for another's secrets: `x` and `?` (URL parameters off)
+  // start none of its patterns, whatever the masker before it had.
+  for (const secrets of [["x1"], ["x"], ["?a"], ["?"]]) {
+    const options = { defaultTokenPrefixes: false, urlParameters: false };
+    const before = new Masker({ ...options, secrets });
+    const after = new Masker(options);
+    for (const tail of ["x", "?"]) {
+      assert.equal(dec.decode(after.write(enc.encode(`a${tail}`))), `a${tail}`, tail);
+      assert.equal(after.pending, 0, `${secrets} then ${tail}`);
+      assert.equal(before.mask(`a${secrets[0]}`), "a[MASKED]");
+    }
+  }
+});
+
+Deno.test("C4.8 a masker with hundreds of secrets of different first bytes masks each of them, and only them", () => {
+  // More buckets than the pair table can number (254): the later ones are found by their pair.
+  const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  const secrets: string[] = [];
+  for (const a of letters.slice(0, 20)) {
+    for (const b of letters.slice(20, 40)) secrets.push(`${a}${b}-s3cret`);
+  }
+  const options = { secrets };
+  const masker = new Masker(options);
+  // Each secret, then a decoy with its first bytes.
+  const text = secrets.map((s) => `${s} ${s.slice(0, 3)}x `).join("");
+  const expected = dec.decode(referenceMask(enc.encode(text), options));
+  assert.equal(masker.mask(text), expected);
+  assert.equal(expected.split("[MASKED]").length - 1, secrets.length);
+  assert.equal(dec.decode(streamParts(masker, text.match(/.{1,7}/gs)!).bytes), expected);
 });
 
 Deno.test("C4.8 secrets are trimmed of each Go white space character at either edge alone", () => {

@@ -144,115 +144,374 @@ export interface MaskerOptions {
 interface Pattern {
   readonly bytes: Uint8Array;
   readonly secret: boolean;
+  /**
+   * For a secret of {@linkcode LONG_SECRET} bytes or more: its number among the long secrets of
+   * its tables (where the scanner keeps its state); -1 for other patterns.
+   */
+  readonly long: number;
+  /**
+   * A long secret's failure function, made at its first use: `fail[k]` is the length of the
+   * longest proper border (a prefix that is also a suffix) of its first `k` bytes.
+   */
+  fail: Int32Array | undefined;
+  /**
+   * For a long secret alone where it may start (its bucket holds only it, no URL parameter starts
+   * with its first byte): its pair table value, by which the scanner tells, position by position,
+   * that nothing else may start there (see `#runAhead`); else 0.
+   */
+  solo: number;
 }
 
 /**
- * Pair tables already built, by the pairs they hold (see {@linkcode pairTable}). Jobs of one
- * GitLab share their token prefixes and mostly the first two bytes of their secrets, so a job's
- * masker usually finds its 64 KiB table here instead of allocating and filling one.
+ * From this length on, a secret is matched with its failure function (as Knuth-Morris-Pratt):
+ * after a mismatch or a match the scanner knows where the secret can start next and how many of
+ * its bytes already match there, so it compares each byte of the input with the secret a bounded
+ * number of times however the secret repeats itself (`aaa…ab` in a log of `a`s). A shorter secret
+ * is compared from its third byte wherever it may start: at most this many bytes a position.
  */
-const PAIR_TABLES = new Map<string, Uint8Array>();
-/** At most this many tables are kept (1 MiB). */
-const MAX_PAIR_TABLES = 16;
+const LONG_SECRET = 64;
 
 /**
- * The pair table holding exactly `pairs` (two-byte keys) and every pair starting with one of the
- * bytes of `leads`: shared, never written once built.
+ * The part of the tables that comes from the token prefixes and the flags, the same for nearly
+ * every job: built once and shared, read only (a job's secrets are added to copies of the parts
+ * they change). It holds no secret.
  */
-function pairTable(pairs: Set<number>, leads: Set<number>): Uint8Array {
-  const key = `${[...pairs].sort((a, b) => a - b).join(",")}/${
-    [...leads].sort((a, b) => a - b).join(",")
-  }`;
-  let table = PAIR_TABLES.get(key);
-  if (table !== undefined) {
-    // Most recently used last: the oldest goes first when the cache is full.
-    PAIR_TABLES.delete(key);
-    PAIR_TABLES.set(key, table);
-    return table;
-  }
-  table = new Uint8Array(65536);
-  for (const p of pairs) table[p] = 1;
-  for (const b0 of leads) table.fill(1, b0 << 8, (b0 + 1) << 8);
-  if (PAIR_TABLES.size >= MAX_PAIR_TABLES) {
-    PAIR_TABLES.delete(PAIR_TABLES.keys().next().value!);
-  }
-  PAIR_TABLES.set(key, table);
-  return table;
+interface Base {
+  /** Number of this base, in the entries of {@linkcode MERGED}. */
+  readonly id: number;
+  readonly urlParameters: boolean;
+  readonly first: Uint8Array;
+  readonly bucketOf: Map<number, number>;
+  readonly buckets: readonly Pattern[][];
+  readonly single: readonly (Pattern[] | undefined)[];
+  /** The pair table of the prefixes and URL parameters alone. */
+  readonly pair: Uint8Array;
+  /**
+   * Where `#evaluate` lists the prefixes found at one position (one slot per prefix, plus one):
+   * shared by the scanners of this base, each using it only during one call.
+   */
+  readonly cPrefix: number[];
 }
 
-/** Lookup tables compiled once per option set; shared by a masker and its one-shot scans. */
+/**
+ * Bases built, by their prefixes and flags (a key of at most {@linkcode MAX_BASE_KEY}
+ * characters; longer ones are not kept). At most {@linkcode MAX_BASES}, each about 66 KiB plus
+ * its prefixes; the oldest goes first.
+ */
+const BASES = new Map<string, Base>();
+const MAX_BASES = 4;
+const MAX_BASE_KEY = 4096;
+let baseCount = 0;
+
+/** The base of `options`: from {@linkcode BASES}, or built (and kept when its key is short). */
+function baseOf(options: MaskerOptions): Base {
+  const defaults = options.defaultTokenPrefixes !== false;
+  const url = options.urlParameters !== false;
+  const extra = options.tokenPrefixes;
+  let key = defaults ? (url ? "11" : "10") : (url ? "01" : "00");
+  // JSON of the strings: two different lists never give the same key.
+  if (extra !== undefined && extra.length !== 0) key += JSON.stringify(extra.map(String));
+  let base = BASES.get(key);
+  if (base !== undefined) return base;
+  base = buildBase(defaults, url, extra ?? []);
+  if (key.length <= MAX_BASE_KEY) {
+    if (BASES.size >= MAX_BASES) BASES.delete(BASES.keys().next().value!);
+    BASES.set(key, base);
+  }
+  return base;
+}
+
+function buildBase(defaults: boolean, url: boolean, extra: readonly string[]): Base {
+  const prefixes = unique([...(defaults ? DEFAULT_TOKEN_PREFIXES : [PAT_PREFIX]), ...extra]);
+  const patterns: Pattern[] = prefixes.map((prefix) => ({
+    bytes: ENCODER.encode(prefix),
+    secret: false,
+    long: -1,
+    fail: undefined,
+    solo: 0,
+  }));
+  patterns.sort((a, b) => b.bytes.length - a.bytes.length);
+  const first = new Uint8Array(256);
+  const bucketOf = new Map<number, number>();
+  const buckets: Pattern[][] = [];
+  const single: (Pattern[] | undefined)[] = new Array(256);
+  const pair = new Uint8Array(65536);
+  for (const p of patterns) {
+    const b0 = p.bytes[0];
+    if (p.bytes.length === 1) {
+      (single[b0] ??= []).push(p);
+      first[b0] |= 2;
+      continue;
+    }
+    const key = (b0 << 8) | p.bytes[1];
+    let bucket = bucketOf.get(key);
+    if (bucket === undefined) {
+      buckets.push([]);
+      bucket = buckets.length;
+      bucketOf.set(key, bucket);
+    }
+    buckets[bucket - 1].push(p);
+    first[b0] |= 1;
+    pair[key] = pairValue(bucket);
+  }
+  for (let b0 = 0; b0 < 256; b0++) if ((first[b0] & 2) !== 0) fillRow(pair, b0);
+  if (url) {
+    for (const b0 of [0x3f, 0x26]) {
+      first[b0] |= 1;
+      fillRow(pair, b0);
+    }
+  }
+  const cPrefix = new Array<number>(prefixes.length + 1).fill(0);
+  return { id: ++baseCount, urlParameters: url, first, bucketOf, buckets, single, pair, cPrefix };
+}
+
+/**
+ * A pair table's value for a pair starting the patterns of bucket `id` (1, 2, …): the id itself
+ * when below {@linkcode NO_BUCKET}, so that the scan finds the bucket without `bucketOf`.
+ */
+function pairValue(id: number): number {
+  return id < NO_BUCKET ? id : NO_BUCKET;
+}
+
+/**
+ * A pair table's value where some pattern may start (a one-byte pattern, `?` and `&`) but no
+ * bucket of two-byte-or-longer ones, or one with a number this high: see `bucketOf`.
+ */
+const NO_BUCKET = 255;
+
+/** Marks every pair starting with `b0` (keeping the buckets' numbers). */
+function fillRow(pair: Uint8Array, b0: number): void {
+  for (let key = b0 << 8; key < (b0 + 1) << 8; key++) if (pair[key] === 0) pair[key] = NO_BUCKET;
+}
+
+/**
+ * What a job's secrets change in a base's tables, cached: the pair table, `first`, and `bucketOf`
+ * (new buckets numbered after the base's, in the order of their pairs), all a function of the
+ * base and the changes (see {@linkcode changesOf}). Read only.
+ */
+interface Merged {
+  readonly base: number;
+  readonly changes: readonly number[];
+  readonly pair: Uint8Array;
+  readonly first: Uint8Array;
+  readonly bucketOf: Map<number, number>;
+}
+
+/**
+ * Merged tables, by the base and the changes, most recently used first. The jobs of one project
+ * mask the same variables, whose first two bytes are all these tables hold of them, so a job's
+ * masker usually finds its tables here instead of allocating and filling 64 KiB; when the
+ * secrets change nothing (the job token's `gl` is also a prefix's) the base's tables are used as
+ * they are.
+ */
+const MERGED: Merged[] = [];
+/** At most this many are kept (1 MiB). */
+const MAX_MERGED = 16;
+
+/** A change to the base: a pair of a secret's first two bytes, that no bucket of the base has. */
+const NEW_PAIR = 0;
+/** A change: every pair starting with `b0` (a one-byte secret). */
+const NEW_LEAD = 0x10000;
+/** A change: `first[b0] |= 1` (a secret of two or more bytes starts with `b0`). */
+const NEW_FIRST = 0x20000;
+/** A change: `first[b0] |= 2` (a one-byte secret). */
+const NEW_SINGLE = 0x30000;
+
+/** What `secrets` change in `base`'s tables, sorted (`NEW_*` plus the pair or the byte). */
+function changesOf(base: Base, secrets: readonly Uint8Array[]): number[] | undefined {
+  let changes: number[] | undefined;
+  for (const bytes of secrets) {
+    const b0 = bytes[0];
+    for (let c = 0; c < 2; c++) {
+      let change = -1;
+      if (bytes.length === 1) {
+        // (The row may be full already, a URL parameter's: filled again.)
+        if ((base.first[b0] & 2) === 0) change = (c === 0 ? NEW_LEAD : NEW_SINGLE) | b0;
+      } else if (c === 0) {
+        const key = (b0 << 8) | bytes[1];
+        // (Also a pair the pair table has, from a lead's row, needs a bucket.)
+        if (!base.bucketOf.has(key)) change = NEW_PAIR | key;
+      } else if ((base.first[b0] & 1) === 0) change = NEW_FIRST | b0;
+      if (change < 0) continue;
+      if (changes === undefined) changes = [change];
+      else if (!changes.includes(change)) changes.push(change);
+    }
+  }
+  if (changes !== undefined && changes.length > 1) changes.sort((a, b) => a - b);
+  return changes;
+}
+
+/** The base's tables with `changes` (sorted) made: from {@linkcode MERGED}, or built. */
+function merged(base: Base, changes: readonly number[]): Merged {
+  const n = changes.length;
+  search: for (let i = 0; i < MERGED.length; i++) {
+    const entry = MERGED[i];
+    if (entry.base !== base.id || entry.changes.length !== n) continue;
+    for (let k = 0; k < n; k++) if (entry.changes[k] !== changes[k]) continue search;
+    if (i !== 0) {
+      // Most recently used first: the last goes when the cache is full.
+      MERGED.splice(i, 1);
+      MERGED.unshift(entry);
+    }
+    return entry;
+  }
+  const pair = base.pair.slice();
+  const first = base.first.slice();
+  let bucketOf = base.bucketOf;
+  for (const change of changes) {
+    const kind = change & 0x30000;
+    const b0 = change & 0xff;
+    if (kind === NEW_PAIR) {
+      if (bucketOf === base.bucketOf) bucketOf = new Map(bucketOf);
+      bucketOf.set(change, bucketOf.size + 1);
+      pair[change] = pairValue(bucketOf.size);
+    } else if (kind === NEW_LEAD) fillRow(pair, b0); // (after the pairs: they sort first)
+    else first[b0] |= kind === NEW_FIRST ? 1 : 2;
+  }
+  const entry = { base: base.id, changes, pair, first, bucketOf };
+  if (MERGED.length >= MAX_MERGED) MERGED.pop();
+  MERGED.unshift(entry);
+  return entry;
+}
+
+/**
+ * Lookup tables of one option set: its {@linkcode Base} with the secrets added (the parts the
+ * secrets change from {@linkcode MERGED}, the buckets they join copied, the rest shared); shared by
+ * a masker and its one-shot scans.
+ */
 class Tables {
   /**
-   * Non-zero when some pattern (or a URL parameter) may start with these two bytes. Shared
-   * between maskers with the same pairs: read only.
+   * Non-zero when some pattern (or a URL parameter) may start with these two bytes: the number of
+   * their bucket, or {@linkcode NO_BUCKET}. Shared between maskers with the same pairs: read only.
    */
   readonly pair: Uint8Array;
-  /** Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it. */
-  readonly first: Uint8Array = new Uint8Array(256);
-  /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. */
-  readonly bucketOf: Map<number, number> = new Map();
+  /**
+   * Bit 1: a pattern of two or more bytes starts with this byte; bit 2: a one-byte pattern is it.
+   * Shared: read only.
+   */
+  readonly first: Uint8Array;
+  /** Bucket number + 1 of the patterns (two or more bytes) starting with these two bytes. Shared. */
+  readonly bucketOf: Map<number, number>;
   /** Patterns sharing their first two bytes, longest first. */
-  readonly buckets: Pattern[][] = [];
+  readonly buckets: readonly Pattern[][];
   /** One-byte patterns by their byte. */
-  readonly single: (Pattern[] | undefined)[] = new Array(256);
+  readonly single: readonly (Pattern[] | undefined)[];
   readonly urlParameters: boolean;
-  readonly prefixCount: number;
+  /** See {@linkcode Base.cPrefix}. */
+  readonly cPrefix: number[];
+  /** How many secrets are long (see {@linkcode LONG_SECRET}). */
+  readonly longCount: number;
 
   constructor(options: MaskerOptions) {
-    const secrets = unique(options.secrets ?? []);
-    const prefixes = unique([
-      ...(options.defaultTokenPrefixes === false ? [PAT_PREFIX] : DEFAULT_TOKEN_PREFIXES),
-      ...(options.tokenPrefixes ?? []),
-    ]);
-    this.urlParameters = options.urlParameters !== false;
-    this.prefixCount = prefixes.length;
-    const patterns: Pattern[] = [
-      ...secrets.map((s) => ({ bytes: ENCODER.encode(s), secret: true })),
-      ...prefixes.map(prefixPattern),
-    ];
-    patterns.sort((a, b) => b.bytes.length - a.bytes.length);
-    const pairs = new Set<number>();
-    const leads = new Set<number>();
-    for (const p of patterns) {
-      const b0 = p.bytes[0];
-      if (p.bytes.length === 1) {
-        (this.single[b0] ??= []).push(p);
-        this.first[b0] |= 2;
-        leads.add(b0);
+    const base = baseOf(options);
+    const secrets = encodeAll(unique(options.secrets ?? []));
+    const changes = secrets.length === 0 ? undefined : changesOf(base, secrets);
+    const m = changes === undefined ? base : merged(base, changes);
+    let buckets = base.buckets as Pattern[][];
+    let single = base.single;
+    let longCount = 0;
+    for (const bytes of secrets) {
+      const long = bytes.length >= LONG_SECRET ? longCount++ : -1;
+      const p: Pattern = { bytes, secret: true, long, fail: undefined, solo: 0 };
+      const b0 = bytes[0];
+      if (bytes.length === 1) {
+        if (single === base.single) single = base.single.slice();
+        const list = single[b0];
+        (single as (Pattern[] | undefined)[])[b0] = list === undefined ? [p] : [...list, p];
         continue;
       }
-      const key = (b0 << 8) | p.bytes[1];
-      let bucket = this.bucketOf.get(key);
-      if (bucket === undefined) {
-        this.buckets.push([]);
-        bucket = this.buckets.length;
-        this.bucketOf.set(key, bucket);
-      }
-      this.buckets[bucket - 1].push(p);
-      this.first[b0] |= 1;
-      pairs.add(key);
+      if (buckets === base.buckets) buckets = buckets.slice();
+      const id = m.bucketOf.get((b0 << 8) | bytes[1])!;
+      let bucket = buckets[id - 1];
+      if (bucket === undefined) bucket = buckets[id - 1] = [];
+      // A base's bucket is copied, never changed.
+      else if (bucket === base.buckets[id - 1]) bucket = buckets[id - 1] = bucket.slice();
+      let at = bucket.length;
+      while (at > 0 && bucket[at - 1].bytes.length < bytes.length) at--;
+      bucket.splice(at, 0, p);
     }
-    if (this.urlParameters) {
-      for (const b0 of [0x3f, 0x26]) {
-        this.first[b0] |= 1;
-        leads.add(b0);
-      }
+    for (const bucket of longCount === 0 ? [] : buckets) {
+      const p = bucket[0];
+      if (bucket.length !== 1 || p.long < 0) continue;
+      const b0 = p.bytes[0];
+      const v = m.pair[(b0 << 8) | p.bytes[1]];
+      // (A one-byte pattern starting with b0 needs no check: it starts where the run ahead
+      // would start too, which then opens a region or a token run and skips nothing.)
+      const lead = base.urlParameters && (b0 === 0x3f || b0 === 0x26);
+      if (v !== NO_BUCKET && !lead) p.solo = v;
     }
-    this.pair = pairTable(pairs, leads);
+    this.pair = m.pair;
+    this.first = m.first;
+    this.bucketOf = m.bucketOf;
+    this.buckets = buckets;
+    this.single = single;
+    this.urlParameters = base.urlParameters;
+    this.cPrefix = base.cPrefix;
+    this.longCount = longCount;
   }
 }
 
-/** Token prefix patterns, encoded once (the defaults and GitLab's few extra ones). */
-const PREFIX_PATTERNS = new Map<string, Pattern>();
-
-function prefixPattern(prefix: string): Pattern {
-  let pattern = PREFIX_PATTERNS.get(prefix);
-  if (pattern === undefined) {
-    pattern = { bytes: ENCODER.encode(prefix), secret: false };
-    if (PREFIX_PATTERNS.size >= 256) PREFIX_PATTERNS.clear(); // bounded, whatever GitLab sends
-    PREFIX_PATTERNS.set(prefix, pattern);
+/**
+ * UTF-8 bytes of each of `texts`: views of one array (one allocation for a job's secrets; ASCII
+ * text without the encoder's call).
+ */
+function encodeAll(texts: readonly string[]): Uint8Array[] {
+  if (texts.length === 0) return [];
+  let total = 0;
+  for (const text of texts) total += text.length;
+  const all = new Uint8Array(total);
+  const out: Uint8Array[] = [];
+  let o = 0;
+  for (const text of texts) {
+    const n = text.length;
+    let i = 0;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) break;
+      all[o + i++] = c;
+    }
+    out.push(i === n ? all.subarray(o, o + n) : ENCODER.encode(text));
+    o += n;
   }
-  return pattern;
+  return out;
+}
+
+/** `fail` of {@linkcode Pattern}: the prefix function of `bytes`, one entry per length 0 to m. */
+function failureOf(bytes: Uint8Array): Int32Array {
+  const m = bytes.length;
+  const fail = new Int32Array(m + 1);
+  let k = 0;
+  for (let i = 1; i < m; i++) {
+    while (k > 0 && bytes[i] !== bytes[k]) k = fail[k];
+    if (bytes[i] === bytes[k]) k++;
+    fail[i + 1] = k;
+  }
+  return fail;
+}
+
+/**
+ * Bytes of the input compared with long secrets so far, in all scanners: what a test can bound
+ * (see {@linkcode LONG_SECRET}). One number that never allocates.
+ */
+const COMPARED = new Float64Array(1);
+
+/**
+ * Internal, for tests: how many bytes of input all maskers have compared with the bytes of long
+ * secrets past their first two (a measure of the work the scan did).
+ *
+ * @returns The count since the module was loaded.
+ */
+export function comparedBytes(): number {
+  return COMPARED[0];
+}
+
+/**
+ * Internal, for tests: how many entries the shared table caches hold now (each is bounded).
+ *
+ * @returns The number of bases and of merged tables kept.
+ */
+export function cachedTables(): { bases: number; merged: number } {
+  return { bases: BASES.size, merged: MERGED.length };
 }
 
 /** Whether `c` is a UTF-16 code unit of `GO_SPACE_EDGES`. */
@@ -262,8 +521,11 @@ function isGoSpace(c: number): boolean {
     c === 0x205f || c === 0x3000;
 }
 
+/** The values trimmed as Go's `strings.TrimSpace`, without the empty ones and the duplicates. */
 function unique(values: readonly string[]): string[] {
-  const seen = new Set<string>();
+  const out: string[] = [];
+  // A few values (a job's): a search of the list is cheaper than a set.
+  const seen = values.length > 8 ? new Set<string>() : undefined;
   for (const value of values) {
     const text = String(value);
     // Only values with white space at an edge need the trimming expression.
@@ -271,9 +533,15 @@ function unique(values: readonly string[]): string[] {
         !isGoSpace(text.charCodeAt(text.length - 1))
       ? text
       : text.replace(GO_SPACE_EDGES, "");
-    if (trimmed !== "") seen.add(trimmed);
+    if (trimmed === "") continue;
+    if (seen === undefined) {
+      if (!out.includes(trimmed)) out.push(trimmed);
+    } else if (!seen.has(trimmed)) {
+      seen.add(trimmed);
+      out.push(trimmed);
+    }
   }
-  return [...seen];
+  return out;
 }
 
 /** Whether a URL parameter value ends at `j`: 1 yes, 0 no, -1 cannot tell before more bytes come. */
@@ -379,6 +647,16 @@ function buildRejects(t: Tables): Rejects {
 }
 
 /**
+ * The output the scanner writing now builds: pairs (start, end) of buffer ranges to copy, start -1
+ * meaning the mask. One for all scanners: a write fills and reads it within the call.
+ */
+let OPS = new Int32Array(64);
+const NO_POSITIONS = new Float64Array(0);
+const NO_LENGTHS = new Int32Array(0);
+/** Above this many entries (256 KiB), {@linkcode OPS} is not kept for the next write. */
+const MAX_KEPT_OPS = 65536;
+
+/**
  * The scanning state machine. Positions are absolute stream offsets between calls and relative to
  * the working buffer during one. Invariant: an open interval (secret, token run, parameter value)
  * always lies inside the open masked region.
@@ -406,21 +684,33 @@ class Scanner {
   #cPrefixCount = 0;
   readonly #cPrefix: number[];
   #cUrl = -1;
+  /** Set by `#evaluate` (else 0): nothing starts before this position after the one evaluated. */
+  #cSkip = 0;
 
-  // Output being built: pairs (start, end) of buffer ranges to copy; start -1 means the mask.
-  #ops: Int32Array = new Int32Array(64);
+  /** {@linkcode OPS} as this scanner's write found it: a field is quicker to read. */
+  #ops: Int32Array = OPS;
+  /** Entries of {@linkcode OPS} this write filled. */
   #opCount = 0;
   /** Reused buffer joining the held tail to the next chunk (never returned: outputs are copies or views). */
   #join: Uint8Array = EMPTY;
   /** Reused output buffer of transient writes. */
   #scratch: Uint8Array = EMPTY;
+  /**
+   * For each long secret (see {@linkcode LONG_SECRET}): the absolute position before which it
+   * cannot start, and how many of its bytes are known to match there.
+   */
+  readonly #kmpAt: Float64Array;
+  readonly #kmpKnown: Int32Array;
   /** Built once {@linkcode REJECTS_AFTER} bytes were scanned. */
   #rejects: Rejects | undefined;
   #scanned = 0;
 
   constructor(tables: Tables) {
     this.#t = tables;
-    this.#cPrefix = new Array(tables.prefixCount + 1).fill(0);
+    this.#cPrefix = tables.cPrefix;
+    const longs = tables.longCount;
+    this.#kmpAt = longs === 0 ? NO_POSITIONS : new Float64Array(longs);
+    this.#kmpKnown = longs === 0 ? NO_LENGTHS : new Int32Array(longs);
   }
 
   get pending(): number {
@@ -443,6 +733,7 @@ class Scanner {
       buf.set(chunk, held.length);
     }
     this.#opCount = 0;
+    this.#ops = OPS;
     const stop = this.#run(buf, final);
     const out = this.#build(buf, transient);
     if (final) {
@@ -452,6 +743,8 @@ class Scanner {
       this.#secretEnd = 0;
       this.#urlStart = -1;
       this.#tokenStarts.length = 0;
+      this.#kmpAt.fill(0);
+      this.#kmpKnown.fill(0);
     } else {
       this.#held = stop < buf.length ? buf.slice(stop) : EMPTY;
       this.#base += stop;
@@ -486,23 +779,29 @@ class Scanner {
   }
 
   #push(a: number, b: number): void {
-    if (this.#opCount + 2 > this.#ops.length) {
-      const grown = new Int32Array(this.#ops.length * 2);
-      grown.set(this.#ops);
-      this.#ops = grown;
+    let ops = this.#ops;
+    if (this.#opCount + 2 > ops.length) {
+      const grown = new Int32Array(ops.length * 2);
+      grown.set(ops);
+      OPS = this.#ops = ops = grown;
     }
-    this.#ops[this.#opCount++] = a;
-    this.#ops[this.#opCount++] = b;
+    ops[this.#opCount++] = a;
+    ops[this.#opCount++] = b;
   }
 
   #build(buf: Uint8Array, transient: boolean): Uint8Array {
     const ops = this.#ops;
     const n = this.#opCount;
+    // A write that masked much leaves no large buffer behind.
+    if (n > MAX_KEPT_OPS) OPS = this.#ops = new Int32Array(64);
     let total = 0;
     for (let i = 0; i < n; i += 2) total += ops[i] === -1 ? MASK.length : ops[i + 1] - ops[i];
     if (total === 0) return transient ? EMPTY : new Uint8Array(0);
     if (n === 2 && ops[0] !== -1) {
-      return transient ? buf.subarray(ops[0], ops[1]) : buf.slice(ops[0], ops[1]);
+      if (!transient) return buf.slice(ops[0], ops[1]);
+      // All of it (a line without a match): no view to make. (One copy starts at 0: each byte
+      // before it would have been copied or masked.)
+      return ops[1] === buf.length ? buf : buf.subarray(0, ops[1]);
     }
     const out = transient ? this.#reuse(total, true) : new Uint8Array(total);
     let o = 0;
@@ -529,15 +828,25 @@ class Scanner {
     let secret = 0;
     let prefixes = 0;
     let url = -1;
+    this.#cSkip = 0;
     if (avail >= 2) {
-      const id = t.bucketOf.get((b0 << 8) | buf[j + 1]) ?? 0;
+      const key = (b0 << 8) | buf[j + 1];
+      let id = t.pair[key];
+      if (id === NO_BUCKET) id = t.bucketOf.get(key) ?? 0;
       if (id !== 0) {
-        for (const p of t.buckets[id - 1]) {
+        const bucket = t.buckets[id - 1];
+        for (let i = 0; i < bucket.length; i++) {
+          const p = bucket[i];
           const bytes = p.bytes;
           const length = bytes.length;
           const n = length <= avail ? length : avail;
           let k = 2;
-          while (k < n && buf[j + k] === bytes[k]) k++;
+          if (p.long < 0) {
+            while (k < n && buf[j + k] === bytes[k]) k++;
+          } else {
+            k = this.#matchLong(p, buf, j, n, end, final);
+            if (k < 0) continue; // it cannot start here
+          }
           if (k < n) continue;
           if (length > avail) {
             if (!final) return false;
@@ -573,6 +882,94 @@ class Scanner {
     this.#cPrefixCount = prefixes;
     this.#cUrl = url;
     return true;
+  }
+
+  /**
+   * How many bytes of the long secret `p` match at `j` (of the `n` that may), or -1 when it cannot
+   * start there; keeps where it can start next, and how much of it matches there (after a
+   * mismatch or a match, shifted by the longest border of the bytes that matched; when the bytes
+   * end inside it, here again, or at the end of the stream nowhere).
+   */
+  #matchLong(
+    p: Pattern,
+    buf: Uint8Array,
+    j: number,
+    n: number,
+    end: number,
+    final: boolean,
+  ): number {
+    const long = p.long;
+    const bytes = p.bytes;
+    const at = this.#kmpAt[long] - this.#base;
+    if (j < at) return -1;
+    let k = 2;
+    if (j === at) {
+      const known = this.#kmpKnown[long];
+      if (known > 2) k = known;
+    }
+    const from = k;
+    while (k < n && buf[j + k] === bytes[k]) k++;
+    COMPARED[0] += k - from;
+    if (k < n || k === bytes.length) {
+      const border = (p.fail ??= failureOf(bytes))[k];
+      this.#kmpAt[long] = this.#base + j + k - border;
+      this.#kmpKnown[long] = border;
+      // Alone here, and a part of it still matching: it may go on past the next positions by
+      // itself.
+      if (k < n && border !== 0 && p.solo !== 0) this.#cSkip = this.#runAhead(p, buf, j, k, end);
+    } else {
+      this.#kmpAt[long] = this.#base + (final ? end : j);
+      this.#kmpKnown[long] = k;
+    }
+    return k;
+  }
+
+  /**
+   * After the long secret `p`, alone at `j` (see {@linkcode Pattern.solo}), mismatched at
+   * `j + k`: goes on matching it by its failure function over the next bytes, for as long as
+   * every position it passes starts nothing else and a part of it matches, up to its next
+   * occurrence or the end of the buffer. Records where it may start next (and how much of it
+   * matches there), and returns the position up to which nothing starts: what `#run` copies at
+   * once instead of position by position.
+   */
+  #runAhead(p: Pattern, buf: Uint8Array, j: number, k: number, end: number): number {
+    const bytes = p.bytes;
+    const m = bytes.length;
+    const fail = p.fail!;
+    const solo = p.solo;
+    const { pair, first } = this.#t;
+    let q = k; // bytes of `p` matched up to i, ending before buf[i]
+    let i = j + k;
+    let x = j + 1; // the next position to check for other patterns
+    let steps = 0;
+    while (i < end) {
+      const c = buf[i++];
+      while (q > 0 && c !== bytes[q]) {
+        q = fail[q];
+        steps++;
+      }
+      if (c === bytes[q]) q++;
+      // It cannot start before i - q: what else may start there?
+      const start = i - q;
+      while (x < start) {
+        // (The last byte, with no pair: whatever may start with it.)
+        const other = x + 1 < end ? pair[(buf[x] << 8) | buf[x + 1]] : first[buf[x]] && -1;
+        if (other !== 0 && other !== solo) break;
+        x++;
+      }
+      if (x < start || q === m || q === 0) {
+        // Something else at x, `p` itself at start, or no part of `p` open any more (the scan's
+        // own loop is quicker from here).
+        this.#kmpAt[p.long] = this.#base + start;
+        this.#kmpKnown[p.long] = q;
+        COMPARED[0] += i - j - k + steps;
+        return x;
+      }
+    }
+    this.#kmpAt[p.long] = this.#base + end - q;
+    this.#kmpKnown[p.long] = q;
+    COMPARED[0] += i - j - k + steps;
+    return x;
   }
 
   /** Decides bytes from the start of `buf`; returns the index of the first byte held back. */
@@ -673,11 +1070,13 @@ class Scanner {
       let secret = 0;
       let prefixes = 0;
       let url = -1;
+      let skip = 0;
       if (j + 1 < end ? pair[(b << 8) | buf[j + 1]] !== 0 : first[b] !== 0) {
         if (!this.#evaluate(buf, j, end, final)) break;
         secret = this.#cSecret;
         prefixes = this.#cPrefixCount;
         url = this.#cUrl;
+        skip = this.#cSkip;
       }
       const alpha = TOKEN_ALPHABET[b] === 1;
       // The open region goes on if an interval covering j-1 also covers j.
@@ -712,6 +1111,11 @@ class Scanner {
       if (secretEnd > j || tokenOpen || urlOpen) inRegion = true;
       else this.#copy(j, j + 1);
       j++;
+      // Up to `skip` nothing starts (a long secret ran ahead): copied if no match goes on here.
+      if (skip > j && !inRegion && starts.length === 0 && urlStart < 0) {
+        this.#copy(j, skip);
+        j = skip;
+      }
     }
 
     if (final) {
