@@ -396,8 +396,7 @@ async function runParsed(ctx: RunContext, parsed: JobPayload): Promise<Ended> {
     life.logger.error("Unexpected error while running a job: {error}", {
       error: safe(life.log, error),
     });
-    await removeDir(life.buildDir).catch(() => {});
-    await removeDir(`${life.buildDir}.tmp`).catch(() => {});
+    await removeBuildDirs(ctx, life.buildDir, () => {});
     end = endOf(life.stops, {
       reason: "runner_system_failure",
       message: `the runner failed unexpectedly: ${describe(error)}`,
@@ -478,10 +477,15 @@ async function prepare(life: Life, inputs: AppliedInputs): Promise<Prepared> {
     const message = "this job uses `run:` (native steps), which this runner does not support";
     return { madeDir: false, failure: { reason: "runner_unsupported", message } };
   }
-  try {
-    await makeDir(buildDir);
-  } catch (error) {
-    const message = `cannot create the build directory: ${describe(error)}`;
+  // Under the job's signal: a file system that hangs does not hold the job past its timeout, a
+  // cancel or a hard stop (and the grace after it).
+  const making = makeDir(buildDir);
+  const made = await settleUnder(ctx, making, stops.main, "Creating the build directory");
+  if (made === undefined || "error" in made) {
+    if (made === undefined) making.then(() => removeDir(buildDir)).catch(() => {});
+    const message = `cannot create the build directory: ${
+      made === undefined ? "it did not finish after the job was stopped" : describe(made.error)
+    }`;
     return { madeDir: false, failure: { reason: "runner_system_failure", message } };
   }
   const dependencies = createDependencies({
@@ -616,10 +620,48 @@ async function cleanup(life: Life, { handler, madeDir }: Prepared): Promise<void
     }
   }
   if (madeDir) {
-    await removeDir(buildDir).catch((error) =>
-      logger.warn("Cannot remove the build directory: {error}", { error: safe(log, error) })
+    await removeBuildDirs(
+      life.ctx,
+      buildDir,
+      (error) =>
+        logger.warn("Cannot remove the build directory: {error}", { error: safe(log, error) }),
     );
-    await removeDir(`${buildDir}.tmp`).catch(() => {}); // downloads (C10.5)
+  }
+}
+
+/**
+ * How long the end of a job waits for its build directories to be removed: past it, the job's
+ * final state goes and the removal goes on without it (a file system that hangs cannot keep a
+ * job from ending).
+ */
+export const REMOVE_DEADLINE_MS = 10 * 60 * 1000;
+
+/** Removes the build directory and `<dir>.tmp` (downloads, C10.5), waiting at most the deadline. */
+async function removeBuildDirs(
+  ctx: RunContext,
+  buildDir: string,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  const removing = (async () => {
+    await removeDir(buildDir).catch(onError);
+    await removeDir(`${buildDir}.tmp`).catch(() => {});
+  })();
+  let late = false;
+  let cancel: () => Promise<void> | undefined = () => undefined;
+  const deadline = new Promise<void>((resolve) => {
+    cancel = startClockTimer(ctx.clock, REMOVE_DEADLINE_MS, () => {
+      late = true;
+      resolve();
+    });
+  });
+  await Promise.race([removing, deadline]);
+  const released = cancel();
+  if (released) await released;
+  if (late) {
+    ctx.logger.warn(
+      "Removing the build directory {dir} did not finish within {ms} ms; the job ends without it",
+      { dir: buildDir, ms: REMOVE_DEADLINE_MS },
+    );
   }
 }
 

@@ -1,7 +1,8 @@
 import { assert } from "./_deps.ts";
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { makeDir, removeDir } from "../src/_dirs.ts";
+import { dirCalls, makeDir, removeDir } from "../src/_dirs.ts";
+import { REMOVE_DEADLINE_MS } from "../src/run.ts";
 import { harness, until } from "./_harness.ts";
 
 async function tempDir(): Promise<string> {
@@ -88,4 +89,59 @@ Deno.test("C10.5 the <build dir>.tmp a handler made is removed when the job ends
   assert.equal(a.state, "success");
   assert.equal(b.state, "success");
   assert.deepEqual(readdirSync(h.dir), []);
+});
+
+/** Runs `fn` with the directory calls replaced, then puts them back. */
+async function withDirCalls(calls: Partial<typeof dirCalls>, fn: () => Promise<void>) {
+  const saved = { ...dirCalls };
+  Object.assign(dirCalls, calls);
+  try {
+    await fn();
+  } finally {
+    Object.assign(dirCalls, saved);
+  }
+}
+
+Deno.test("C8.3 a build directory mkdir that hangs does not hold the job: it times out and its final state is delivered", async () => {
+  await using h = await harness();
+  const mj = h.mock.job().script(["a"]).timeout(60).enqueue();
+  let factoryRan = false;
+  await withDirCalls({ make: () => new Promise<void>(() => {}) }, async () => {
+    const runner = await h.builder.abortGrace(1000).build();
+    await runner.requestJob(() => {
+      factoryRan = true;
+      return { step: async () => {} };
+    });
+    // The job timeout (60 s), then the abort grace (1 s): the job ends though mkdir never does.
+    await until(h.clock, () => mj.state !== "running" && runner.running === 0);
+    assert.equal(mj.state, "failed");
+    assert.equal(mj.failureReason, "job_execution_timeout");
+    assert.equal(factoryRan, false);
+    assert.match(mj.logText, /execution took longer than 60 seconds/);
+  });
+});
+
+Deno.test("C8.3 a build directory removal that hangs does not hold the job: its final state goes after the removal deadline", async () => {
+  await using h = await harness();
+  const mj = h.mock.job().script(["a"]).enqueue();
+  const removals: string[] = [];
+  await withDirCalls({
+    remove: (path) => {
+      removals.push(path);
+      return new Promise<void>(() => {});
+    },
+  }, async () => {
+    const runner = await h.builder.build();
+    const started = h.clock.now();
+    await runner.requestJob(() => ({ step: async () => {} }));
+    await until(h.clock, () => mj.state === "success" && runner.running === 0);
+    assert.ok(h.clock.now() - started >= REMOVE_DEADLINE_MS, `${h.clock.now() - started} ms`);
+    assert.ok(
+      h.clock.now() - started < REMOVE_DEADLINE_MS + 60_000,
+      `${h.clock.now() - started} ms`,
+    );
+    assert.deepEqual(removals, [`${h.dir}/${mj.id}`]);
+  });
+  // The real directory is still there (the hung call never removed it): tidy up.
+  await Deno.remove(`${h.dir}/${mj.id}`, { recursive: true }).catch(() => {});
 });
