@@ -144,9 +144,6 @@ function runnerVariables(ctx: RunContext, buildDir: string, timeoutS: number): J
   ];
 }
 
-/** The reason timers are stopped with (made once: an abort without one builds an error). */
-const TIMER_DONE = new Error("Timer no longer needed");
-
 const GREEN = "\x1b[32;1m";
 const RED = "\x1b[31;1m";
 const YELLOW = "\x1b[33;1m";
@@ -646,23 +643,30 @@ async function removeBuildDirs(
     await removeDir(buildDir).catch(onError);
     await removeDir(`${buildDir}.tmp`).catch(() => {});
   })();
-  let late = false;
-  let cancel: () => Promise<void> | undefined = () => undefined;
-  const deadline = new Promise<void>((resolve) => {
-    cancel = startClockTimer(ctx.clock, REMOVE_DEADLINE_MS, () => {
-      late = true;
-      resolve();
-    });
-  });
-  await Promise.race([removing, deadline]);
-  const released = cancel();
-  if (released) await released;
-  if (late) {
+  if (!(await within(ctx.clock, REMOVE_DEADLINE_MS, removing))) {
     ctx.logger.warn(
       "Removing the build directory {dir} did not finish within {ms} ms; the job ends without it",
       { dir: buildDir, ms: REMOVE_DEADLINE_MS },
     );
   }
+}
+
+/**
+ * The value of `work`, or undefined when `ms` pass on the clock first (a deadline of the shared
+ * timer on the system clock, let go of once the race is decided). `work` must not reject.
+ */
+async function within<T>(
+  clock: Clock,
+  ms: number,
+  work: Promise<T>,
+): Promise<{ value: T } | undefined> {
+  let late!: () => void;
+  const deadline = new Promise<undefined>((resolve) => (late = () => resolve(undefined)));
+  const cancel = startClockTimer(clock, ms, late);
+  const first = await Promise.race([work.then((value) => ({ value })), deadline]);
+  const released = cancel();
+  if (released) await released;
+  return first;
 }
 
 /** How the job ended: the one place the stops and the failure are weighed. */
@@ -732,13 +736,8 @@ async function settleUnder<T>(
   const first = await Promise.race([outcome, aborted.then(() => undefined)]);
   if (first) return first;
   // Aborted: give the work a grace period to settle, then move on without it.
-  const graceStop = new AbortController();
-  const settled = await Promise.race([
-    outcome,
-    ctx.clock.sleep(ctx.abortGraceMs, graceStop.signal).then(() => undefined, () => undefined),
-  ]);
-  graceStop.abort(TIMER_DONE);
-  if (settled) return settled;
+  const settled = await within(ctx.clock, ctx.abortGraceMs, outcome);
+  if (settled) return settled.value;
   ctx.logger.warn("{what} did not stop within {ms} ms of being aborted", {
     what,
     ms: ctx.abortGraceMs,
