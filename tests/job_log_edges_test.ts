@@ -1014,20 +1014,27 @@ Deno.test("C10.4 C8.5 a spool that cannot be read back: the resync is retried wi
   });
 });
 
-Deno.test("C8.5 on the system clock, a final flush that works at once takes one PATCH and no wait", async () => {
+/** A running job on an in-process mock and a started JobLog for it on the system clock. */
+async function onSystemClock(logOptions: Partial<JobLogOptions>) {
   const mock = new GitLabMock();
   const client = new Client(mock.url, { fetch: mock.fetch });
   const mj = mock.job().script(["true"]).enqueue();
   assert.equal((await client.requestJob(mock.runnerToken)).type, "job");
-  // Any retry of the final update would wait 1 s (random: 1): the whole finish takes far less.
   const log = new JobLog({
     client,
     clock: systemClock,
     jobId: mj.id,
     token: mj.token,
-    random: () => 1,
+    random: () => 0,
+    ...logOptions,
   });
   log.start();
+  return { mock, mj, log };
+}
+
+Deno.test("C8.5 on the system clock, a final flush that works at once takes one PATCH and no wait", async () => {
+  // Any retry of the final update would wait 1 s (random: 1): the whole finish takes far less.
+  const { mock, mj, log } = await onSystemClock({ random: () => 1 });
   log.write("0123456789");
   // The PATCH takes 20 ms of real time: a round bounded by mistake (a deadline of NaN, i.e. 0 ms)
   // would cut it.
@@ -1041,20 +1048,8 @@ Deno.test("C8.5 on the system clock, a final flush that works at once takes one 
 });
 
 Deno.test("C8.4 on the system clock, a final-update deadline past setTimeout's range (30 days) does not fire at once", async () => {
-  const mock = new GitLabMock();
-  const client = new Client(mock.url, { fetch: mock.fetch });
-  const mj = mock.job().script(["true"]).enqueue();
-  assert.equal((await client.requestJob(mock.runnerToken)).type, "job");
-  const log = new JobLog({
-    client,
-    clock: systemClock,
-    jobId: mj.id,
-    token: mj.token,
-    random: () => 0,
-    // 2^31 ms and more overflow `setTimeout` (it fires at once): the deadline must hold.
-    finalUpdateDeadlineMs: 30 * 24 * 3600 * 1000,
-  });
-  log.start();
+  // 2^31 ms and more overflow `setTimeout` (it fires at once): the deadline must hold.
+  const { mock, mj, log } = await onSystemClock({ finalUpdateDeadlineMs: 30 * 24 * 3600 * 1000 });
   log.write("slow GitLab\n");
   // The final PUT takes 30 ms: a deadline that fired at once would abort it.
   mock.fault({ route: "update", delayMs: 30, times: 1 });
@@ -1065,19 +1060,7 @@ Deno.test("C8.4 on the system clock, a final-update deadline past setTimeout's r
 });
 
 Deno.test("C8.10 on the system clock, the pump naps an interval and a wake-up past the high-water mark cuts it", async () => {
-  const mock = new GitLabMock();
-  const client = new Client(mock.url, { fetch: mock.fetch });
-  const mj = mock.job().script(["true"]).enqueue();
-  assert.equal((await client.requestJob(mock.runnerToken)).type, "job");
-  const log = new JobLog({
-    client,
-    clock: systemClock,
-    jobId: mj.id,
-    token: mj.token,
-    random: () => 0,
-    updateIntervalMs: 60_000,
-  });
-  log.start();
+  const { mock, mj, log } = await onSystemClock({ updateIntervalMs: 60_000 });
   const patches = () => mock.requests.filter((r) => r.route === "trace").length;
   // Below the high-water mark: nothing is sent before the interval (a minute) ends.
   log.write("small\n");

@@ -131,9 +131,14 @@ Deno.test("C11.1 job.sources() with GIT_STRATEGY none makes the directory and ch
   assert.equal(result?.dir, `${h.dir}/${mj.id}/src`);
 });
 
-Deno.test("Job without runner variables has exactly the payload's, masked through its log", async () => {
-  await using h = await harness();
-  h.mock.job().variable("GREETING", "hello").script(["a"]).enqueue();
+/**
+ * Runs the enqueued job to get its parsed payload, then makes a `Job` of it by hand, with a log on
+ * a fake clock (masking `secrets`) and the given runner variables.
+ */
+async function handMadeJob(
+  h: Awaited<ReturnType<typeof harness>>,
+  options: { secrets?: string[]; runnerVariables?: JobVariable[] } = {},
+) {
   const runner = await h.builder.build();
   let payload: Job["payload"] | undefined;
   await runner.requestJob((job) => {
@@ -147,7 +152,7 @@ Deno.test("Job without runner variables has exactly the payload's, masked throug
     jobId: payload!.id,
     token: payload!.token,
     clock,
-    masking: { secrets: ["hello"] },
+    masking: { secrets: options.secrets ?? [] },
   });
   const job = new Job({
     payload: payload!,
@@ -155,10 +160,18 @@ Deno.test("Job without runner variables has exactly the payload's, masked throug
     log,
     dependencies: [],
     signal: new AbortController().signal,
+    runnerVariables: options.runnerVariables,
   });
+  return { payload: payload!, job };
+}
+
+Deno.test("Job without runner variables has exactly the payload's, masked through its log", async () => {
+  await using h = await harness();
+  h.mock.job().variable("GREETING", "hello").script(["a"]).enqueue();
+  const { payload, job } = await handMadeJob(h, { secrets: ["hello"] });
   assert.deepEqual(
     job.variables.map((v) => v.key),
-    payload!.variables.map((v) => v.key),
+    payload.variables.map((v) => v.key),
   );
   assert.equal(job.variable("GREETING")?.maskedValue, "[MASKED]");
   assert.equal(job.variable("CI_BUILDS_DIR"), undefined, "only the runner adds CI_BUILDS_DIR");
@@ -168,35 +181,14 @@ Deno.test("C2.4 Job's variables are those of the payload and the runner when the
   await using h = await harness();
   h.mock.job().variable("GREETING", "hello").variable("CI_PROJECT_DIR", "/theirs").script(["a"])
     .enqueue();
-  const runner = await h.builder.build();
-  let payload: Job["payload"] | undefined;
-  await runner.requestJob((job) => {
-    payload = job.payload;
-    return { step: async () => {} };
-  });
-  await until(h.clock, () => runner.running === 0);
-  const clock = new FakeClock();
-  const log = new JobLog({
-    client: new Client(h.mock.url, { fetch: h.mock.fetch, clock }),
-    jobId: payload!.id,
-    token: payload!.token,
-    clock,
-  });
-  const runnerVariables = [
+  const runnerVariables: JobVariable[] = [
     { key: "CI_PROJECT_DIR", value: "/ours", public: true, masked: false, file: false, raw: false },
   ];
-  const job = new Job({
-    payload: payload!,
-    buildDir: "/nowhere",
-    log,
-    dependencies: [],
-    signal: new AbortController().signal,
-    runnerVariables,
-  });
-  const keys = payload!.variables.map((v) => v.key);
+  const { payload, job } = await handMadeJob(h, { runnerVariables });
+  const keys = payload.variables.map((v) => v.key);
   // The lists change after the job was made (an application's code holding them): the job keeps
   // what it was made with.
-  payload!.variables.push({
+  payload.variables.push({
     key: "LATE",
     value: "x",
     public: true,
