@@ -20,6 +20,7 @@ import {
 import type { RunnerMetrics } from "./metrics/registry.ts";
 import { ALL_FEATURES, LIBRARY_FEATURES, Runner } from "./runner.ts";
 import { generateSystemId, persistedSystemId } from "./system_id.ts";
+import { loadLogTapeIfUsed } from "./log/_logger.ts";
 
 /** The library's version, sent in `info.version` unless the application sets its own. */
 export const VERSION = "0.1.0";
@@ -345,6 +346,7 @@ export class RunnerBuilder {
 
   /** Makes the runner (generates the system id if none was set). */
   async build(): Promise<Runner> {
+    await loadLogTapeIfUsed();
     const s = this.#state;
     const clock = s.clock ?? systemClock;
     const random = s.random ?? Math.random;

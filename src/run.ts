@@ -16,7 +16,7 @@
 
 import { join } from "node:path";
 import { makeDir, removeDir } from "./_dirs.ts";
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "./log/_logger.ts";
 import type { Clock } from "./clock.ts";
 import type { Client, RunnerMetadata } from "./api/client.ts";
 import { mapFailureReason } from "./api/failure_reasons.ts";

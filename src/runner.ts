@@ -5,7 +5,7 @@
  * @module
  */
 
-import { getLogger, type Logger } from "@logtape/logtape";
+import { getLogger, loadLogTapeIfUsed, type Logger } from "./log/_logger.ts";
 import type { Clock } from "./clock.ts";
 import type { CallOptions, Client, RunnerMetadata, VerifyResult } from "./api/client.ts";
 import { backoffMs } from "./api/retry.ts";
@@ -131,6 +131,9 @@ export interface RunnerSettings {
  */
 const MAX_LAST_UPDATE = 1024;
 
+/** The logger of every job's diagnostics (each job adds its id). */
+const JOB_LOGGER = getLogger(["gitlab-runner", "job"]);
+
 /** An already aborted signal, for jobs that arrive after a hard stop (C8.7). */
 function abortedSignal(): AbortSignal {
   const ctl = new AbortController();
@@ -228,6 +231,7 @@ export class Runner {
    * `RequestError` when the request fails.
    */
   async requestJob(factory: JobFactory): Promise<boolean> {
+    await loadLogTapeIfUsed();
     const result = await this.#s.client.requestJob(this.#s.token, {
       systemId: this.#s.systemId,
       info: this.#s.info,
@@ -291,6 +295,7 @@ export class Runner {
     let conflicts = 0;
     let reasked = false;
     try {
+      await loadLogTapeIfUsed();
       while (!signal?.aborted) {
         try {
           await this.waitForSpace(maximum, { signal });
@@ -428,7 +433,7 @@ export class Runner {
       abortGraceMs: this.#s.abortGraceMs,
       factory,
       hardStop: stoppedHard ? abortedSignal() : this.#hardStop.signal,
-      logger: getLogger(["gitlab-runner", "job"]),
+      logger: JOB_LOGGER,
       version: this.#s.version,
       systemId: this.#s.systemId,
       finalUpdateDeadlineMs: this.#s.finalUpdateDeadlineMs,

@@ -10,7 +10,7 @@
 
 import type { Stats } from "node:fs";
 import { dirname } from "node:path";
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log/_logger.ts";
 import { lazy } from "./_lazy.ts";
 
 /**

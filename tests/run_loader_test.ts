@@ -1,7 +1,7 @@
 // The job-running code is loaded with the first job (src/_run_loader.ts): a job that arrives
 // while the load is in flight waits for the same load, and a load that fails still ends the job
 // GitLab handed out with a final state (C8.4), within the final-update deadline.
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "../src/log/_logger.ts";
 import { assert, FakeClock } from "./_deps.ts";
 import { Client } from "../src/api/client.ts";
 import type { ParseResult } from "../src/api/payload.ts";
