@@ -392,6 +392,10 @@ async function driver(): Promise<void> {
       (semi.cpuMs / JOBS).toFixed(2)
     } ms/job; ${memoryDetail([semi])}`,
   });
+  // 7c and 7g are read at the same N: both peaks grow with it, as V8 doubles the young
+  // generation each time the bytes surviving scavenges since its last growth exceed it, up to
+  // its cap (a semi-space of 32 MiB on this machine), and promoted garbage waits in the old
+  // generation for a full collection.
   figures.push({
     id: "7g",
     name: "bare fetch loop peak RSS, 1000 jobs on the crate's mock (information: 7c's floor)",
