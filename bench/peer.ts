@@ -17,13 +17,19 @@
  * Each step of a job writes 3 lines (`outputln`), as the crate's runner does. Our runner
  * announces `refspecs`, without which `peer-mock` hands out no job.
  *
- * Run: `deno run -A bench/peer.ts` (the group), or `deno run -A bench/peer.ts ours URL TOKEN
- * CONCURRENCY N` (our runner alone, as the group runs it).
+ * The floor of our runner's peak RSS (7g) is a bare fetch loop in a process of its own
+ * (`bench/peer.ts bare …`, measured like ours): the work of 1f, without the library, on the
+ * crate's mock (16 workers, each job its 3 requests and its build directory's mkdir + 2
+ * removes). This module loads the library only in `ours` mode, so that loop never loads it.
+ *
+ * Run: `deno run -A bench/peer.ts` (the group), or `deno run -A bench/peer.ts ours|bare URL
+ * TOKEN CONCURRENCY N` (our runner, or the bare loop, alone, as the group runs it).
  *
  * @module
  */
 import { existsSync } from "node:fs";
-import { outputln, type Phase, RunnerBuilder } from "../mod.ts";
+import type { Phase } from "../mod.ts";
+import { crc32 } from "../src/log/crc32.ts";
 import {
   benchFile,
   cpuMs,
@@ -66,15 +72,15 @@ interface Run {
   cpuMs: number;
   /** Peak RSS, bytes. */
   peak: number;
-  /** Ours only: CPU of the job phase, ms, and at start-up. */
+  /** Deno processes only (ours, the bare loop): CPU of the job phase, ms, and at start-up. */
   jobCpuMs?: number;
   startCpuMs?: number;
   failed?: number;
-  /** Ours only: `Deno.memoryUsage()` after the N-th job, bytes. */
+  /** Deno processes only: `Deno.memoryUsage()` after the N-th job, bytes. */
   memory?: { rss: number; heapTotal: number; heapUsed: number; external: number };
-  /** Ours only: where the RSS is after the N-th job ({@linkcode rssParts}), bytes. */
+  /** Deno processes only: where the RSS is after the N-th job ({@linkcode rssParts}), bytes. */
   parts?: RssParts;
-  /** Ours only: the same at start-up, the library imported. */
+  /** Deno processes only: the same at start-up (ours: the library imported). */
   startParts?: RssParts;
 }
 
@@ -155,7 +161,23 @@ async function crateRunner(url: string, token: string): Promise<Run> {
   return { jobsPerS: rate, cpuMs: r.cpuMs, peak: r.peak };
 }
 
-async function ourRunner(
+function ourRunner(
+  url: string,
+  token: string,
+  label: string,
+  v8Flags: string[] = [],
+): Promise<Run> {
+  return denoProcess("ours", url, token, label, v8Flags);
+}
+
+/** The bare fetch loop ({@linkcode bare}) in a process of its own, measured like ours. */
+function bareLoop(url: string, token: string): Promise<Run> {
+  return denoProcess("bare", url, token, "crate-mock");
+}
+
+/** `bench/peer.ts <mode> …` (our runner, or the bare loop) run and measured. */
+async function denoProcess(
+  mode: "ours" | "bare",
   url: string,
   token: string,
   label: string,
@@ -163,20 +185,20 @@ async function ourRunner(
 ): Promise<Run> {
   const flags: string[] = v8Flags.length > 0 ? [`--v8-flags=${v8Flags.join(",")}`] : [];
   const profDir = Deno.env.get("BENCH_CPU_PROF");
-  if (profDir) flags.push("--cpu-prof", `--cpu-prof-dir=${profDir}/peer-ours-${label}`);
+  if (profDir) flags.push("--cpu-prof", `--cpu-prof-dir=${profDir}/peer-${mode}-${label}`);
   const r = await measureRunner(Deno.execPath(), [
     "run",
     "-A",
     ...flags,
     benchFile("peer.ts"),
-    "ours",
+    mode,
     url,
     token,
     String(CONCURRENCY),
     String(JOBS),
   ]);
   const line = r.out.find((l) => l.startsWith(RESULT_PREFIX));
-  if (!line) throw new Error(`bench/peer.ts ours said: ${r.out.join(" | ")}`);
+  if (!line) throw new Error(`bench/peer.ts ${mode} said: ${r.out.join(" | ")}`);
   const d = JSON.parse(line.slice(RESULT_PREFIX.length)).data as Record<string, number>;
   return {
     jobsPerS: d.jobsPerS,
@@ -283,12 +305,14 @@ async function driver(): Promise<void> {
   const runs: Record<string, Run[]> = {
     crateCrate: [],
     oursCrate: [],
+    bareCrate: [],
     crateOurs: [],
     oursOurs: [],
   };
   for (let i = 0; i < ROUNDS; i++) {
     runs.crateCrate.push(await onPeerMock(crateRunner));
     runs.oursCrate.push(await onPeerMock((u, t) => ourRunner(u, t, "crate-mock")));
+    runs.bareCrate.push(await onPeerMock(bareLoop));
     runs.crateOurs.push(await onOurMock(crateRunner));
     runs.oursOurs.push(await onOurMock((u, t) => ourRunner(u, t, "our-mock")));
   }
@@ -299,6 +323,7 @@ async function driver(): Promise<void> {
   const oc = summary(runs.oursCrate);
   const co = summary(runs.crateOurs);
   const oo = summary(runs.oursOurs);
+  const bc = summary(runs.bareCrate);
   const crate = (s: typeof cc) => ({ label: "the crate's runner", value: s.jobsPerS });
   const each = `median of ${ROUNDS} alternating runs of ${JOBS} jobs, ${CONCURRENCY} at once`;
   const ours = (s: typeof cc) =>
@@ -367,6 +392,23 @@ async function driver(): Promise<void> {
       (semi.cpuMs / JOBS).toFixed(2)
     } ms/job; ${memoryDetail([semi])}`,
   });
+  // 7c and 7g are read at the same N: both peaks grow with it, as V8 doubles the young
+  // generation each time the bytes surviving scavenges since its last growth exceed it, up to
+  // its cap (a semi-space of 32 MiB on this machine), and promoted garbage waits in the old
+  // generation for a full collection.
+  figures.push({
+    id: "7g",
+    name: "bare fetch loop peak RSS, 1000 jobs on the crate's mock (information: 7c's floor)",
+    value: mb(bc.peak),
+    unit: "MB",
+    baseline: { label: "7c, our runner", value: mb(oc.peak), unit: "MB" },
+    detail: `the work of 1f without the library, the largest of ${ROUNDS} runs: ${CONCURRENCY} ` +
+      "workers doing each job's 3 requests and its build directory's mkdir + 2 removes with " +
+      `plain fetch and Deno.*, ${bc.rates} jobs/s, ` +
+      `CPU ${bc.cpuPerJob.toFixed(2)} ms/job whole process (${
+        bc.jobCpuPerJob.toFixed(2)
+      } after start-up); ${memoryDetail(runs.bareCrate)}`,
+  });
   emit({ figures, data: { ...runs, semi } });
 }
 
@@ -387,6 +429,8 @@ function memoryDetail(runs: Run[]): string {
 
 /** Our runner, as `peer-runner` runs: N jobs at `concurrency`, 3 lines per step, then exit. */
 async function ours(url: string, token: string, concurrency: number, n: number): Promise<void> {
+  // Imported here, not at the top, so that the bare loop's process never loads the library.
+  const { outputln, RunnerBuilder } = await import("../mod.ts");
   const startCpuMs = cpuMs();
   const startParts = rssParts();
   const runner = await new RunnerBuilder(url, token, await tempBuildDir())
@@ -441,10 +485,96 @@ async function ours(url: string, token: string, concurrency: number, n: number):
   });
 }
 
+/**
+ * The bare fetch loop of `bench/throughput.ts` (1f) on the crate's mock: `concurrency` workers,
+ * each asking for a job (announcing `refspecs`, as ours does), making and removing its build
+ * directory (mkdir, then removes of it and of its `.tmp` sibling), sending one PATCH of a short
+ * trace and the final PUT, until the mock answers 204; then it reports like {@linkcode ours}.
+ */
+async function bare(url: string, token: string, concurrency: number, n: number): Promise<void> {
+  const startCpuMs = cpuMs();
+  const startParts = rssParts();
+  const buildRoot = await tempBuildDir();
+  const api = `${url}/api/v4`;
+  const json = { "content-type": "application/json" };
+  const log = new TextEncoder().encode("one\ntwo\nthree\n");
+  const checksum = `crc32:${crc32(log).toString(16).padStart(8, "0")}`;
+  const info = { name: "bare", version: "0.1.0", executor: "custom", features: { refspecs: true } };
+  // `peer-mock` asserts a system id of 14 characters, as the library makes them (`s_` + 12 hex).
+  const systemId = "s_0123456789ab";
+  let ended = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (true) {
+      const res = await fetch(`${api}/jobs/request`, {
+        method: "POST",
+        headers: { ...json, "runner-token": token },
+        body: JSON.stringify({ token, system_id: systemId, info }),
+      });
+      if (res.status !== 201) {
+        await res.body?.cancel();
+        return;
+      }
+      const payload = await res.json();
+      const jobToken = payload.token as string;
+      const dir = `${buildRoot}/${payload.id}`;
+      await Deno.mkdir(dir, { recursive: true });
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(`${dir}.tmp`, { recursive: true }).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+      const patch = await fetch(`${api}/jobs/${payload.id}/trace?debug_trace=false`, {
+        method: "PATCH",
+        headers: {
+          "job-token": jobToken,
+          "content-type": "text/plain",
+          "content-range": `0-${log.length - 1}`,
+        },
+        body: log,
+      });
+      await patch.body?.cancel();
+      const put = await fetch(`${api}/jobs/${payload.id}`, {
+        method: "PUT",
+        headers: { ...json, "job-token": jobToken },
+        body: JSON.stringify({
+          token: jobToken,
+          state: "success",
+          info,
+          checksum,
+          output: { checksum, bytesize: log.length },
+        }),
+      });
+      await put.body?.cancel();
+      if (!patch.ok || !put.ok) failed++;
+      ended++;
+    }
+  };
+  const cpu0 = cpuMs();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  const jobCpuMs = cpuMs() - cpu0;
+  const memory = Deno.memoryUsage();
+  const parts = rssParts();
+  emit({
+    figures: [],
+    data: {
+      jobsPerS: ended / seconds,
+      jobCpuMs,
+      startCpuMs,
+      failed: failed + Math.max(0, n - ended),
+      peak: vmHwm() ?? 0,
+      memory,
+      parts,
+      startParts,
+    },
+  });
+}
+
 if (import.meta.main) {
   if (isDriver()) await driver();
-  else if (Deno.args[0] === "ours") {
-    const [, url, token, c, n] = Deno.args;
-    await ours(url, token, Number(c), Number(n));
+  else if (Deno.args[0] === "ours" || Deno.args[0] === "bare") {
+    const [mode, url, token, c, n] = Deno.args;
+    await (mode === "ours" ? ours : bare)(url, token, Number(c), Number(n));
   } else throw new Error(`Unknown mode ${Deno.args[0]}`);
 }
