@@ -689,6 +689,52 @@ Deno.test("client: a byte-stream body is read into one buffer of the declared le
   }
 });
 
+Deno.test("client: a body read in parts keeps each part whole; a buffer mostly filled is handed out and the next read is offered what the declared length leaves", async () => {
+  const text = payload(7, 20_000);
+  const n = text.length;
+  // [declared length, the most bytes one pull gives, the buffer sizes offered]
+  const cases: [string | undefined, number, number[]][] = [
+    // All in one read, then a 1-byte buffer to see the end: the payload is never copied.
+    [String(n), n, [n + 1, 1]],
+    // 60 % of the buffer, then the rest (all of a buffer of what is left + 1), then the end.
+    [String(n), Math.ceil(n * 0.6), [n + 1, n - Math.ceil(n * 0.6) + 1, 1]],
+    // 30 %: copied out, and the same buffer offered again, up to the end.
+    [String(n), Math.ceil(n * 0.3), [n + 1, n + 1, n + 1, n + 1, n + 1]],
+    // No declared length: 16 KiB buffers, new after each read of more than half.
+    [undefined, 9000, [16 * 1024, 16 * 1024, 16 * 1024, 16 * 1024]],
+  ];
+  for (const [declared, most, sizes] of cases) {
+    const offered: number[] = [];
+    const bytes = enc.encode(text);
+    let at = 0;
+    const body = new ReadableStream({
+      type: "bytes",
+      pull(controller) {
+        const request = controller.byobRequest!;
+        const view = request.view!;
+        offered.push(view.byteLength);
+        if (at >= bytes.length) {
+          controller.close();
+          request.respond(0);
+          return;
+        }
+        const k = Math.min(view.byteLength, bytes.length - at, most);
+        new Uint8Array(view.buffer, view.byteOffset, k).set(bytes.subarray(at, at + k));
+        at += k;
+        request.respond(k);
+      },
+    });
+    const headers: Record<string, string> = declared ? { "content-length": declared } : {};
+    const t = stub(() => new Response(body, { status: 201, headers }));
+    const result = await t.client.requestJob(TOKEN);
+    const label = `declared ${declared}, at most ${most} a read`;
+    assert.ok(result.type === "job" && result.job.ok, label);
+    assert.equal(result.job.payload.id, 7, label);
+    assert.equal(result.job.payload.raw.pad, JSON.parse(text).pad, label);
+    assert.deepEqual(offered, sizes, label);
+  }
+});
+
 Deno.test("C8.1 a transport failure of a call with a signal (not aborted) is retried like one without", async () => {
   const t = stub((_url, _init, n) => {
     if (n === 0) throw new TypeError("connection reset");

@@ -1068,10 +1068,13 @@ const BYOB_MAX_READ_BYTES = 64 * 1024;
 
 /**
  * A reader of a body's chunks. A byte stream (the body of a response from the network) is read
- * into one buffer of this reader's, reused for each read and sized by the declared length (at
- * most `limit` + 1 and 64 KiB), where Deno's default reader allocates 64 KiB for each read;
- * each chunk handed out is a copy of its bytes, so what was read stays whole if a later read
- * fails. Other streams (a `fetch` of the application's, a mock's) are read as they are.
+ * into a buffer of this reader's, sized by the declared length (at most `limit` + 1 and 64 KiB),
+ * where Deno's default reader allocates 64 KiB for each read. A read that fills at least half of
+ * its buffer hands the buffer out as it is, and the next read gets a new one, sized by what the
+ * declared length leaves (one byte, to see the end, when all came): a payload that comes in one
+ * read is never copied. A smaller read is copied out and its buffer read into again. Either
+ * way, what was read stays whole if a later read fails. Other streams (a `fetch` of the
+ * application's, a mock's) are read as they are.
  */
 function bodyReader(
   body: ReadableStream<Uint8Array>,
@@ -1085,19 +1088,25 @@ function bodyReader(
     return body.getReader();
   }
   const declared = Number(headers.get("content-length"));
-  let buffer = new ArrayBuffer(
-    Math.min(
-      Number.isSafeInteger(declared) && declared > 0 ? declared + 1 : BYOB_READ_BYTES,
-      limit + 1,
-      BYOB_MAX_READ_BYTES,
-    ),
-  );
+  const known = Number.isSafeInteger(declared) && declared > 0;
+  const size = Math.min(known ? declared + 1 : BYOB_READ_BYTES, limit + 1, BYOB_MAX_READ_BYTES);
+  let buffer = new ArrayBuffer(size);
+  let received = 0;
   return {
     async read() {
       const result = await byob.read(new Uint8Array(buffer));
       if (result.done) return { done: true, value: undefined };
-      buffer = result.value.buffer as ArrayBuffer;
-      return { done: false, value: result.value.slice() };
+      const value = result.value;
+      const filled = value.buffer as ArrayBuffer;
+      received += value.byteLength;
+      if (value.byteLength * 2 < filled.byteLength) {
+        buffer = filled;
+        return { done: false, value: value.slice() };
+      }
+      buffer = new ArrayBuffer(
+        known && received <= declared ? Math.min(declared - received + 1, size) : size,
+      );
+      return { done: false, value };
     },
     cancel: (reason) => byob.cancel(reason),
     releaseLock: () => byob.releaseLock(),
