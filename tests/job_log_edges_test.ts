@@ -277,10 +277,14 @@ Deno.test("C10.4 a small log stays small in memory and grows by doubling", async
   t.log.write("a");
   t.log.write("b");
   t.log.write("c");
-  assert.equal(t.log.memoryBytes, 4096);
+  assert.equal(t.log.memoryBytes, 512);
+  t.log.write(text(509));
+  assert.equal(t.log.memoryBytes, 512, "exactly full");
+  t.log.write("d");
+  assert.equal(t.log.memoryBytes, 1024);
   t.log.write(text(5000));
   assert.equal(t.log.memoryBytes, 8192);
-  assert.equal(t.log.size, 5003);
+  assert.equal(t.log.size, 5513);
   await finish(t);
 });
 

@@ -35,6 +35,8 @@ const FLUSH_ROUND_MIN_MS = 30_000;
 const WAKE = new Error("Woken");
 /** Storage block size: one patch at most. */
 const BLOCK = PATCH_LIMIT;
+/** The first block's size, doubled as the log grows (a short job's whole log is ~200 bytes). */
+const FIRST_BLOCK = 512;
 
 const encoder = new TextEncoder();
 
@@ -174,7 +176,7 @@ export class JobLog {
    * `#spooled` blocks are in the spool file instead (their entries are empty): only blocks
    * GitLab acknowledged whole are moved there, by the pump, after a patch was accepted.
    */
-  #blocks: (Uint8Array | undefined)[] = [new Uint8Array(4 * 1024)];
+  #blocks: (Uint8Array | undefined)[] = [new Uint8Array(FIRST_BLOCK)];
   /** `#blockCrcs[i]`: the CRC-32 of the first `i` blocks (checkpoints for `#checksumOf`). */
   #blockCrcs: number[] = [0];
   #spool: Spool | undefined;
