@@ -1,7 +1,6 @@
 // The library's diagnostics go through LogTape when the application uses it, and LogTape is not
-// loaded when it does not (src/log/_logger.ts): an unconfigured LogTape drops every record, and
-// loading it costs an idle runner ~4 MB. Each case runs in a fresh child process, since a
-// process that has loaded LogTape once keeps it.
+// loaded when it does not (src/log/_logger.ts): an unconfigured LogTape drops every record.
+// Each case runs in a fresh child process, since a process that has loaded LogTape once keeps it.
 import { assert } from "./_deps.ts";
 
 const here = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);

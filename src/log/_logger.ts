@@ -3,7 +3,7 @@
  * LogTape loaded only then.
  *
  * An unconfigured LogTape drops every record, so a process that does not use it gains nothing
- * from loading it; an idle runner holds ~4 MB less without it. Whether it is in use is seen
+ * from loading it (~1 MB at start; `bench/README.md`). Whether it is in use is seen
  * without importing it: every copy of LogTape keeps its one root logger under
  * `Symbol.for("logtape.rootLogger")` on `globalThis`, made by the first `getLogger()` or
  * `configure()` of any copy (the application's own, from JSR or npm).
