@@ -689,19 +689,19 @@ Deno.test("client: a byte-stream body is read into one buffer of the declared le
   }
 });
 
-Deno.test("client: a body read in parts keeps each part whole; a buffer mostly filled is handed out and the next read is offered what the declared length leaves", async () => {
+Deno.test("client: a body read in parts keeps each part whole; a buffer 7/8 filled or more is handed out and the next read is offered what the declared length leaves", async () => {
   const text = payload(7, 20_000);
   const n = text.length;
   // [declared length, the most bytes one pull gives, the buffer sizes offered]
   const cases: [string | undefined, number, number[]][] = [
     // All in one read, then a 1-byte buffer to see the end: the payload is never copied.
     [String(n), n, [n + 1, 1]],
-    // 60 % of the buffer, then the rest (all of a buffer of what is left + 1), then the end.
-    [String(n), Math.ceil(n * 0.6), [n + 1, n - Math.ceil(n * 0.6) + 1, 1]],
-    // 30 %: copied out, and the same buffer offered again, up to the end.
-    [String(n), Math.ceil(n * 0.3), [n + 1, n + 1, n + 1, n + 1, n + 1]],
-    // No declared length: 16 KiB buffers, new after each read of more than half.
-    [undefined, 9000, [16 * 1024, 16 * 1024, 16 * 1024, 16 * 1024]],
+    // 90 % of the buffer, then the rest (all of a buffer of what is left + 1), then the end.
+    [String(n), Math.ceil(n * 0.9), [n + 1, n - Math.ceil(n * 0.9) + 1, 1]],
+    // 60 %: copied out, and the same buffer offered again, up to the end.
+    [String(n), Math.ceil(n * 0.6), [n + 1, n + 1, n + 1]],
+    // No declared length: 16 KiB buffers (a new one after a read of 7/8 of one or more).
+    [undefined, 15_000, [16 * 1024, 16 * 1024, 16 * 1024]],
   ];
   for (const [declared, most, sizes] of cases) {
     const offered: number[] = [];

@@ -1069,11 +1069,12 @@ const BYOB_MAX_READ_BYTES = 64 * 1024;
 /**
  * A reader of a body's chunks. A byte stream (the body of a response from the network) is read
  * into a buffer of this reader's, sized by the declared length (at most `limit` + 1 and 64 KiB),
- * where Deno's default reader allocates 64 KiB for each read. A read that fills at least half of
- * its buffer hands the buffer out as it is, and the next read gets a new one, sized by what the
- * declared length leaves (one byte, to see the end, when all came): a payload that comes in one
- * read is never copied. A smaller read is copied out and its buffer read into again. Either
- * way, what was read stays whole if a later read fails. Other streams (a `fetch` of the
+ * where Deno's default reader allocates 64 KiB for each read. A read that fills at least 7/8 of
+ * its buffer hands the buffer out as it is (what is held stays within 8/7 of what was read), and
+ * the next read gets a new one, sized by what the declared length leaves (one byte, to see the
+ * end, when all came): a payload that comes in one read is never copied. A smaller read is
+ * copied out and its buffer read into again. Either way, what was read stays whole if a later
+ * read fails. Other streams (a `fetch` of the
  * application's, a mock's) are read as they are.
  */
 function bodyReader(
@@ -1099,7 +1100,7 @@ function bodyReader(
       const value = result.value;
       const filled = value.buffer as ArrayBuffer;
       received += value.byteLength;
-      if (value.byteLength * 2 < filled.byteLength) {
+      if (value.byteLength * 8 < filled.byteLength * 7) {
         buffer = filled;
         return { done: false, value: value.slice() };
       }
