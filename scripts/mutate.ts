@@ -35,6 +35,8 @@ export const TESTS: Record<string, string[]> = {
     "tests/job_log_edges_test.ts",
   ],
   "src/log/_spool.ts": ["tests/spool_test.ts", "tests/job_log_spool_test.ts"],
+  "src/log/_logger.ts": ["tests/logger_test.ts"],
+  "src/_run_loader.ts": ["tests/run_loader_test.ts"],
   "src/api/client.ts": [
     "tests/client_test.ts",
     "tests/credentials_test.ts",

@@ -689,44 +689,60 @@ Deno.test("client: a byte-stream body is read into one buffer of the declared le
   }
 });
 
+/**
+ * Requests a job whose 201 body is `text` as a byte stream giving at most `most` bytes a pull;
+ * the job's answer and the size of each buffer the client offered.
+ */
+async function readInParts(text: string, headers: Record<string, string>, most: number) {
+  const offered: number[] = [];
+  const bytes = enc.encode(text);
+  let at = 0;
+  const body = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view!;
+      offered.push(view.byteLength);
+      if (at >= bytes.length) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      const k = Math.min(view.byteLength, bytes.length - at, most);
+      new Uint8Array(view.buffer, view.byteOffset, k).set(bytes.subarray(at, at + k));
+      at += k;
+      request.respond(k);
+    },
+  });
+  const t = stub(() => new Response(body, { status: 201, headers }));
+  return { result: await t.client.requestJob(TOKEN), offered };
+}
+
 Deno.test("client: a body read in parts keeps each part whole; a buffer 7/8 filled or more is handed out and the next read is offered what the declared length leaves", async () => {
-  const text = payload(7, 20_000);
+  // n + 1 = 8 × 2501: 7/8 of the first buffer is a whole number of bytes.
+  const text = payload(7, 20_007);
   const n = text.length;
+  const k = (n + 1) / 8 * 7;
   // [declared length, the most bytes one pull gives, the buffer sizes offered]
   const cases: [string | undefined, number, number[]][] = [
     // All in one read, then a 1-byte buffer to see the end: the payload is never copied.
     [String(n), n, [n + 1, 1]],
     // 90 % of the buffer, then the rest (all of a buffer of what is left + 1), then the end.
     [String(n), Math.ceil(n * 0.9), [n + 1, n - Math.ceil(n * 0.9) + 1, 1]],
+    // Exactly 7/8: handed out; one byte less: copied, and the same buffer offered again.
+    [String(n), k, [n + 1, n - k + 1, 1]],
+    [String(n), k - 1, [n + 1, n + 1, n + 1]],
     // 60 %: copied out, and the same buffer offered again, up to the end.
     [String(n), Math.ceil(n * 0.6), [n + 1, n + 1, n + 1]],
     // No declared length: 16 KiB buffers (a new one after a read of 7/8 of one or more).
     [undefined, 15_000, [16 * 1024, 16 * 1024, 16 * 1024]],
+    // Hostile: more bytes than declared (a custom fetch's stream): past the declared length,
+    // whole buffers again.
+    [String(n - 100), n, [n - 99, n - 99, n - 99]],
   ];
   for (const [declared, most, sizes] of cases) {
-    const offered: number[] = [];
-    const bytes = enc.encode(text);
-    let at = 0;
-    const body = new ReadableStream({
-      type: "bytes",
-      pull(controller) {
-        const request = controller.byobRequest!;
-        const view = request.view!;
-        offered.push(view.byteLength);
-        if (at >= bytes.length) {
-          controller.close();
-          request.respond(0);
-          return;
-        }
-        const k = Math.min(view.byteLength, bytes.length - at, most);
-        new Uint8Array(view.buffer, view.byteOffset, k).set(bytes.subarray(at, at + k));
-        at += k;
-        request.respond(k);
-      },
-    });
     const headers: Record<string, string> = declared ? { "content-length": declared } : {};
-    const t = stub(() => new Response(body, { status: 201, headers }));
-    const result = await t.client.requestJob(TOKEN);
+    const { result, offered } = await readInParts(text, headers, most);
     const label = `declared ${declared}, at most ${most} a read`;
     assert.ok(result.type === "job" && result.job.ok, label);
     assert.equal(result.job.payload.id, 7, label);

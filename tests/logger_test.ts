@@ -64,6 +64,19 @@ if (mode === "unused") {
   });
   await new Promise((r) => setTimeout(r, 50));
   console.log(JSON.stringify({ ...job, records: seen() }));
+} else if (mode === "sync") {
+  // Configured before build(): build() loads LogTape, and each record goes at once.
+  await useLogTape();
+  const mock = new GitLabMock();
+  const dir = await Deno.makeTempDir();
+  await new RunnerBuilder(mock.url, mock.runnerToken, dir).fetch(mock.fetch).build();
+  await Deno.remove(dir, { recursive: true });
+  const logger = getLogger(["gitlab-runner", "test"]).with({ jobId: 3 });
+  logger.debug("d {n}", { n: 1 });
+  logger.info("i");
+  logger.warn("w {n}", { n: 2 });
+  logger.error("e");
+  console.log(JSON.stringify({ records: seen() }));
 } else if (mode === "waiting") {
   await useLogTape();
   const logger = getLogger(["gitlab-runner", "test"]).with({ jobId: 7 });
@@ -117,6 +130,22 @@ Deno.test("LogTape configured before the runner is built gets the runner's diagn
   assert.equal(result.state, "failed");
   assert.deepEqual(result.records, [
     { category: "gitlab-runner.job", level: "error", message: factoryFailed, jobId: result.id },
+  ]);
+});
+
+Deno.test("LogTape configured before build(): build() loads it, and each record reaches it at once, at its level", async () => {
+  const result = await child("sync");
+  const at = (level: string, message: string) => ({
+    category: "gitlab-runner.test",
+    level,
+    message,
+    jobId: 3,
+  });
+  assert.deepEqual(result.records, [
+    at("debug", "d 1"),
+    at("info", "i"),
+    at("warning", "w 2"),
+    at("error", "e"),
   ]);
 });
 
