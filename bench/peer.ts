@@ -29,7 +29,7 @@
  */
 import { existsSync } from "node:fs";
 import type { Phase } from "../mod.ts";
-import { crc32 } from "../src/log/crc32.ts";
+import { bareJob } from "./_bare.ts";
 import {
   benchFile,
   cpuMs,
@@ -495,57 +495,19 @@ async function bare(url: string, token: string, concurrency: number, n: number):
   const startCpuMs = cpuMs();
   const startParts = rssParts();
   const buildRoot = await tempBuildDir();
-  const api = `${url}/api/v4`;
-  const json = { "content-type": "application/json" };
-  const log = new TextEncoder().encode("one\ntwo\nthree\n");
-  const checksum = `crc32:${crc32(log).toString(16).padStart(8, "0")}`;
-  const info = { name: "bare", version: "0.1.0", executor: "custom", features: { refspecs: true } };
   // `peer-mock` asserts a system id of 14 characters, as the library makes them (`s_` + 12 hex).
-  const systemId = "s_0123456789ab";
+  const job = bareJob({
+    api: `${url}/api/v4`,
+    token,
+    systemId: "s_0123456789ab",
+    features: { refspecs: true },
+    buildRoot,
+  });
   let ended = 0;
   let failed = 0;
   const worker = async () => {
-    while (true) {
-      const res = await fetch(`${api}/jobs/request`, {
-        method: "POST",
-        headers: { ...json, "runner-token": token },
-        body: JSON.stringify({ token, system_id: systemId, info }),
-      });
-      if (res.status !== 201) {
-        await res.body?.cancel();
-        return;
-      }
-      const payload = await res.json();
-      const jobToken = payload.token as string;
-      const dir = `${buildRoot}/${payload.id}`;
-      await Deno.mkdir(dir, { recursive: true });
-      await Deno.remove(dir, { recursive: true });
-      await Deno.remove(`${dir}.tmp`, { recursive: true }).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      });
-      const patch = await fetch(`${api}/jobs/${payload.id}/trace?debug_trace=false`, {
-        method: "PATCH",
-        headers: {
-          "job-token": jobToken,
-          "content-type": "text/plain",
-          "content-range": `0-${log.length - 1}`,
-        },
-        body: log,
-      });
-      await patch.body?.cancel();
-      const put = await fetch(`${api}/jobs/${payload.id}`, {
-        method: "PUT",
-        headers: { ...json, "job-token": jobToken },
-        body: JSON.stringify({
-          token: jobToken,
-          state: "success",
-          info,
-          checksum,
-          output: { checksum, bytesize: log.length },
-        }),
-      });
-      await put.body?.cancel();
-      if (!patch.ok || !put.ok) failed++;
+    for (let ok = await job(); ok !== undefined; ok = await job()) {
+      if (!ok) failed++;
       ended++;
     }
   };

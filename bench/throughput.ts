@@ -17,7 +17,7 @@
  * @module
  */
 import { ALL_FEATURES, LIBRARY_FEATURES, outputln, type Phase, RunnerBuilder } from "../mod.ts";
-import { crc32 } from "../src/log/crc32.ts";
+import { bareJob } from "./_bare.ts";
 import { GitLabMock } from "../src/mock/mod.ts";
 import {
   cpuMs,
@@ -166,56 +166,16 @@ const features = Object.fromEntries(ALL_FEATURES.map((f) => [f, LIBRARY_FEATURES
  * of a runner that keeps C3.1.
  */
 function barePhase(target: Target, jobs: number, buildRoot?: string): Promise<Phase1> {
-  const doFetch = target.fetch ?? fetch;
-  const api = `${target.url}/api/v4`;
-  const json = { "content-type": "application/json" };
-  const log = new TextEncoder().encode("one\ntwo\nthree\n");
-  const checksum = `crc32:${crc32(log).toString(16).padStart(8, "0")}`;
-  const info = { name: "bare", version: "0.1.0", executor: "custom", features };
+  const job = bareJob({
+    api: `${target.url}/api/v4`,
+    token: target.token,
+    systemId: "s_bench",
+    features,
+    buildRoot,
+    fetch: target.fetch,
+  });
   const worker = async () => {
-    while (true) {
-      const res = await doFetch(`${api}/jobs/request`, {
-        method: "POST",
-        headers: { ...json, "runner-token": target.token },
-        body: JSON.stringify({ token: target.token, system_id: "s_bench", info }),
-      });
-      if (res.status !== 201) {
-        await res.body?.cancel();
-        return;
-      }
-      const payload = await res.json();
-      const token = payload.token as string;
-      if (buildRoot !== undefined) {
-        const dir = `${buildRoot}/${payload.id}`;
-        await Deno.mkdir(dir, { recursive: true });
-        await Deno.remove(dir, { recursive: true });
-        await Deno.remove(`${dir}.tmp`, { recursive: true }).catch((error) => {
-          if (!(error instanceof Deno.errors.NotFound)) throw error;
-        });
-      }
-      const patch = await doFetch(`${api}/jobs/${payload.id}/trace?debug_trace=false`, {
-        method: "PATCH",
-        headers: {
-          "job-token": token,
-          "content-type": "text/plain",
-          "content-range": `0-${log.length - 1}`,
-        },
-        body: log,
-      });
-      await patch.body?.cancel();
-      const put = await doFetch(`${api}/jobs/${payload.id}`, {
-        method: "PUT",
-        headers: { ...json, "job-token": token },
-        body: JSON.stringify({
-          token,
-          state: "success",
-          info,
-          checksum,
-          output: { checksum, bytesize: log.length },
-        }),
-      });
-      await put.body?.cancel();
-    }
+    while (await job() !== undefined);
   };
   return measure(target, jobs, async () => {
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
