@@ -105,3 +105,39 @@ export function killAll(pids: readonly number[]): void {
     }
   }
 }
+
+/** The project's deno.json, for child scripts that import the library's bare specifiers. */
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+/**
+ * Runs `source` as a Deno script in a process of its own (written to a temporary directory,
+ * `-A`, the project's deno.json) and returns what it printed; fails with its stderr when it
+ * exits non-zero. `args` gets the temporary directory (removed afterwards), `flags` go before
+ * the script.
+ */
+export async function runDenoChild(
+  source: string,
+  options: { args?: (dir: string) => string[]; flags?: string[] } = {},
+): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "glr-child-" });
+  try {
+    await Deno.writeTextFile(`${dir}/child.ts`, source);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--no-lock",
+        `--config=${CONFIG}`,
+        ...(options.flags ?? []),
+        `${dir}/child.ts`,
+        ...(options.args?.(dir) ?? []),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, decoder.decode(out.stderr));
+    return decoder.decode(out.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

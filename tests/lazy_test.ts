@@ -2,6 +2,7 @@
 // asynchronous context (a job's, with its log and buffers) alive, which a plain dynamic import()
 // does on Deno. Checked in a child process with --expose-gc and a FinalizationRegistry.
 import { assert } from "./_deps.ts";
+import { runDenoChild } from "./_processes.ts";
 import { lazy } from "../src/_lazy.ts";
 
 const CHILD = `
@@ -28,20 +29,8 @@ console.log(collected ? "collected" : "kept");
 `;
 
 async function child(mode: "lazy" | "plain"): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "glr-lazy-" });
-  try {
-    await Deno.writeTextFile(`${dir}/child.ts`, CHILD);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-lock", "--v8-flags=--expose-gc", `${dir}/child.ts`, mode],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout).trim();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    return text;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  return (await runDenoChild(CHILD, { args: () => [mode], flags: ["--v8-flags=--expose-gc"] }))
+    .trim();
 }
 
 Deno.test("lazy() loads outside the caller's context, so a job's context is collected after it", async () => {
@@ -103,25 +92,10 @@ console.log(JSON.stringify({ states: mock.jobs.map((j) => j.state), collected })
 `;
 
 Deno.test("the first jobs load the job code outside their context: both end and are collected", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "glr-lazy-" });
-  try {
-    await Deno.writeTextFile(`${dir}/child.ts`, FIRST_JOBS);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `--config=${new URL("../deno.json", import.meta.url).pathname}`,
-        "--v8-flags=--expose-gc",
-        `${dir}/child.ts`,
-        `${dir}/builds`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    const result = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-    assert.deepEqual(result, { states: ["success", "success"], collected: 2 });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const out = await runDenoChild(FIRST_JOBS, {
+    args: (dir) => [`${dir}/builds`],
+    flags: ["--v8-flags=--expose-gc"],
+  });
+  const result = JSON.parse(out.trim().split("\n").at(-1)!);
+  assert.deepEqual(result, { states: ["success", "success"], collected: 2 });
 });

@@ -2,6 +2,7 @@
 // loaded when it does not (src/log/_logger.ts): an unconfigured LogTape drops every record.
 // Each case runs in a fresh child process, since a process that has loaded LogTape once keeps it.
 import { assert } from "./_deps.ts";
+import { runDenoChild } from "./_processes.ts";
 
 const here = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
 
@@ -95,26 +96,7 @@ if (mode === "unused") {
 `;
 
 async function child(mode: string): Promise<Record<string, unknown>> {
-  const dir = await Deno.makeTempDir({ prefix: "glr-logger-" });
-  try {
-    await Deno.writeTextFile(`${dir}/child.ts`, CHILD);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--no-lock",
-        `--config=${new URL("../deno.json", import.meta.url).pathname}`,
-        `${dir}/child.ts`,
-        mode,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    return JSON.parse(new TextDecoder().decode(out.stdout));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  return JSON.parse(await runDenoChild(CHILD, { args: () => [mode] }));
 }
 
 const factoryFailed = "The job factory failed: no handler here";
