@@ -41,7 +41,7 @@ async function failingJob(beforeRequest = async () => {}) {
   await beforeRequest(runner);
   await runner.drain();
   await Deno.remove(dir, { recursive: true });
-  await mock.close?.();
+  await mock.close();
   return { state: mock.jobs[0].state, id: mock.jobs[0].id };
 }
 const factory = () => { throw new Error("no handler here"); };
